@@ -1,0 +1,349 @@
+// Package traffic holds sentinel's view of a subaccount's messaging: one
+// Message per Twilio message SID in its latest known state, the Counts that a
+// message contributes to its time bucket, and the Coverage that says which
+// stretch of a message log is known to be complete.
+//
+// The package is the contract between the poller (which turns Twilio
+// responses into Messages), the store (which keeps Messages and maintains
+// bucketed Counts as they change) and the policies (which judge windows of
+// Counts). It does no I/O.
+//
+// Message bodies are never kept: at ingest a body is reduced to a Keyword
+// (opt-out, opt-in or none), which is all the rules need.
+package traffic
+
+import (
+	"sort"
+	"strings"
+	"time"
+)
+
+// BucketWidth is the resolution of stored aggregates. Rule windows are
+// aligned to it: a "1h" window evaluated at 10:32 covers the buckets that
+// start at 09:35 through 10:30 (see WindowStart).
+const BucketWidth = 5 * time.Minute
+
+// BucketStart returns the start of the bucket that holds t, in UTC.
+func BucketStart(t time.Time) time.Time {
+	return t.UTC().Truncate(BucketWidth)
+}
+
+// WindowStart returns the start of the first whole bucket at or after
+// now-window. Counting from there never reaches back further than window,
+// which matters when the start is also bounded by a reinstatement: traffic
+// that a person has already reviewed is never counted again.
+func WindowStart(now time.Time, window time.Duration) time.Time {
+	return CeilBucket(now.Add(-window))
+}
+
+// CeilBucket returns t rounded up to a bucket boundary, in UTC.
+func CeilBucket(t time.Time) time.Time {
+	b := BucketStart(t)
+	if b.Before(t) {
+		b = b.Add(BucketWidth)
+	}
+	return b
+}
+
+// Direction is Twilio's message direction.
+type Direction string
+
+// Directions as Twilio names them.
+const (
+	Inbound       Direction = "inbound"
+	OutboundAPI   Direction = "outbound-api"
+	OutboundCall  Direction = "outbound-call"
+	OutboundReply Direction = "outbound-reply"
+)
+
+// Outbound reports whether d is one of Twilio's outbound directions.
+func (d Direction) Outbound() bool { return strings.HasPrefix(string(d), "outbound") }
+
+// Keyword is what an inbound body means for consent.
+type Keyword uint8
+
+// Keywords.
+const (
+	NoKeyword Keyword = iota
+	OptOut
+	OptIn
+)
+
+// DefaultOptOutKeywords are Twilio's default opt-out keywords (REVOKE and
+// OPTOUT since 2025-04-29). Source: Twilio's "Advanced Opt-Out" docs.
+var DefaultOptOutKeywords = []string{"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
+
+// DefaultOptInKeywords are Twilio's default opt-in keywords.
+var DefaultOptInKeywords = []string{"START", "YES", "UNSTOP"}
+
+// Classifier reduces an inbound body to a Keyword. Twilio treats a message as
+// an opt-out only when the whole trimmed body equals a keyword, ignoring case:
+// "Stop please" is not an opt-out.
+type Classifier struct {
+	optOut map[string]bool
+	optIn  map[string]bool
+}
+
+// NewClassifier returns a Classifier for Twilio's default keywords plus
+// extraOptOut (for example custom keywords configured in Advanced Opt-Out).
+func NewClassifier(extraOptOut ...string) *Classifier {
+	c := &Classifier{optOut: map[string]bool{}, optIn: map[string]bool{}}
+	for _, k := range append(append([]string(nil), DefaultOptOutKeywords...), extraOptOut...) {
+		if k = strings.ToUpper(strings.TrimSpace(k)); k != "" {
+			c.optOut[k] = true
+		}
+	}
+	for _, k := range DefaultOptInKeywords {
+		c.optIn[k] = true
+	}
+	return c
+}
+
+// Classify returns the Keyword of an inbound body.
+func (c *Classifier) Classify(body string) Keyword {
+	k := strings.ToUpper(strings.TrimSpace(body))
+	switch {
+	case c.optOut[k]:
+		return OptOut
+	case c.optIn[k]:
+		return OptIn
+	}
+	return NoKeyword
+}
+
+// Message is one Twilio message in its latest known state.
+type Message struct {
+	SID        string
+	AccountSID string
+	Direction  Direction
+	Status     string
+	// ErrorCode is Twilio's error_code; 0 when null.
+	ErrorCode int
+	// Time is date_sent, or date_created when Twilio has not set date_sent
+	// (messages that failed before hand-off or are still queued). It decides
+	// the message's bucket, and it does not change once set by Twilio.
+	Time time.Time
+	// PriceMicros is the billed price in millionths of price_unit, as a
+	// positive number (Twilio reports it negative); 0 until billed.
+	PriceMicros int64
+	// MessagingService reports whether messaging_service_sid was set.
+	MessagingService bool
+	// Keyword is the consent meaning of an inbound body.
+	Keyword Keyword
+}
+
+// Message statuses that are still in flight: they may yet be filtered, so
+// they are not counted as finished.
+var inFlight = map[string]bool{"queued": true, "sending": true, "accepted": true, "scheduled": true, "receiving": true}
+
+// Finished reports whether an outbound message has reached a state a rate
+// may be judged on. "sent" counts as finished: many carriers never return a
+// delivery receipt. "canceled" is not: it never left Twilio.
+func (m Message) Finished() bool {
+	return m.Direction.Outbound() && !inFlight[m.Status] && m.Status != "canceled"
+}
+
+// Failed reports whether an outbound message ended failed or undelivered.
+func (m Message) Failed() bool {
+	return m.Direction.Outbound() && (m.Status == "failed" || m.Status == "undelivered")
+}
+
+// Counts are the aggregates of the messages in one bucket. Every field is
+// derived from the messages alone, so adding a message's Contribution and
+// later subtracting it leaves Counts as they were.
+type Counts struct {
+	// Outbound counts outbound messages, in flight or finished, except
+	// canceled ones.
+	Outbound int64
+	// Finished counts outbound messages in a final state (see Finished).
+	Finished int64
+	// Failed counts finished outbound messages that failed or were undelivered.
+	Failed int64
+	// NoService counts outbound messages sent without a Messaging Service.
+	NoService int64
+	// Inbound counts inbound messages; OptOuts and OptIns those among them
+	// that were consent keywords.
+	Inbound int64
+	OptOuts int64
+	OptIns  int64
+	// Errors counts finished outbound messages by error code.
+	Errors map[int]int64
+}
+
+// Contribution returns what m adds to its bucket's Counts.
+func Contribution(m Message) Counts {
+	var c Counts
+	switch {
+	case m.Direction.Outbound():
+		if m.Status == "canceled" {
+			return c
+		}
+		c.Outbound = 1
+		if !m.MessagingService {
+			c.NoService = 1
+		}
+		if m.Finished() {
+			c.Finished = 1
+			if m.Failed() {
+				c.Failed = 1
+			}
+			if m.ErrorCode != 0 {
+				c.Errors = map[int]int64{m.ErrorCode: 1}
+			}
+		}
+	case m.Direction == Inbound:
+		c.Inbound = 1
+		switch m.Keyword {
+		case OptOut:
+			c.OptOuts = 1
+		case OptIn:
+			c.OptIns = 1
+		}
+	}
+	return c
+}
+
+// Add adds o to c.
+func (c *Counts) Add(o Counts) { c.add(o, 1) }
+
+// Sub subtracts o from c, dropping error codes whose count reaches zero.
+func (c *Counts) Sub(o Counts) { c.add(o, -1) }
+
+func (c *Counts) add(o Counts, sign int64) {
+	c.Outbound += sign * o.Outbound
+	c.Finished += sign * o.Finished
+	c.Failed += sign * o.Failed
+	c.NoService += sign * o.NoService
+	c.Inbound += sign * o.Inbound
+	c.OptOuts += sign * o.OptOuts
+	c.OptIns += sign * o.OptIns
+	for code, n := range o.Errors {
+		if c.Errors == nil {
+			c.Errors = map[int]int64{}
+		}
+		c.Errors[code] += sign * n
+		if c.Errors[code] == 0 {
+			delete(c.Errors, code)
+		}
+	}
+}
+
+// Zero reports whether c counts nothing.
+func (c Counts) Zero() bool {
+	return c.Outbound == 0 && c.Inbound == 0 && len(c.Errors) == 0
+}
+
+// ErrorCount returns how many finished outbound messages carry any of codes.
+func (c Counts) ErrorCount(codes ...int) int64 {
+	var n int64
+	for _, code := range codes {
+		n += c.Errors[code]
+	}
+	return n
+}
+
+// Bucket is the Counts of the messages whose Time falls in
+// [Start, Start+Width), plus up to MaxSamples example SIDs per signal.
+type Bucket struct {
+	Start time.Time
+	// Width is a multiple of BucketWidth; zero means BucketWidth, the
+	// resolution at which aggregates are kept. A read may return a wider
+	// bucket, the sum of the BucketWidth buckets in it (see Span).
+	Width time.Duration
+	Counts
+	// Samples holds example message SIDs behind the counts, keyed by
+	// SampleKey: error code for finished outbound errors, SampleOptOut for
+	// opt-outs, SampleNoService for outbound without a Messaging Service.
+	Samples map[int][]string
+}
+
+// MaxSamples bounds the example SIDs kept per bucket and signal.
+const MaxSamples = 3
+
+// Sample keys that are not error codes.
+const (
+	SampleOptOut    = -1
+	SampleNoService = -2
+	SampleFailed    = -3
+)
+
+// SampleKeys returns the sample keys that m is an example of.
+func SampleKeys(m Message) []int {
+	var keys []int
+	c := Contribution(m)
+	for code := range c.Errors {
+		keys = append(keys, code)
+	}
+	if c.OptOuts > 0 {
+		keys = append(keys, SampleOptOut)
+	}
+	if c.NoService > 0 {
+		keys = append(keys, SampleNoService)
+	}
+	if c.Failed > 0 {
+		keys = append(keys, SampleFailed)
+	}
+	return keys
+}
+
+// Sum adds up the buckets that lie in the window of bucket starts
+// [from, to) (see Bucket.Within).
+func Sum(buckets []Bucket, from, to time.Time) Counts {
+	var c Counts
+	for _, b := range buckets {
+		if b.Within(from, to) {
+			c.Add(b.Counts)
+		}
+	}
+	return c
+}
+
+// Examples returns up to n sample SIDs for any of keys from buckets that lie
+// in the window of bucket starts [from, to) (see Bucket.Within), newest
+// bucket first, sorted within a bucket for stable output.
+func Examples(buckets []Bucket, from, to time.Time, n int, keys ...int) []string {
+	var out []string
+	for i := len(buckets) - 1; i >= 0 && len(out) < n; i-- {
+		b := &buckets[i]
+		if !b.Within(from, to) {
+			continue
+		}
+		var sids []string
+		for _, k := range keys {
+			sids = append(sids, b.Samples[k]...)
+		}
+		sort.Strings(sids)
+		for _, s := range sids {
+			if len(out) == n {
+				break
+			}
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Coverage is the stretch of time over which a message log is known to be
+// completely ingested: every message whose Time is in [From, Until] is
+// stored. The zero Coverage covers nothing.
+type Coverage struct {
+	From, Until time.Time
+}
+
+// Covers reports whether [from, to] lies inside c.
+func (c Coverage) Covers(from, to time.Time) bool {
+	return !c.Until.IsZero() && !from.Before(c.From) && !to.After(c.Until)
+}
+
+// Usage is one UTC day of a subaccount's usage as Twilio reports it.
+type Usage struct {
+	// Day is the UTC day, "2006-01-02".
+	Day string
+	// TotalPrice is the day's spend in USD across all categories
+	// (category totalprice).
+	TotalPrice float64
+	// SMS and MMS are message counts from the sms and mms categories.
+	SMS, MMS int64
+	// AsOf is when Twilio last updated the record; usage lags by minutes.
+	AsOf time.Time
+}
