@@ -1,0 +1,424 @@
+package twilioapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	openapi "github.com/twilio/twilio-go/rest/api/v2010"
+
+	"sentinel/internal/traffic"
+)
+
+func TestMessagesQuery(t *testing.T) {
+	next := messagesPath(subSID) + "?DateSent%3E=2024-05-02T00%3A00%3A00Z&PageSize=1000&Page=1&PageToken=PASM2"
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		if n == 0 {
+			writeJSON(w, 200, messagesPage(next, messageJSON("SM1")))
+			return
+		}
+		writeJSON(w, 200, messagesPage("", messageJSON("SM2")))
+	})
+	tc := newTestClient(t, srv.URL, nil)
+	// 22:30 on May 1st in Chicago is already May 2nd in UTC.
+	chicago := time.FixedZone("CDT", -5*3600)
+	since := time.Date(2024, 5, 1, 22, 30, 0, 0, chicago)
+
+	var pages [][]string
+	if err := tc.Messages(context.Background(), subSID, since, collect(&pages)); err != nil {
+		t.Fatalf("Messages: %v", err)
+	}
+	if diff := cmp.Diff([][]string{{"SM1"}, {"SM2"}}, pages); diff != "" {
+		t.Errorf("pages (-want +got):\n%s", diff)
+	}
+	reqs := srv.requests()
+	if len(reqs) != 2 {
+		t.Fatalf("requests: got %d, want 2", len(reqs))
+	}
+	first := reqs[0]
+	if first.Method != http.MethodGet || first.Path != messagesPath(subSID) {
+		t.Errorf("first request: got %s %s", first.Method, first.Path)
+	}
+	// twilio-go sends DateSentAfter as the key "DateSent>" with an RFC 3339
+	// value; the day must be the UTC day of since, at midnight UTC.
+	if got, want := first.Query.Get("DateSent>"), "2024-05-02T00:00:00Z"; got != want {
+		t.Errorf("DateSent>: got %q, want %q (raw query %q)", got, want, first.RawQuery)
+	}
+	if got, want := first.RawQuery, "DateSent%3E=2024-05-02T00%3A00%3A00Z&PageSize=1000"; got != want {
+		t.Errorf("raw query: got %q, want %q", got, want)
+	}
+	if got := first.Query.Get("PageSize"); got != "1000" {
+		t.Errorf("PageSize: got %q, want 1000", got)
+	}
+	if len(first.Query) != 2 {
+		t.Errorf("query: got %v, want only DateSent> and PageSize", first.Query)
+	}
+	// The follow-up is next_page_uri exactly as Twilio wrote it.
+	if got := reqs[1].Path + "?" + reqs[1].RawQuery; got != next {
+		t.Errorf("follow-up: got %q, want %q", got, next)
+	}
+	if !reqs[1].AuthOK || reqs[1].User != parentSID {
+		t.Errorf("follow-up basic auth: got user %q", reqs[1].User)
+	}
+}
+
+func TestMessagesWithoutSinceHasNoDateFilter(t *testing.T) {
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		writeJSON(w, 200, messagesPage(""))
+	})
+	tc := newTestClient(t, srv.URL, nil)
+	if err := tc.Messages(context.Background(), subSID, time.Time{}, collect(new([][]string))); err != nil {
+		t.Fatalf("Messages: %v", err)
+	}
+	if q := srv.requests()[0].Query; q.Has("DateSent>") {
+		t.Errorf("query %v has a DateSent> filter, want none", q)
+	}
+}
+
+func TestMessagesPaging(t *testing.T) {
+	uri := func(token string) string { return messagesPath(subSID) + "?PageSize=1000&PageToken=" + token }
+	tests := []struct {
+		name     string
+		maxPages int
+		// nextOf gives the next_page_uri of page n (from 0).
+		nextOf   func(n int) string
+		fn       func(pages int) (bool, error)
+		wantErr  error
+		wantReqs int
+	}{
+		{
+			name:     "same next_page_uri again",
+			nextOf:   func(int) string { return uri("PA1") },
+			wantErr:  ErrPageLoop,
+			wantReqs: 2,
+		},
+		{
+			name: "cycle through two pages",
+			nextOf: func(n int) string {
+				if n%2 == 0 {
+					return uri("PA1")
+				}
+				return uri("PA2")
+			},
+			wantErr:  ErrPageLoop,
+			wantReqs: 3,
+		},
+		{
+			name:     "more than MaxPages",
+			maxPages: 3,
+			nextOf:   func(n int) string { return uri(fmt.Sprint("PA", n+1)) },
+			wantErr:  ErrTooManyPages,
+			wantReqs: 3,
+		},
+		{
+			name:     "exactly MaxPages",
+			maxPages: 3,
+			nextOf: func(n int) string {
+				if n == 2 {
+					return ""
+				}
+				return uri(fmt.Sprint("PA", n+1))
+			},
+			wantReqs: 3,
+		},
+		{
+			name:     "fn stops",
+			nextOf:   func(n int) string { return uri(fmt.Sprint("PA", n+1)) },
+			fn:       func(pages int) (bool, error) { return pages < 2, nil },
+			wantReqs: 2,
+		},
+		{
+			name:     "fn fails",
+			nextOf:   func(n int) string { return uri(fmt.Sprint("PA", n+1)) },
+			fn:       func(int) (bool, error) { return false, errStop },
+			wantErr:  errStop,
+			wantReqs: 1,
+		},
+		{
+			name:     "next_page_uri is a URL",
+			nextOf:   func(int) string { return "https://evil.example/steal" },
+			wantErr:  ErrMalformed,
+			wantReqs: 1,
+		},
+		{
+			name:     "next_page_uri is scheme-relative",
+			nextOf:   func(int) string { return "//evil.example/steal" },
+			wantErr:  ErrMalformed,
+			wantReqs: 1,
+		},
+		{
+			name:     "next_page_uri does not parse",
+			nextOf:   func(int) string { return "/2010-04-01/Accounts%zz.json?PageToken=PA1" },
+			wantErr:  ErrMalformed,
+			wantReqs: 1,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
+				writeJSON(w, 200, messagesPage(tt.nextOf(n), messageJSON(fmt.Sprint("SM", n))))
+			})
+			tc := newTestClient(t, srv.URL, func(c *Config) { c.MaxPages = tt.maxPages })
+			pages := 0
+			err := tc.Messages(context.Background(), subSID, time.Now(), func([]traffic.Message) (bool, error) {
+				pages++
+				if tt.fn != nil {
+					return tt.fn(pages)
+				}
+				return true, nil
+			})
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
+				t.Fatalf("Messages: got %v, want %v", err, tt.wantErr)
+			}
+			if got := len(srv.requests()); got != tt.wantReqs {
+				t.Errorf("requests: got %d, want %d", got, tt.wantReqs)
+			}
+		})
+	}
+}
+
+var errStop = errors.New("stop here")
+
+func TestMessagesMalformedResponses(t *testing.T) {
+	tests := []struct {
+		name string
+		body string
+		want []string // substrings the error must name
+	}{
+		{"truncated JSON", `{"messages": [{"sid": "SM1", "status": "deliv`, []string{"malformed", "unexpected EOF"}},
+		{"not JSON", `<html>ok</html>`, []string{"malformed", "invalid character"}},
+		{"sid is a number", `{"messages": [{"sid": 5}]}`, []string{"malformed", "sid"}},
+		{"error_code is a string", messagesPage("", `{"sid": "SM1", "error_code": "30007"}`), []string{"malformed", "error_code"}},
+		{"bad date_sent", messagesPage("", `{"sid": "SM1", "date_sent": "2024-05-01T10:00:00Z"}`), []string{"malformed", "SM1", "date_sent", "2024-05-01T10:00:00Z"}},
+		{"no dates", messagesPage("", `{"sid": "SM1", "date_sent": null, "date_created": null}`), []string{"malformed", "SM1", "date_sent"}},
+		{"no sid", messagesPage("", messageJSON("SM1"), `{"sid": null, "date_sent": "Fri, 24 May 2019 17:44:50 +0000"}`), []string{"malformed", "without sid"}},
+		{"bad price", messagesPage("", `{"sid": "SM1", "date_sent": "Fri, 24 May 2019 17:44:50 +0000", "price": "-0,0075"}`), []string{"malformed", "SM1", "price"}},
+		{"next_page_uri is a number", `{"next_page_uri": 7, "messages": []}`, []string{"malformed", "next_page_uri"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
+				writeJSON(w, 200, tt.body)
+			})
+			tc := newTestClient(t, srv.URL, nil)
+			called := false
+			err := tc.Messages(context.Background(), subSID, time.Now(), func([]traffic.Message) (bool, error) {
+				called = true
+				return true, nil
+			})
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("Messages: got %v, want ErrMalformed", err)
+			}
+			for _, s := range tt.want {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not mention %q", err, s)
+				}
+			}
+			if called {
+				t.Error("fn saw a page that failed to convert")
+			}
+			if got := len(srv.requests()); got != 1 {
+				t.Errorf("requests: got %d, want 1 (malformed answers are not retried)", got)
+			}
+		})
+	}
+}
+
+func TestConvertMessage(t *testing.T) {
+	sent := time.Date(2019, 5, 24, 17, 44, 50, 0, time.UTC)
+	created := time.Date(2019, 5, 24, 17, 44, 46, 0, time.UTC)
+	const dates = `"date_created": "Fri, 24 May 2019 17:44:46 +0000", "date_sent": "Fri, 24 May 2019 17:44:50 +0000"`
+	inbound := func(body string) string {
+		return fmt.Sprintf(`{"sid": "SM1", "account_sid": %q, "direction": "inbound", "status": "received", "body": %q, %s}`, subSID, body, dates)
+	}
+	tests := []struct {
+		name string
+		json string
+		want traffic.Message
+	}{
+		{
+			name: "outbound delivered",
+			json: messageJSON("SM1"),
+			want: traffic.Message{SID: "SM1", AccountSID: subSID, Direction: traffic.OutboundAPI, Status: "delivered",
+				Time: sent, PriceMicros: 7900, MessagingService: true},
+		},
+		{
+			name: "filtered with error code",
+			json: `{"sid": "SM2", "direction": "outbound-api", "status": "undelivered", "error_code": 30007, "price": "-0.00750", ` + dates + `}`,
+			want: traffic.Message{SID: "SM2", Direction: traffic.OutboundAPI, Status: "undelivered", ErrorCode: 30007,
+				Time: sent, PriceMicros: 7500},
+		},
+		{
+			name: "nulls",
+			json: `{"sid": "SM3", "account_sid": null, "direction": "outbound-api", "status": "queued", "error_code": null,
+				"price": null, "messaging_service_sid": null, "body": null, "date_sent": null, "date_created": "Fri, 24 May 2019 17:44:46 +0000"}`,
+			want: traffic.Message{SID: "SM3", Direction: traffic.OutboundAPI, Status: "queued", Time: created},
+		},
+		{
+			name: "empty date_sent and service",
+			json: `{"sid": "SM4", "direction": "outbound-api", "status": "failed", "messaging_service_sid": "", "date_sent": "", "date_created": "Fri, 24 May 2019 17:44:46 +0000"}`,
+			want: traffic.Message{SID: "SM4", Direction: traffic.OutboundAPI, Status: "failed", Time: created},
+		},
+		{
+			name: "date in another zone becomes UTC",
+			json: `{"sid": "SM5", "date_sent": "Fri, 24 May 2019 19:44:50 +0200"}`,
+			want: traffic.Message{SID: "SM5", Time: sent},
+		},
+		{
+			name: "GMT zone",
+			json: `{"sid": "SM6", "date_sent": "Fri, 24 May 2019 17:44:50 GMT"}`,
+			want: traffic.Message{SID: "SM6", Time: sent},
+		},
+		{
+			name: "positive price stays positive",
+			json: `{"sid": "SM7", "price": "0.0400", ` + dates + `}`,
+			want: traffic.Message{SID: "SM7", Time: sent, PriceMicros: 40000},
+		},
+		{"stop", inbound("stop"), traffic.Message{SID: "SM1", AccountSID: subSID, Direction: traffic.Inbound, Status: "received", Time: sent, Keyword: traffic.OptOut}},
+		{"padded Stop", inbound(" Stop "), traffic.Message{SID: "SM1", AccountSID: subSID, Direction: traffic.Inbound, Status: "received", Time: sent, Keyword: traffic.OptOut}},
+		{"Stop please", inbound("Stop please"), traffic.Message{SID: "SM1", AccountSID: subSID, Direction: traffic.Inbound, Status: "received", Time: sent}},
+		{"optout", inbound("OPTOUT"), traffic.Message{SID: "SM1", AccountSID: subSID, Direction: traffic.Inbound, Status: "received", Time: sent, Keyword: traffic.OptOut}},
+		{"start", inbound("start"), traffic.Message{SID: "SM1", AccountSID: subSID, Direction: traffic.Inbound, Status: "received", Time: sent, Keyword: traffic.OptIn}},
+		{
+			name: "outbound STOP is not an opt-out",
+			json: `{"sid": "SM8", "direction": "outbound-reply", "status": "sent", "body": "STOP", ` + dates + `}`,
+			want: traffic.Message{SID: "SM8", Direction: traffic.OutboundReply, Status: "sent", Time: sent},
+		},
+	}
+	cl := traffic.NewClassifier()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var raw openapi.ApiV2010Message
+			if err := json.Unmarshal([]byte(tt.json), &raw); err != nil {
+				t.Fatalf("unmarshal: %v", err)
+			}
+			got, err := convertMessage(&raw, cl)
+			if err != nil {
+				t.Fatalf("convertMessage: %v", err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("convertMessage (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestConvertMessageCustomKeyword(t *testing.T) {
+	raw := openapi.ApiV2010Message{Sid: ptr("SM1"), Direction: ptr("inbound"), DateSent: ptr("Fri, 24 May 2019 17:44:50 +0000"), Body: ptr("halt")}
+	got, err := convertMessage(&raw, traffic.NewClassifier("HALT"))
+	if err != nil || got.Keyword != traffic.OptOut {
+		t.Errorf("convertMessage with custom keyword: got %v, %v; want OptOut", got.Keyword, err)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestParsePriceMicros(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+		err  bool
+	}{
+		{"", 0, false},
+		{"-0.00750", 7500, false},
+		{"-0.0075", 7500, false},
+		{"0.0075", 7500, false},
+		{"+0.0075", 7500, false},
+		{"-1", 1000000, false},
+		{"-12.5", 12500000, false},
+		{"-0.000001", 1, false},
+		{"-0.0000004", 0, false},
+		{"-0.0000005", 1, false},
+		{"-0.12345678", 123457, false},
+		{"-.5", 500000, false},
+		{"5.", 5000000, false},
+		{"999999999999.999999", 999999999999999999, false},
+		{"1000000000000", 0, true},
+		{"-", 0, true},
+		{".", 0, true},
+		{"--1", 0, true},
+		{"1e-3", 0, true},
+		{"0x10", 0, true},
+		{"-0,0075", 0, true},
+		{" 1", 0, true},
+		{"1.2.3", 0, true},
+		{"NaN", 0, true},
+	}
+	for _, tt := range tests {
+		got, err := parsePriceMicros(tt.in)
+		if (err != nil) != tt.err || got != tt.want {
+			t.Errorf("parsePriceMicros(%q): got %d, %v; want %d, error %v", tt.in, got, err, tt.want, tt.err)
+		}
+	}
+}
+
+// FuzzParsePriceMicros checks the parser against big.Rat arithmetic.
+func FuzzParsePriceMicros(f *testing.F) {
+	for _, s := range []string{"-0.00750", "0", "-12.345678", "-0.0000005", "1.", ".5", "abc", "-"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := parsePriceMicros(s)
+		if err != nil {
+			return
+		}
+		if got < 0 {
+			t.Fatalf("parsePriceMicros(%q) = %d, want >= 0", s, got)
+		}
+		if s == "" {
+			return
+		}
+		r, ok := new(big.Rat).SetString(strings.TrimLeft(s, "+-"))
+		if !ok {
+			t.Fatalf("parsePriceMicros(%q) = %d, but it is not a number", s, got)
+		}
+		// Round half up to millionths.
+		r.Mul(r, big.NewRat(1000000, 1))
+		r.Add(r, big.NewRat(1, 2))
+		want := new(big.Int).Quo(r.Num(), r.Denom())
+		if !want.IsInt64() || want.Int64() != got {
+			t.Fatalf("parsePriceMicros(%q) = %d, want %s", s, got, want)
+		}
+	})
+}
+
+// FuzzConvertMessage feeds arbitrary JSON through the page decoding and
+// conversion path. Whatever comes in, conversion either fails with
+// ErrMalformed or yields a message with a SID, a UTC time and a
+// non-negative price.
+func FuzzConvertMessage(f *testing.F) {
+	f.Add(messagesPage("", messageJSON("SM1")))
+	f.Add(messagesPage("/next", `{"sid": "SM2", "direction": "inbound", "body": " Stop ", "date_sent": null, "date_created": "Fri, 24 May 2019 17:44:46 +0000"}`))
+	f.Add(`{"messages": [{"sid": "SM3", "price": "-0.0000005", "error_code": 30007, "date_sent": "Mon, 02 Jan 2006 15:04:05 -0700"}]}`)
+	f.Add(`{"messages": [{"sid": "", "date_sent": "x"}]}`)
+	f.Add(`{"messages": [{"sid": 1}]}`)
+	cl := traffic.NewClassifier()
+	f.Fuzz(func(t *testing.T, body string) {
+		var page openapi.ListMessageResponse
+		if err := json.Unmarshal([]byte(body), &page); err != nil {
+			return
+		}
+		for i := range page.Messages {
+			m, err := convertMessage(&page.Messages[i], cl)
+			if err != nil {
+				if !errors.Is(err, ErrMalformed) {
+					t.Fatalf("convertMessage: error %v does not wrap ErrMalformed", err)
+				}
+				continue
+			}
+			if m.SID == "" || m.Time.IsZero() || m.Time.Location() != time.UTC || m.PriceMicros < 0 {
+				t.Fatalf("convertMessage: got %+v", m)
+			}
+			if m.Direction != traffic.Inbound && m.Keyword != traffic.NoKeyword {
+				t.Fatalf("convertMessage: keyword %v on a %q message", m.Keyword, m.Direction)
+			}
+		}
+	})
+}
