@@ -1,0 +1,432 @@
+package slack
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// OutboxItem is one queued alert. It mirrors store.OutboxItem field for
+// field, so a store item converts with slack.OutboxItem(item).
+type OutboxItem struct {
+	ID        uint64
+	Created   time.Time
+	NotBefore time.Time // next attempt
+	Attempts  int
+	Payload   []byte // written by Encode
+	LastError string
+}
+
+// Outbox is the persistent queue the Dispatcher drains: the store's outbox
+// API. It has five methods because it is one thing, a queue, and splitting
+// it would only make every caller pass the store twice.
+//
+// *store.Store satisfies every method but Due, whose items are of the
+// store's type; until the store can be imported here, wrap it:
+//
+//	type slackOutbox struct{ *store.Store }
+//
+//	func (o slackOutbox) Due(at time.Time, limit int) ([]slack.OutboxItem, error) {
+//		items, err := o.Store.Due(at, limit)
+//		out := make([]slack.OutboxItem, len(items))
+//		for i, it := range items {
+//			out[i] = slack.OutboxItem(it)
+//		}
+//		return out, err
+//	}
+//
+// Due should return the lowest IDs first when more than limit are due: the
+// Dispatcher delivers in ID order, which is creation order.
+type Outbox interface {
+	Enqueue(payload []byte, at time.Time) (uint64, error)
+	Due(at time.Time, limit int) ([]OutboxItem, error)
+	Delivered(id uint64) error
+	Retry(id uint64, notBefore time.Time, errText string) error
+	OutboxLen() (int, error)
+}
+
+// Poster delivers one rendered message; *Client is the real one. thread is
+// the ts to reply to ("" for a new message); the returned ts is the new
+// message's ("" if the transport has none, like a webhook).
+type Poster interface {
+	Post(ctx context.Context, m Message, thread string) (ts string, err error)
+}
+
+// Threads remembers the Slack thread of each incident: the ts of the first
+// message delivered for it. The actions package (over store.Incident and
+// PutIncident, keeping the ts in Incident.Thread) implements it. Opened tells
+// an incident apart from an earlier one of the same subaccount and rule:
+// Thread returns "" and SetThread does nothing when the stored incident has
+// another Opened time (it was superseded while the message sat in the
+// outbox) or none.
+type Threads interface {
+	Thread(subaccount, rule string, opened time.Time) (string, error)
+	SetThread(subaccount, rule string, opened time.Time, ts string) error
+}
+
+// Options tune a Dispatcher. Zero values take the defaults.
+type Options struct {
+	Now  func() time.Time // default time.Now
+	Poll time.Duration    // how often the outbox is checked without a Notify; default 30s
+	// Batch is the most items taken from the outbox per pass; default 50.
+	// A full batch triggers another pass at once.
+	Batch int
+	// MinBackoff and MaxBackoff bound the wait after Slack is unavailable
+	// (transport error, 5xx, 429 without Retry-After): MinBackoff doubled
+	// per attempt of the failing item, capped, with jitter over the upper
+	// half. Defaults 2s and 5m.
+	MinBackoff, MaxBackoff time.Duration
+	// MaxRetryAfter caps a Retry-After from Slack; default 1h.
+	MaxRetryAfter time.Duration
+	// LongBackoff is the wait after Slack refuses sentinel (invalid_auth,
+	// channel_not_found, a revoked webhook) or one message; default 30m.
+	LongBackoff time.Duration
+	// MaxAttempts is how many attempts a message Slack keeps rejecting gets
+	// before it is dead-lettered; default 10. Messages that fail because
+	// Slack is unavailable or refuses sentinel are never dead-lettered.
+	MaxAttempts int
+	// PostTimeout bounds one post; default 30s.
+	PostTimeout time.Duration
+	// Registerer receives the metrics; nil means none are registered.
+	Registerer prometheus.Registerer
+}
+
+// Dispatcher delivers the outbox to Slack. Notify queues an event and wakes
+// it; Run drains the outbox until its context ends; Flush makes one pass.
+//
+// Delivery is at least once and in order. While Slack is unavailable (or
+// refuses sentinel), the first undelivered item is retried with backoff and
+// nothing after it is attempted, so alerts arrive in the order they were
+// raised once Slack is back, and an incident's first message is delivered
+// (and its thread recorded) before its follow-ups. A message Slack rejects
+// on its own is retried as plain text at once, then with LongBackoff, and
+// after MaxAttempts it is dead-lettered: logged at error level with its full
+// text and counted, then removed. An outbox item that cannot be decoded is
+// dead-lettered the same way at once, so it cannot stick the queue.
+type Dispatcher struct {
+	outbox  Outbox
+	poster  Poster
+	threads Threads // may be nil: no threading
+	log     *slog.Logger
+	opt     Options
+	wake    chan struct{}
+
+	messages *prometheus.CounterVec
+	depth    prometheus.Gauge
+	retries  prometheus.Counter
+
+	mu        sync.Mutex // one pass at a time; guards the fields below
+	holdUntil time.Time  // no attempts before: Slack is unavailable or refuses sentinel
+	failures  int        // consecutive passes that ended in an unavailable or config failure
+	lastWarn  time.Time  // rate limit for repeated failure logs
+}
+
+// NewDispatcher returns a Dispatcher that drains outbox through poster.
+// threads may be nil (a webhook cannot thread). logger must not be nil.
+func NewDispatcher(outbox Outbox, poster Poster, threads Threads, logger *slog.Logger, opt Options) (*Dispatcher, error) {
+	if outbox == nil || poster == nil || logger == nil {
+		return nil, errors.New("new slack dispatcher: outbox, poster and logger are required")
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	opt.Poll = cmp.Or(opt.Poll, 30*time.Second)
+	opt.Batch = cmp.Or(opt.Batch, 50)
+	opt.MinBackoff = cmp.Or(opt.MinBackoff, 2*time.Second)
+	opt.MaxBackoff = cmp.Or(opt.MaxBackoff, 5*time.Minute)
+	opt.MaxRetryAfter = cmp.Or(opt.MaxRetryAfter, time.Hour)
+	opt.LongBackoff = cmp.Or(opt.LongBackoff, 30*time.Minute)
+	opt.MaxAttempts = cmp.Or(opt.MaxAttempts, 10)
+	opt.PostTimeout = cmp.Or(opt.PostTimeout, 30*time.Second)
+	if opt.Poll < 0 || opt.Batch < 0 || opt.MinBackoff < 0 || opt.MaxBackoff < opt.MinBackoff ||
+		opt.MaxRetryAfter < 0 || opt.LongBackoff < 0 || opt.MaxAttempts < 0 || opt.PostTimeout < 0 {
+		return nil, errors.New("new slack dispatcher: negative option or MaxBackoff below MinBackoff")
+	}
+
+	d := &Dispatcher{
+		outbox: outbox, poster: poster, threads: threads, log: logger, opt: opt,
+		wake: make(chan struct{}, 1),
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sentinel_slack_messages_total",
+			Help: "Slack delivery attempts by result: sent, failed (kept for retry) or dead (given up, logged at error level).",
+		}, []string{"result"}),
+		depth: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sentinel_slack_outbox_depth",
+			Help: "Alerts waiting in the outbox for delivery to Slack.",
+		}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sentinel_slack_retries_total",
+			Help: "Alerts rescheduled for another delivery attempt.",
+		}),
+	}
+	for _, r := range []string{"sent", "failed", "dead"} {
+		d.messages.WithLabelValues(r)
+	}
+	if opt.Registerer != nil {
+		for _, c := range []prometheus.Collector{d.messages, d.depth, d.retries} {
+			if err := opt.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("new slack dispatcher: register metrics: %w", err)
+			}
+		}
+	}
+	return d, nil
+}
+
+// Notify queues ev in the outbox and wakes the dispatcher. Once Notify has
+// returned nil the alert survives a Slack outage and a restart. At defaults
+// to now.
+func (d *Dispatcher) Notify(_ context.Context, ev Event) error {
+	if ev.At.IsZero() {
+		ev.At = d.opt.Now()
+	}
+	b, err := Encode(ev)
+	if err != nil {
+		return fmt.Errorf("notify %s: %w", ev.Kind, err)
+	}
+	if _, err := d.outbox.Enqueue(b, d.opt.Now()); err != nil {
+		return fmt.Errorf("notify %s: enqueue: %w", ev.Kind, err)
+	}
+	d.depth.Inc() // until the next pass counts the outbox
+	d.kick()
+	return nil
+}
+
+func (d *Dispatcher) kick() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run delivers the outbox until ctx ends: at once, after every Notify, every
+// Poll, and when a backoff ends. Outbox errors are logged and retried at the
+// next pass. It returns nil when ctx ends.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-d.wake:
+		case <-timer.C:
+		}
+		if err := d.pass(ctx); err != nil {
+			d.mu.Lock()
+			d.warn(slog.LevelError, "slack outbox", "err", err)
+			d.mu.Unlock()
+		}
+		timer.Reset(d.nextWait())
+	}
+}
+
+// Flush makes one delivery pass, for shutdown. What it cannot deliver stays
+// in the outbox for the next start.
+func (d *Dispatcher) Flush(ctx context.Context) error {
+	return d.pass(ctx)
+}
+
+func (d *Dispatcher) nextWait() time.Duration {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	wait := d.opt.Poll
+	if rest := d.holdUntil.Sub(d.opt.Now()); rest > 0 && rest < wait {
+		wait = rest
+	}
+	return wait
+}
+
+// pass delivers what is due, in ID order, stopping at the first failure that
+// would hit every message.
+func (d *Dispatcher) pass(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	defer d.updateDepth()
+
+	now := d.opt.Now()
+	if now.Before(d.holdUntil) {
+		return nil
+	}
+	items, err := d.outbox.Due(now, d.opt.Batch)
+	if err != nil {
+		return fmt.Errorf("due: %w", err)
+	}
+	slices.SortFunc(items, func(a, b OutboxItem) int { return cmp.Compare(a.ID, b.ID) })
+	for _, it := range items {
+		if ctx.Err() != nil {
+			return nil
+		}
+		stop, err := d.deliver(ctx, it)
+		if err != nil {
+			return err
+		}
+		if stop {
+			return nil
+		}
+	}
+	if len(items) == d.opt.Batch {
+		d.kick()
+	}
+	return nil
+}
+
+// deliver attempts one item. stop reports that Slack is unavailable or
+// refuses sentinel, so the rest of the pass would fail the same way.
+func (d *Dispatcher) deliver(ctx context.Context, it OutboxItem) (stop bool, err error) {
+	ev, err := DecodeEvent(it.Payload)
+	if err != nil {
+		d.log.Error("slack alert unreadable, dead-lettered",
+			"id", it.ID, "created", it.Created, "bytes", len(it.Payload), "payload", prefix(it.Payload, 512), "err", err)
+		return false, d.bury(it.ID)
+	}
+
+	thread := ""
+	if d.threads != nil && ev.incident() {
+		if thread, err = d.threads.Thread(ev.Subaccount, ev.Rule, ev.Opened); err != nil {
+			return true, fmt.Errorf("thread of %s/%s: %w", ev.Subaccount, ev.Rule, err)
+		}
+	}
+	opener := thread == "" // this message starts the incident's thread
+	msg := Render(ev)
+	ts, err := d.post(ctx, msg, thread)
+	var de *DeliveryError
+	if err != nil && errors.As(err, &de) && de.Class == ClassRejected && ctx.Err() == nil {
+		// Slack took offence at this message (its blocks, most likely): the
+		// plain text, which names the incident, beats no message at all.
+		// It goes to the channel, since a bad thread ts may be the offence.
+		d.log.Warn("slack rejected alert, sending it as plain text",
+			"subaccount", ev.Subaccount, "rule", ev.Rule, "id", it.ID, "err", err)
+		ts, err = d.post(ctx, Message{Text: msg.Text}, "")
+	}
+	if err != nil && ctx.Err() != nil {
+		// Shutting down: not Slack's fault; the item stays due as it was.
+		return true, nil
+	}
+	if err != nil {
+		return d.failed(it, ev, err)
+	}
+
+	if d.threads != nil && ev.incident() && opener && ts != "" {
+		if err := d.threads.SetThread(ev.Subaccount, ev.Rule, ev.Opened, ts); err != nil {
+			// Delivered all the same; follow-ups will start a thread of their own.
+			d.log.Warn("slack thread not recorded", "subaccount", ev.Subaccount, "rule", ev.Rule, "err", err)
+		}
+	}
+	if err := d.outbox.Delivered(it.ID); err != nil {
+		// Slack has it; the outbox does not know. It will be sent again:
+		// at least once, as promised.
+		return true, fmt.Errorf("delivered %d: %w", it.ID, err)
+	}
+	d.messages.WithLabelValues("sent").Inc()
+	if d.failures > 0 {
+		d.log.Info("slack delivery recovered", "failures", d.failures)
+		d.failures, d.lastWarn = 0, time.Time{}
+	}
+	return false, nil
+}
+
+func (d *Dispatcher) post(ctx context.Context, m Message, thread string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.opt.PostTimeout)
+	defer cancel()
+	return d.poster.Post(ctx, m, thread)
+}
+
+// failed schedules the next attempt of a failed item, or dead-letters it.
+func (d *Dispatcher) failed(it OutboxItem, ev Event, err error) (stop bool, _ error) {
+	d.messages.WithLabelValues("failed").Inc()
+	now := d.opt.Now()
+	class, retryAfter := ClassUnavailable, time.Duration(0)
+	var de *DeliveryError
+	if errors.As(err, &de) {
+		class, retryAfter = de.Class, de.RetryAfter
+	}
+	attrs := []any{"subaccount", ev.Subaccount, "rule", ev.Rule, "kind", ev.Kind, "id", it.ID, "attempts", it.Attempts + 1, "err", err}
+
+	var next time.Time
+	switch class {
+	case ClassRejected:
+		if it.Attempts+1 >= d.opt.MaxAttempts {
+			d.log.Error("slack alert dead-lettered after repeated rejection", append(attrs, "alert", Text(ev))...)
+			return false, d.bury(it.ID)
+		}
+		next = now.Add(d.opt.LongBackoff)
+		d.log.Error("slack rejected alert, will retry", append(attrs, "next", next)...)
+	case ClassConfig:
+		next = now.Add(d.opt.LongBackoff)
+		d.failures++
+		// Spaced by LongBackoff already: say it every time.
+		d.log.Error("slack refuses sentinel's alerts: check the token, channel or webhook", append(attrs, "next", next)...)
+	default:
+		if retryAfter > 0 {
+			next = now.Add(min(retryAfter, d.opt.MaxRetryAfter))
+		} else {
+			next = now.Add(d.backoff(it.Attempts))
+		}
+		d.failures++
+		d.warn(slog.LevelWarn, "slack unavailable, alerts kept in the outbox", append(attrs, "failures", d.failures, "next", next)...)
+	}
+	if err := d.outbox.Retry(it.ID, next, err.Error()); err != nil {
+		return true, fmt.Errorf("retry %d: %w", it.ID, err)
+	}
+	d.retries.Inc()
+	if class == ClassRejected {
+		return false, nil
+	}
+	d.holdUntil = next
+	return true, nil
+}
+
+// bury removes a dead letter (already logged) from the outbox and counts it.
+func (d *Dispatcher) bury(id uint64) error {
+	if err := d.outbox.Delivered(id); err != nil {
+		return fmt.Errorf("remove dead letter %d: %w", id, err)
+	}
+	d.messages.WithLabelValues("dead").Inc()
+	return nil
+}
+
+// backoff is MinBackoff doubled per earlier attempt, capped at MaxBackoff,
+// with jitter over its upper half so that a fleet does not retry in step.
+func (d *Dispatcher) backoff(attempts int) time.Duration {
+	b := d.opt.MinBackoff
+	for i := 0; i < attempts && b < d.opt.MaxBackoff; i++ {
+		b *= 2
+	}
+	b = min(b, d.opt.MaxBackoff)
+	half := b / 2
+	if half <= 0 {
+		return b
+	}
+	return half + rand.N(b-half+1)
+}
+
+// warn logs a repeated failure at most every ten minutes. d.mu must be held.
+func (d *Dispatcher) warn(level slog.Level, msg string, attrs ...any) {
+	now := d.opt.Now()
+	if !d.lastWarn.IsZero() && now.Sub(d.lastWarn) < 10*time.Minute {
+		return
+	}
+	d.lastWarn = now
+	d.log.Log(context.Background(), level, msg, attrs...)
+}
+
+func (d *Dispatcher) updateDepth() {
+	if n, err := d.outbox.OutboxLen(); err == nil {
+		d.depth.Set(float64(n))
+	}
+}
+
+func prefix(b []byte, n int) string {
+	if len(b) > n {
+		b = b[:n]
+	}
+	return string(b)
+}
