@@ -1,0 +1,185 @@
+package policy
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ReloaderConfig configures a Reloader.
+type ReloaderConfig struct {
+	// Dir is the policy directory, as for Load.
+	Dir string
+	// Interval is how often the directory's files are compared with what was
+	// last loaded (by content hash, so editors that keep mtimes and atomic
+	// renames are both seen). 0 means 30s; negative disables polling, leaving
+	// only Trigger.
+	Interval time.Duration
+	// Trigger forces a reload, changed or not (main turns SIGHUP into a
+	// send). May be nil.
+	Trigger <-chan struct{}
+	// Registerer receives the reload metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+	// Logger reports reloads and rejected policies; nil discards.
+	Logger *slog.Logger
+	// OnReload, when set, is called after every reload attempt from Run's
+	// goroutine: with the new Set, or with the error while the old Set stays
+	// current.
+	OnReload func(*Set, error)
+	// Now is the clock for the last-success metric; nil means time.Now.
+	Now func() time.Time
+}
+
+// Reloader keeps the current policy Set, replacing it atomically when the
+// directory changes and the new policies are valid. Invalid policies are
+// rejected and the old Set keeps running.
+type Reloader struct {
+	cfg      ReloaderConfig
+	current  atomic.Pointer[Set]
+	mu       sync.Mutex // serialises reloads and guards lastHash
+	lastHash [sha256.Size]byte
+
+	reloads     *prometheus.CounterVec
+	lastSuccess prometheus.Gauge
+}
+
+// NewReloader loads the policies in cfg.Dir and returns a Reloader holding
+// them. It fails, with the *LoadError, when they are invalid: a daemon
+// should not start without valid policies.
+func NewReloader(cfg ReloaderConfig) (*Reloader, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("new policy reloader: no directory")
+	}
+	if cfg.Interval == 0 {
+		cfg.Interval = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	r := &Reloader{
+		cfg: cfg,
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sentinel_policy_reload_total",
+			Help: "Policy loads by result (ok: the new policies are in force; error: rejected, the old ones stay).",
+		}, []string{"result"}),
+		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sentinel_policy_last_reload_success_timestamp_seconds",
+			Help: "When policies were last loaded successfully, in Unix seconds.",
+		}),
+	}
+	r.reloads.WithLabelValues("ok")
+	r.reloads.WithLabelValues("error")
+	if cfg.Registerer != nil {
+		for _, c := range []prometheus.Collector{r.reloads, r.lastSuccess} {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("new policy reloader: register metrics: %w", err)
+			}
+		}
+	}
+	hash, _ := dirHash(cfg.Dir)
+	set, err := Load(cfg.Dir)
+	if err != nil {
+		r.reloads.WithLabelValues("error").Inc()
+		return nil, err
+	}
+	r.lastHash = hash
+	r.store(set)
+	return r, nil
+}
+
+// Current returns the policies in force. It is safe for concurrent use.
+func (r *Reloader) Current() *Set { return r.current.Load() }
+
+// Run polls the directory and serves triggers until ctx is done, then
+// returns nil.
+func (r *Reloader) Run(ctx context.Context) error {
+	var tick <-chan time.Time
+	if r.cfg.Interval > 0 {
+		t := time.NewTicker(r.cfg.Interval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.cfg.Trigger:
+			r.reload(true)
+		case <-tick:
+			r.reload(false)
+		}
+	}
+}
+
+// reload loads the directory when forced or when its files changed since the
+// last attempt, and reports whether it tried.
+func (r *Reloader) reload(force bool) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	// Hash before loading: a change made while loading is seen next time.
+	hash, err := dirHash(r.cfg.Dir)
+	if !force && err == nil && hash == r.lastHash {
+		return false
+	}
+	r.lastHash = hash
+	set, err := Load(r.cfg.Dir)
+	if err != nil {
+		r.reloads.WithLabelValues("error").Inc()
+		r.cfg.Logger.Error("policy reload rejected; the previous policies stay in force", "dir", r.cfg.Dir, "err", err)
+	} else {
+		r.store(set)
+		r.cfg.Logger.Info("policies reloaded", "dir", r.cfg.Dir, "rules", len(set.rules))
+	}
+	if r.cfg.OnReload != nil {
+		r.cfg.OnReload(set, err)
+	}
+	return true
+}
+
+func (r *Reloader) store(set *Set) {
+	r.current.Store(set)
+	r.reloads.WithLabelValues("ok").Inc()
+	r.lastSuccess.Set(float64(r.cfg.Now().UnixNano()) / 1e9)
+}
+
+// dirHash hashes the names and contents of the policy files in dir, the
+// files Load reads.
+func dirHash(dir string) ([sha256.Size]byte, error) {
+	var sum [sha256.Size]byte
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return sum, err
+	}
+	var names []string
+	for _, e := range entries {
+		if ext := filepath.Ext(e.Name()); !e.IsDir() && (ext == ".yaml" || ext == ".yml") {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	for _, name := range names {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return sum, err
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00", name, len(data))
+		h.Write(data)
+	}
+	copy(sum[:], h.Sum(nil))
+	return sum, nil
+}
