@@ -30,21 +30,11 @@ type OutboxItem struct {
 // it would only make every caller pass the store twice.
 //
 // *store.Store satisfies every method but Due, whose items are of the
-// store's type; until the store can be imported here, wrap it:
+// store's own type; cmd/sentinel adapts it with a conversion.
 //
-//	type slackOutbox struct{ *store.Store }
-//
-//	func (o slackOutbox) Due(at time.Time, limit int) ([]slack.OutboxItem, error) {
-//		items, err := o.Store.Due(at, limit)
-//		out := make([]slack.OutboxItem, len(items))
-//		for i, it := range items {
-//			out[i] = slack.OutboxItem(it)
-//		}
-//		return out, err
-//	}
-//
-// Due should return the lowest IDs first when more than limit are due: the
-// Dispatcher delivers in ID order, which is creation order.
+// Due must return the head of the queue: the lowest IDs first, stopping at
+// the first item that is not yet due, so that a newer message never
+// overtakes an older one waiting for a retry, across restarts too.
 type Outbox interface {
 	Enqueue(payload []byte, at time.Time) (uint64, error)
 	Due(at time.Time, limit int) ([]OutboxItem, error)

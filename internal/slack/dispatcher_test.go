@@ -615,3 +615,49 @@ func TestNewDispatcherOptions(t *testing.T) {
 		t.Errorf("metrics (-want +got):\n%s", diff)
 	}
 }
+
+// A restarted process has no memory of the previous one's backoff: the
+// outbox itself keeps the order, so a new alert waits behind an older one
+// whose retry is not yet due.
+func TestOrderAcrossRestart(t *testing.T) {
+	f, c := newWebhook(t)
+	ok := f.respond
+	clk := newClock()
+	opt := Options{MinBackoff: time.Minute, MaxBackoff: time.Minute}
+	d, ob, _, _ := newDispatcher(t, c, newThreads(), clk, opt)
+	f.setRespond(func(int, request) (int, http.Header, string) { return http.StatusServiceUnavailable, nil, "down" })
+	first := suspendedEvent()
+	first.Detail = "first"
+	mustNotify(t, d, first)
+	mustFlush(t, d)
+	if n := len(f.requests()); n != 1 {
+		t.Fatalf("%d requests during the outage, want 1", n)
+	}
+
+	f.setRespond(ok)
+	logger, _ := newLogger()
+	restarted, err := NewDispatcher(ob, c, newThreads(), logger, Options{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := suspendedEvent()
+	second.Detail = "second"
+	mustNotify(t, restarted, second)
+	mustFlush(t, restarted)
+	if n := len(f.requests()); n != 1 {
+		t.Fatalf("the new alert overtook the one waiting for its retry: %d requests, want 1", n)
+	}
+
+	clk.Add(2 * time.Minute)
+	mustFlush(t, restarted)
+	reqs := f.requests()
+	if len(reqs) != 3 {
+		t.Fatalf("%d requests after the retry was due, want 3", len(reqs))
+	}
+	if !strings.Contains(reqs[1].Text, "first") || !strings.Contains(reqs[2].Text, "second") {
+		t.Errorf("delivered out of order:\n%s\n---\n%s", reqs[1].Text, reqs[2].Text)
+	}
+	if n := ob.len(); n != 0 {
+		t.Errorf("outbox holds %d, want 0", n)
+	}
+}

@@ -2,6 +2,7 @@ package slack
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -82,15 +83,17 @@ func (o *memOutbox) Enqueue(payload []byte, at time.Time) (uint64, error) {
 func (o *memOutbox) Due(at time.Time, limit int) ([]OutboxItem, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	var out []OutboxItem
+	var all []OutboxItem
 	for _, it := range o.items {
-		if !it.NotBefore.After(at) {
-			out = append(out, *it)
-		}
+		all = append(all, *it)
 	}
-	slices.SortFunc(out, func(a, b OutboxItem) int { return int(a.ID) - int(b.ID) })
-	if len(out) > limit {
-		out = out[:limit]
+	slices.SortFunc(all, func(a, b OutboxItem) int { return cmp.Compare(a.ID, b.ID) })
+	var out []OutboxItem
+	for _, it := range all {
+		if it.NotBefore.After(at) || len(out) == limit {
+			break
+		}
+		out = append(out, it)
 	}
 	return out, nil
 }
