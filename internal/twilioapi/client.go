@@ -177,10 +177,16 @@ func New(cfg Config) (*Client, error) {
 		limit = rate.Inf
 	}
 	limiter := rate.NewLimiter(limit, cfg.Burst)
+	// Every request goes to one host. The default transport keeps two idle
+	// connections per host, so a poller with more requests in flight would
+	// close and reopen (a TLS handshake each, against Twilio) the rest on
+	// every round.
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxIdleConnsPerHost = 64
 	return &Client{
 		cfg:        cfg,
 		base:       &url.URL{Scheme: base.Scheme, Host: base.Host},
-		transport:  http.DefaultTransport.(*http.Transport).Clone(),
+		transport:  transport,
 		wait:       limiter.Wait,
 		now:        time.Now,
 		classifier: cfg.Classifier,
