@@ -1,0 +1,822 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"sentinel/internal/traffic"
+)
+
+// Ingest counts what PutMessages did with the messages it was given.
+type Ingest struct{ New, Changed, Unchanged int }
+
+// timeKey is a message's key in the per-account time index.
+func timeKey(account string, t time.Time, sid string) []byte {
+	return append(appendT8(prefix(account), t.UnixNano()), sid...)
+}
+
+// hourKey is the key of an account's aggregates for the hour that starts at hour.
+func hourKey(account string, hour time.Time) []byte {
+	return appendT8(prefix(account), hour.Unix())
+}
+
+// nanos returns t.UnixNano, clamped to the int64 range, for range bounds
+// such as the zero time.
+func nanos(t time.Time) int64 {
+	switch {
+	case t.Before(time.Unix(0, math.MinInt64)):
+		return math.MinInt64
+	case t.After(time.Unix(0, math.MaxInt64)):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+// validTime reports whether t can be stored: UnixNano covers 1678 to 2262.
+func validTime(t time.Time) bool {
+	return !t.IsZero() && time.Unix(0, t.UnixNano()).Equal(t)
+}
+
+// horizon returns the prune horizon: the latest `before` Prune was given.
+func horizon(tx *bolt.Tx) (time.Time, error) {
+	v := tx.Bucket([]byte(bkMeta)).Get([]byte(keyHorizon))
+	switch len(v) {
+	case 0:
+		return time.Time{}, nil
+	case 8:
+		return time.Unix(0, readT8(v)).UTC(), nil
+	}
+	return time.Time{}, corrupt(bkMeta, []byte(keyHorizon), fmt.Errorf("%w: %d bytes", errCorrupt, len(v)))
+}
+
+// PutMessages upserts msgs, all of accountSID, by SID in one transaction and
+// adjusts that account's bucket aggregates and samples so that they always
+// equal a recount of the raw messages. A message whose AccountSID is empty is
+// taken to be accountSID's. A message that is stored already and has not
+// changed is counted Unchanged and not written; so is a message that is not
+// stored and whose Time is before the prune horizon (see the package doc).
+func (s *Store) PutMessages(accountSID string, msgs []traffic.Message) (Ingest, error) {
+	if err := checkSID(accountSID); err != nil {
+		return Ingest{}, fmt.Errorf("put messages: %w", err)
+	}
+	var in Ingest
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		in = Ingest{}
+		w, err := newIngest(tx, accountSID)
+		if err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			if err := w.put(m, &in); err != nil {
+				return err
+			}
+		}
+		return w.flush()
+	})
+	if err != nil {
+		return Ingest{}, fmt.Errorf("put messages %s: %w", accountSID, err)
+	}
+	return in, nil
+}
+
+// ingest is the state of one PutMessages transaction: the hour records it
+// has loaded and changed, written back by flush.
+type ingest struct {
+	account           string
+	msgs, times, aggs *bolt.Bucket
+	horizon           time.Time
+	// hours holds loaded hour records by the hour's Unix seconds.
+	hours map[int64]*[slotsPerHour]traffic.Bucket
+	// refill holds, by bucket start in UnixNano, the sample keys whose full
+	// list lost a SID: the next smallest SID is unknown until a rescan.
+	refill map[int64]map[int]bool
+}
+
+func newIngest(tx *bolt.Tx, account string) (*ingest, error) {
+	h, err := horizon(tx)
+	if err != nil {
+		return nil, err
+	}
+	return &ingest{
+		account: account,
+		msgs:    tx.Bucket([]byte(bkMessages)),
+		times:   tx.Bucket([]byte(bkMsgTime)),
+		aggs:    tx.Bucket([]byte(bkAggregates)),
+		horizon: h,
+		hours:   make(map[int64]*[slotsPerHour]traffic.Bucket),
+		refill:  make(map[int64]map[int]bool),
+	}, nil
+}
+
+func (w *ingest) put(m traffic.Message, in *Ingest) error {
+	if m.SID == "" {
+		return errors.New("message without sid")
+	}
+	switch m.AccountSID {
+	case "":
+		m.AccountSID = w.account
+	case w.account:
+	default:
+		return fmt.Errorf("message %s: account %s is not %s", m.SID, m.AccountSID, w.account)
+	}
+	if !validTime(m.Time) {
+		return fmt.Errorf("message %s: invalid time %v", m.SID, m.Time)
+	}
+	m.Time = utc(m.Time)
+	v := encodeMessage(m)
+	key := []byte(m.SID)
+	old := w.msgs.Get(key)
+	if bytes.Equal(old, v) {
+		in.Unchanged++
+		return nil
+	}
+	var prev *traffic.Message
+	switch {
+	case old != nil:
+		p, err := decodeMessage(old)
+		if err != nil {
+			return corrupt(bkMessages, key, err)
+		}
+		if p.AccountSID != w.account {
+			return fmt.Errorf("message %s: stored for account %s, not %s", m.SID, p.AccountSID, w.account)
+		}
+		prev = &p
+		in.Changed++
+	case m.Time.Before(w.horizon):
+		// Maybe pruned already: counting it again could double count.
+		in.Unchanged++
+		return nil
+	default:
+		in.New++
+	}
+	if err := w.apply(prev, m); err != nil {
+		return err
+	}
+	return w.msgs.Put(key, v)
+}
+
+// apply moves the message's contribution, samples and index entry from prev
+// (nil for a new message) to m.
+func (w *ingest) apply(prev *traffic.Message, m traffic.Message) error {
+	start := traffic.BucketStart(m.Time)
+	keys := traffic.SampleKeys(m)
+	var oldKeys []int
+	moved := true
+	if prev != nil {
+		ps := traffic.BucketStart(prev.Time)
+		moved = !ps.Equal(start)
+		oldKeys = traffic.SampleKeys(*prev)
+		b, err := w.bucket(ps)
+		if err != nil {
+			return err
+		}
+		b.Counts.Sub(traffic.Contribution(*prev))
+		for _, k := range oldKeys {
+			if moved || !slices.Contains(keys, k) {
+				w.removeSample(b, k, prev.SID)
+			}
+		}
+		if !prev.Time.Equal(m.Time) {
+			if err := w.times.Delete(timeKey(w.account, prev.Time, prev.SID)); err != nil {
+				return err
+			}
+		}
+	}
+	b, err := w.bucket(start)
+	if err != nil {
+		return err
+	}
+	b.Counts.Add(traffic.Contribution(m))
+	for _, k := range keys {
+		if moved || !slices.Contains(oldKeys, k) {
+			addSample(b, k, m.SID)
+		}
+	}
+	if prev == nil || !prev.Time.Equal(m.Time) {
+		return w.times.Put(timeKey(w.account, m.Time, m.SID), []byte{})
+	}
+	return nil
+}
+
+// bucket returns the bucket that starts at start, loading its hour record.
+func (w *ingest) bucket(start time.Time) (*traffic.Bucket, error) {
+	hour := start.Truncate(time.Hour)
+	h, ok := w.hours[hour.Unix()]
+	if !ok {
+		h = new([slotsPerHour]traffic.Bucket)
+		k := hourKey(w.account, hour)
+		if v := w.aggs.Get(k); v != nil {
+			slots, err := decodeHour(hour, v)
+			if err != nil {
+				return nil, corrupt(bkAggregates, k, err)
+			}
+			*h = slots
+		} else {
+			for i := range h {
+				h[i].Start = hour.Add(time.Duration(i) * traffic.BucketWidth)
+			}
+		}
+		w.hours[hour.Unix()] = h
+	}
+	return &h[start.Sub(hour)/traffic.BucketWidth], nil
+}
+
+// Samples are the traffic.MaxSamples smallest qualifying SIDs per bucket and
+// key, sorted: a rule that Recount reproduces exactly. Adding a SID never
+// needs more than the list; removing one from a full list does (the next
+// smallest qualifying SID is not in it), so that list is marked for refill.
+
+func addSample(b *traffic.Bucket, k int, sid string) {
+	list := b.Samples[k]
+	i, found := slices.BinarySearch(list, sid)
+	if found || i >= traffic.MaxSamples {
+		return
+	}
+	list = slices.Insert(list, i, sid)
+	if len(list) > traffic.MaxSamples {
+		list = list[:traffic.MaxSamples]
+	}
+	if b.Samples == nil {
+		b.Samples = make(map[int][]string)
+	}
+	b.Samples[k] = list
+}
+
+func (w *ingest) removeSample(b *traffic.Bucket, k int, sid string) {
+	list := b.Samples[k]
+	i, found := slices.BinarySearch(list, sid)
+	if !found {
+		return
+	}
+	if len(list) >= traffic.MaxSamples {
+		at := b.Start.UnixNano()
+		if w.refill[at] == nil {
+			w.refill[at] = make(map[int]bool)
+		}
+		w.refill[at][k] = true
+	}
+	list = slices.Delete(list, i, i+1)
+	if len(list) == 0 {
+		delete(b.Samples, k)
+		return
+	}
+	b.Samples[k] = list
+}
+
+// flush refills sample lists and writes the changed hour records.
+func (w *ingest) flush() error {
+	for _, at := range sortedKeys64(w.refill) {
+		if err := w.refillSamples(time.Unix(0, at).UTC(), w.refill[at]); err != nil {
+			return err
+		}
+	}
+	for _, hour := range sortedKeys64(w.hours) {
+		k := hourKey(w.account, time.Unix(hour, 0).UTC())
+		v := encodeHour(w.hours[hour])
+		var err error
+		if v == nil {
+			err = w.aggs.Delete(k)
+		} else {
+			err = w.aggs.Put(k, v)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// refillSamples recomputes the sample lists keys of the bucket that starts at
+// start from the raw messages in it.
+func (w *ingest) refillSamples(start time.Time, keys map[int]bool) error {
+	b, err := w.bucket(start)
+	if err != nil {
+		return err
+	}
+	lists := make(map[int][]string, len(keys))
+	err = scanTimes(w.times, w.msgs, w.account, start, start.Add(traffic.BucketWidth), func(m traffic.Message) {
+		for _, k := range traffic.SampleKeys(m) {
+			if keys[k] {
+				lists[k] = append(lists[k], m.SID)
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	for k := range keys {
+		list := lists[k]
+		slices.Sort(list)
+		list = list[:min(len(list), traffic.MaxSamples)]
+		if len(list) == 0 {
+			delete(b.Samples, k)
+			continue
+		}
+		if b.Samples == nil {
+			b.Samples = make(map[int][]string)
+		}
+		b.Samples[k] = list
+	}
+	return nil
+}
+
+// scanTimes calls fn with each of account's messages whose Time is in
+// [from, to), in time order.
+func scanTimes(times, msgs *bolt.Bucket, account string, from, to time.Time, fn func(traffic.Message)) error {
+	p := prefix(account)
+	c := times.Cursor()
+	hi := nanos(to)
+	for k, _ := c.Seek(appendT8(p, nanos(from))); bytes.HasPrefix(k, p); k, _ = c.Next() {
+		if len(k) < len(p)+8+1 {
+			return corrupt(bkMsgTime, k, fmt.Errorf("%w: short key", errCorrupt))
+		}
+		if readT8(k[len(p):]) >= hi {
+			break
+		}
+		sid := k[len(p)+8:]
+		v := msgs.Get(sid)
+		if v == nil {
+			return corrupt(bkMsgTime, k, fmt.Errorf("%w: no message %s", errCorrupt, sid))
+		}
+		m, err := decodeMessage(v)
+		if err != nil {
+			return corrupt(bkMessages, sid, err)
+		}
+		fn(m)
+	}
+	return nil
+}
+
+func sortedKeys64[V any](m map[int64]V) []int64 {
+	keys := make([]int64, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// Message returns the stored message sid, or ErrNotFound.
+func (s *Store) Message(sid string) (traffic.Message, error) {
+	var m traffic.Message
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket([]byte(bkMessages)).Get([]byte(sid))
+		if v == nil {
+			return ErrNotFound
+		}
+		var err error
+		if m, err = decodeMessage(v); err != nil {
+			return corrupt(bkMessages, []byte(sid), err)
+		}
+		return nil
+	})
+	if err != nil {
+		return traffic.Message{}, fmt.Errorf("message %s: %w", sid, err)
+	}
+	return m, nil
+}
+
+// Buckets returns the non-empty buckets of one account that start in
+// [from, to), oldest first.
+func (s *Store) Buckets(accountSID string, from, to time.Time) ([]traffic.Bucket, error) {
+	var out []traffic.Bucket
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		var r hourReader
+		out, err = readBuckets(tx.Bucket([]byte(bkAggregates)).Cursor(), &r, accountSID, from, to, nil)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("buckets %s: %w", accountSID, err)
+	}
+	return out, nil
+}
+
+// readBuckets appends account's buckets that start in [from, to) to dst.
+func readBuckets(c *bolt.Cursor, r *hourReader, account string, from, to time.Time, dst []traffic.Bucket) ([]traffic.Bucket, error) {
+	from, to = from.UTC(), to.UTC()
+	p := prefix(account)
+	for k, v := c.Seek(hourKey(account, from.Truncate(time.Hour))); bytes.HasPrefix(k, p); k, v = c.Next() {
+		if len(k) != len(p)+8 {
+			return dst, corrupt(bkAggregates, k, fmt.Errorf("%w: bad key length", errCorrupt))
+		}
+		hour := time.Unix(readT8(k[len(p):]), 0).UTC()
+		if !hour.Before(to) {
+			break
+		}
+		var err error
+		if dst, err = r.appendHour(dst, hour, v, from, to, true); err != nil {
+			return dst, corrupt(bkAggregates, k, err)
+		}
+	}
+	return dst, nil
+}
+
+// ScanBuckets calls fn, in one read transaction and in order of account SID,
+// with the non-empty buckets that start in [from, to) of every account that
+// has any. It is the evaluator's bulk read: one cursor pass over all
+// accounts.
+//
+// To keep a scan of every account cheap, the buckets slice, and the Errors
+// and Samples maps in it, are reused for the next account: fn must not keep
+// any of them once it returns (copy what it needs; traffic.Sum and
+// traffic.Examples return fresh values). The sample SID strings are fn's to
+// keep. fn runs inside the transaction, so it should be quick and must not
+// write to the store. An error from fn stops the scan and is returned as is.
+func (s *Store) ScanBuckets(from, to time.Time, fn func(accountSID string, buckets []traffic.Bucket) error) error {
+	read := func(c *bolt.Cursor, r *hourReader, account string, dst []traffic.Bucket) ([]traffic.Bucket, error) {
+		return readBuckets(c, r, account, from, to, dst)
+	}
+	return s.scan("scan buckets", read, fn)
+}
+
+// HourBuckets is Buckets at the coarsest resolution that cuts allow: each
+// hour that lies wholly in [from, to) and has no time of cuts strictly
+// inside it comes back as one bucket of Width time.Hour, the sum of its
+// five-minute buckets, with per sample key the traffic.MaxSamples smallest
+// SIDs of the hour (the rule of a five-minute bucket, over the hour). Every
+// other hour comes back as its non-empty five-minute buckets that start in
+// [from, to), as from Buckets. Oldest first.
+//
+// So no bucket straddles from, to or a cut: for any a and b among them,
+// traffic.Sum over [a, b) equals the sum of Buckets over the same window.
+// Pass the start of every window that will be summed (policy.Set.Cuts);
+// a day read this way is about 23 hour buckets and two hours of five-minute
+// ones, instead of 288 five-minute buckets.
+func (s *Store) HourBuckets(accountSID string, from, to time.Time, cuts []time.Time) ([]traffic.Bucket, error) {
+	var out []traffic.Bucket
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		var r hourReader
+		out, err = readHours(tx.Bucket([]byte(bkAggregates)).Cursor(), &r, accountSID, from, to, cuts, nil, nil)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("hour buckets %s: %w", accountSID, err)
+	}
+	return out, nil
+}
+
+// ScanHourBuckets is ScanBuckets at HourBuckets' resolution, for the
+// evaluator's cycle. cuts, when not nil, is called with each account's SID
+// before its buckets are read and returns that account's cuts (see
+// HourBuckets), which it need not keep; nil cuts split only the hours that
+// straddle from or to.
+//
+// The buckets carry no samples: decoding and copying every sample SID is
+// most of the cost of a read, and few accounts need any. Instead fn gets
+// examples, which decodes the samples of the account's five-minute buckets
+// on demand and returns exactly what traffic.Examples would return for
+// Buckets(accountSID, from, to). It reads the transaction's memory, so it
+// must not be called after fn returns (it panics); the SIDs it returns are
+// fn's to keep. A record whose samples do not decode yields no examples
+// (its counts were read). fn's buckets are reused as ScanBuckets' are.
+func (s *Store) ScanHourBuckets(from, to time.Time, cuts func(accountSID string) []time.Time, fn func(accountSID string, buckets []traffic.Bucket, examples traffic.ExampleFunc) error) error {
+	var x lazyExamples
+	x.from, x.to = from.UTC(), to.UTC()
+	var cur traffic.ExampleFunc
+	read := func(c *bolt.Cursor, r *hourReader, account string, dst []traffic.Bucket) ([]traffic.Bucket, error) {
+		var cs []time.Time
+		if cuts != nil {
+			cs = cuts(account)
+		}
+		cur = x.reset()
+		return readHours(c, r, account, from, to, cs, dst, &x)
+	}
+	call := func(account string, buckets []traffic.Bucket) error {
+		defer x.end()
+		return fn(account, buckets, cur)
+	}
+	return s.scan("scan hour buckets", read, call)
+}
+
+// lazyExamples keeps the hour records of the account being scanned, which
+// stay valid until its read transaction ends, and decodes their samples for
+// an ExampleFunc.
+type lazyExamples struct {
+	from, to time.Time // the scan's range
+	hours    []rawHour // oldest first
+	// gen counts accounts: a func made for an earlier one refuses to run.
+	gen  uint64
+	cand [][]byte // scratch for appendExamples
+}
+
+type rawHour struct {
+	start time.Time
+	v     []byte
+}
+
+// end forgets the hours read so far and retires the account's ExampleFunc.
+func (x *lazyExamples) end() {
+	clear(x.hours)
+	x.hours = x.hours[:0]
+	clear(x.cand)
+	x.gen++
+}
+
+// reset ends the previous account and returns the ExampleFunc for the next.
+func (x *lazyExamples) reset() traffic.ExampleFunc {
+	x.end()
+	gen := x.gen
+	return func(from, to time.Time, n int, keys ...int) []string {
+		if x.gen != gen {
+			panic("store: examples of ScanHourBuckets called after its fn returned")
+		}
+		return x.examples(from, to, n, keys)
+	}
+}
+
+func (x *lazyExamples) examples(from, to time.Time, n int, keys []int) []string {
+	from, to = maxTime(from.UTC(), x.from), minTime(to.UTC(), x.to)
+	var out []string
+	for i := len(x.hours) - 1; i >= 0 && len(out) < n; i-- {
+		h := &x.hours[i]
+		if !h.start.Before(to) || !h.start.Add(time.Hour).After(from) {
+			continue
+		}
+		var err error
+		if out, x.cand, err = appendExamples(out, x.cand, h.start, h.v, from, to, n, keys); err != nil {
+			continue // its counts were read; its samples are lost
+		}
+	}
+	return out
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// scan runs one read transaction over the aggregates of every account, in
+// order of SID, and calls fn with what read returns for each account that
+// has buckets. An error from fn is returned as is, any other prefixed with op.
+func (s *Store) scan(op string, read func(c *bolt.Cursor, r *hourReader, account string, dst []traffic.Bucket) ([]traffic.Bucket, error), fn func(string, []traffic.Bucket) error) error {
+	var fnErr error
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket([]byte(bkAggregates)).Cursor()
+		var r hourReader
+		var buf []traffic.Bucket
+		k, _ := c.First()
+		for k != nil {
+			account, _, ok := splitSID(k)
+			if !ok {
+				return corrupt(bkAggregates, k, fmt.Errorf("%w: bad key", errCorrupt))
+			}
+			r.recycle(buf)
+			var err error
+			if buf, err = read(c, &r, account, buf[:0]); err != nil {
+				return err
+			}
+			if len(buf) > 0 {
+				if fnErr = fn(account, buf); fnErr != nil {
+					return fnErr
+				}
+			}
+			k, _ = c.Seek(afterPrefix(account))
+		}
+		return nil
+	})
+	if fnErr != nil {
+		return fnErr
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return nil
+}
+
+// readHours appends account's buckets in [from, to) to dst at HourBuckets'
+// resolution. With x, it leaves the samples out and keeps the records in x.
+func readHours(c *bolt.Cursor, r *hourReader, account string, from, to time.Time, cuts []time.Time, dst []traffic.Bucket, x *lazyExamples) ([]traffic.Bucket, error) {
+	from, to = from.UTC(), to.UTC()
+	lo, hi := nanos(from), nanos(to)
+	// An hour is whole when it lies in [from, to) and no cut is strictly
+	// inside it. Times are compared as UnixNano.
+	var cutsArr [8]int64
+	cs := cutsArr[:0]
+	for _, t := range cuts {
+		cs = append(cs, nanos(t))
+	}
+	whole := func(hour time.Time) bool {
+		h := hour.UnixNano()
+		end := h + int64(time.Hour)
+		if h < lo || end > hi {
+			return false
+		}
+		for _, t := range cs {
+			if h < t && t < end {
+				return false
+			}
+		}
+		return true
+	}
+	p := prefix(account)
+	for k, v := c.Seek(hourKey(account, from.Truncate(time.Hour))); bytes.HasPrefix(k, p); k, v = c.Next() {
+		if len(k) != len(p)+8 {
+			return dst, corrupt(bkAggregates, k, fmt.Errorf("%w: bad key length", errCorrupt))
+		}
+		hour := time.Unix(readT8(k[len(p):]), 0).UTC()
+		if !hour.Before(to) {
+			break
+		}
+		var err error
+		if whole(hour) {
+			dst, err = r.appendTotal(dst, hour, v, x == nil)
+		} else {
+			dst, err = r.appendHour(dst, hour, v, from, to, x == nil)
+		}
+		if x != nil {
+			x.hours = append(x.hours, rawHour{hour, v})
+		}
+		if err != nil {
+			return dst, corrupt(bkAggregates, k, err)
+		}
+	}
+	return dst, nil
+}
+
+// Recount recomputes the buckets of one account that start in [from, to)
+// from its raw messages, in the shape Buckets returns. It is for tests and
+// verification, and meaningful only where no message has been pruned.
+func (s *Store) Recount(accountSID string, from, to time.Time) ([]traffic.Bucket, error) {
+	byStart := make(map[int64]*traffic.Bucket)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		times, msgs := tx.Bucket([]byte(bkMsgTime)), tx.Bucket([]byte(bkMessages))
+		// A bucket that starts in [from, to) holds the messages of
+		// [ceil(from), ceil(to)).
+		return scanTimes(times, msgs, accountSID, traffic.CeilBucket(from), traffic.CeilBucket(to), func(m traffic.Message) {
+			start := traffic.BucketStart(m.Time)
+			b := byStart[start.UnixNano()]
+			if b == nil {
+				b = &traffic.Bucket{Start: start}
+				byStart[start.UnixNano()] = b
+			}
+			b.Counts.Add(traffic.Contribution(m))
+			for _, k := range traffic.SampleKeys(m) {
+				if b.Samples == nil {
+					b.Samples = make(map[int][]string)
+				}
+				b.Samples[k] = append(b.Samples[k], m.SID)
+			}
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("recount %s: %w", accountSID, err)
+	}
+	var out []traffic.Bucket
+	for _, at := range sortedKeys64(byStart) {
+		b := byStart[at]
+		for k, list := range b.Samples {
+			slices.Sort(list)
+			b.Samples[k] = list[:min(len(list), traffic.MaxSamples)]
+		}
+		if !empty(b) {
+			out = append(out, *b)
+		}
+	}
+	return out, nil
+}
+
+// pruneChunk bounds the deletions of one Prune transaction.
+const pruneChunk = 10000
+
+// Prune deletes the raw messages whose Time is before `before`, and the
+// aggregate buckets that start before aggBefore, which must not be after
+// before (aggregates would be lost under messages that can still change).
+// It returns the number of messages deleted. It first raises the prune
+// horizon to before (see the package doc), then deletes in transactions of
+// a bounded size, so an interrupted Prune leaves a consistent store and can
+// simply be run again.
+func (s *Store) Prune(before, aggBefore time.Time) (int, error) {
+	if aggBefore.After(before) {
+		return 0, fmt.Errorf("prune: aggregates before %v would outlive messages before %v", aggBefore, before)
+	}
+	if !validTime(before) {
+		return 0, fmt.Errorf("prune: invalid time %v", before)
+	}
+	before, aggBefore = utc(before), aggBefore.UTC()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		h, err := horizon(tx)
+		if err != nil || !before.After(h) {
+			return err
+		}
+		return tx.Bucket([]byte(bkMeta)).Put([]byte(keyHorizon), appendT8(nil, before.UnixNano()))
+	})
+	if err != nil {
+		return 0, fmt.Errorf("prune: %w", err)
+	}
+	n := 0
+	for resume := []byte{}; resume != nil; {
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			var dels [][]byte
+			var err error
+			dels, resume, err = expired(tx.Bucket([]byte(bkMsgTime)), bkMsgTime, resume, func(k []byte, p int) bool {
+				return readT8(k[p:]) < before.UnixNano()
+			}, 8+1)
+			if err != nil {
+				return err
+			}
+			times, msgs := tx.Bucket([]byte(bkMsgTime)), tx.Bucket([]byte(bkMessages))
+			for _, k := range dels {
+				if err := times.Delete(k); err != nil {
+					return err
+				}
+				if err := msgs.Delete(k[bytes.IndexByte(k, '/')+1+8:]); err != nil {
+					return err
+				}
+			}
+			n += len(dels)
+			return nil
+		})
+		if err != nil {
+			return n, fmt.Errorf("prune messages: %w", err)
+		}
+	}
+	if aggBefore.IsZero() {
+		return n, nil
+	}
+	for resume := []byte{}; resume != nil; {
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			aggs := tx.Bucket([]byte(bkAggregates))
+			var dels [][]byte
+			var err error
+			dels, resume, err = expired(aggs, bkAggregates, resume, func(k []byte, p int) bool {
+				return time.Unix(readT8(k[p:]), 0).Before(aggBefore)
+			}, 8)
+			if err != nil {
+				return err
+			}
+			for _, k := range dels {
+				if err := pruneHour(aggs, k, aggBefore); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return n, fmt.Errorf("prune aggregates: %w", err)
+		}
+	}
+	return n, nil
+}
+
+// expired walks the keys "account/T8..." of b, named name, from resume (empty for the
+// start) and returns up to pruneChunk of them for which old(key, len of
+// "account/") holds, and where to resume (nil when done). old is true for a
+// prefix of each account's keys, so the walk skips the rest of an account.
+func expired(b *bolt.Bucket, name string, resume []byte, old func(k []byte, p int) bool, minLen int) (dels [][]byte, next []byte, err error) {
+	c := b.Cursor()
+	k, _ := c.Seek(resume)
+	for k != nil {
+		account, _, ok := splitSID(k)
+		if !ok || len(k) < len(account)+1+minLen {
+			return nil, nil, corrupt(name, k, fmt.Errorf("%w: bad key", errCorrupt))
+		}
+		if !old(k, len(account)+1) {
+			k, _ = c.Seek(afterPrefix(account))
+			continue
+		}
+		if len(dels) == pruneChunk {
+			return dels, bytes.Clone(k), nil
+		}
+		dels = append(dels, bytes.Clone(k))
+		k, _ = c.Next()
+	}
+	return dels, nil, nil
+}
+
+// pruneHour deletes the buckets before aggBefore from the hour record k.
+func pruneHour(aggs *bolt.Bucket, k []byte, aggBefore time.Time) error {
+	hour := time.Unix(readT8(k[len(k)-8:]), 0).UTC()
+	if !hour.Add(time.Hour).After(aggBefore) {
+		return aggs.Delete(k)
+	}
+	slots, err := decodeHour(hour, aggs.Get(k))
+	if err != nil {
+		return corrupt(bkAggregates, k, err)
+	}
+	for i := range slots {
+		if slots[i].Start.Before(aggBefore) {
+			slots[i] = traffic.Bucket{Start: slots[i].Start}
+		}
+	}
+	if v := encodeHour(&slots); v != nil {
+		return aggs.Put(k, v)
+	}
+	return aggs.Delete(k)
+}
