@@ -1,0 +1,344 @@
+package poller
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	rtmetrics "runtime/metrics"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twilio/twilio-go/client"
+	openapi "github.com/twilio/twilio-go/rest/api/v2010"
+	"golang.org/x/sync/errgroup"
+
+	"sentinel/internal/store"
+	"sentinel/internal/traffic"
+	"sentinel/internal/twilioapi"
+	"sentinel/internal/twiliofake"
+)
+
+// heapMB returns the live heap after a GC, in MiB.
+func heapMB() float64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return float64(ms.HeapInuse) / (1 << 20)
+}
+
+// writtenMB returns the bytes this process has caused to be written to
+// storage (Linux /proc/self/io write_bytes) in MiB, or -1 where unknown.
+func writtenMB() float64 {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "write_bytes: "); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return -1
+			}
+			return float64(n) / (1 << 20)
+		}
+	}
+	return -1
+}
+
+// liveMB returns the heap marked live by the last GC, in MiB.
+func liveMB() float64 {
+	s := []rtmetrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	rtmetrics.Read(s)
+	return float64(s[0].Value.Uint64()) / (1 << 20)
+}
+
+// peakHeap samples the heap every 10ms until stop is called, and returns
+// the highest heap in use (MemStats.HeapInuse: live objects, garbage not yet
+// swept and fragmentation) and the highest live heap (as marked by the last
+// GC, which is what the cycle retains) in MiB.
+func peakHeap() (stop func() (inuse, live float64)) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	var peak, peakLive uint64
+	sample := []rtmetrics.Sample{
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/memory/classes/heap/unused:bytes"},
+		{Name: "/gc/heap/live:bytes"},
+	}
+	read := func() {
+		rtmetrics.Read(sample)
+		peak = max(peak, sample[0].Value.Uint64()+sample[1].Value.Uint64())
+		peakLive = max(peakLive, sample[2].Value.Uint64())
+	}
+	read()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				read()
+			}
+		}
+	}()
+	return func() (float64, float64) {
+		close(done)
+		wg.Wait()
+		read()
+		return float64(peak) / (1 << 20), float64(peakLive) / (1 << 20)
+	}
+}
+
+// benchFleet starts a fake with n subaccounts of perAccount messages each,
+// generated inside the default backfill window before t0, and returns it
+// with the subaccount SIDs and the heap it takes in MiB.
+func benchFleet(b *testing.B, clk *clock, n, perAccount int, latency time.Duration) (*twiliofake.Server, []string, float64) {
+	b.Helper()
+	before := heapMB()
+	fake := twiliofake.New(twiliofake.Options{Now: clk.Now, Seed: 7, Latency: latency})
+	sids := make([]string, 0, n)
+	for i := range n {
+		a, err := fake.AddSubaccount(twiliofake.Account{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		sids = append(sids, a.SID)
+		if perAccount == 0 {
+			continue
+		}
+		_, err = fake.Generate(twiliofake.Traffic{AccountSID: a.SID, N: perAccount, From: t0.Add(-20 * time.Hour), To: t0,
+			Seed: uint64(i), Inbound: 0.1, OptOut: 0.1, Failed: 0.05, Unbilled: 0.02, Recipients: 5000})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	fake.Start()
+	b.Cleanup(fake.Close)
+	return fake, sids, heapMB() - before
+}
+
+// benchPoller returns a Poller on the fake with a fresh store.
+func benchPoller(b *testing.B, fake *twiliofake.Server, clk *clock, concurrency int) (*Poller, *store.Store) {
+	b.Helper()
+	tw, err := twilioapi.New(twilioapi.Config{BaseURL: fake.URL(), AccountSID: fake.ParentSID(), AuthToken: fake.ParentToken()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := store.Open(filepath.Join(b.TempDir(), "sentinel.db"), store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	p, err := New(Config{Parent: fake.ParentSID(), Concurrency: concurrency}, tw, st, nil,
+		slog.New(slog.NewTextHandler(io.Discard, nil)), clk.Now)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := p.Accounts(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	return p, st
+}
+
+// floor pages every account's log from since with twilio-go alone, as
+// sentinel's first cycle does (same page size, filter and concurrency), and
+// decodes the pages without converting or storing anything. It returns the
+// messages read.
+func floor(b *testing.B, fake *twiliofake.Server, accts []string, since time.Time, concurrency int) int64 {
+	b.Helper()
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = concurrency
+	defer tr.CloseIdleConnections()
+	base, _ := url.Parse(fake.URL())
+	c := &client.Client{
+		Credentials: client.NewCredentials(fake.ParentSID(), fake.ParentToken()),
+		HTTPClient:  &http.Client{Transport: rewrite{base: base, next: tr}},
+	}
+	c.SetAccountSid(fake.ParentSID())
+	api := openapi.NewApiService(&client.RequestHandler{Client: c})
+	day := since.UTC().Truncate(24 * time.Hour)
+
+	var n atomic.Int64
+	var g errgroup.Group
+	g.SetLimit(concurrency)
+	for _, sid := range accts {
+		g.Go(func() error {
+			params := (&openapi.ListMessageParams{}).SetPathAccountSid(sid).SetPageSize(1000).SetDateSentAfter(day)
+			token, page := "", ""
+			for {
+				resp, err := api.PageMessage(params, token, page)
+				if err != nil {
+					return fmt.Errorf("%s: %w", sid, err)
+				}
+				n.Add(int64(len(resp.Messages)))
+				if resp.NextPageUri == nil {
+					return nil
+				}
+				u, err := url.Parse(*resp.NextPageUri)
+				if err != nil {
+					return err
+				}
+				token, page = u.Query().Get("PageToken"), u.Query().Get("Page")
+			}
+		})
+	}
+	if err := g.Wait(); err != nil {
+		b.Fatal(err)
+	}
+	return n.Load()
+}
+
+// timeFloor times one floor run and checks it read every message.
+func timeFloor(b *testing.B, fake *twiliofake.Server, accts []string, since time.Time, concurrency int, total int64) time.Duration {
+	b.Helper()
+	start := time.Now()
+	if got := floor(b, fake, accts, since, concurrency); got < total {
+		b.Fatalf("floor read %d messages, want at least %d", got, total)
+	}
+	return time.Since(start)
+}
+
+// rewrite sends every request to base, as twilio-go has no base URL.
+type rewrite struct {
+	base *url.URL
+	next http.RoundTripper
+}
+
+func (rt rewrite) RoundTrip(req *http.Request) (*http.Response, error) {
+	r := req.Clone(req.Context())
+	r.URL.Scheme, r.URL.Host, r.Host = rt.base.Scheme, rt.base.Host, ""
+	return rt.next.RoundTrip(r)
+}
+
+// BenchmarkIngestFirstCycle measures sentinel's first Messages cycle over
+// 200 subaccounts of 5,000 messages each (a million messages inside the
+// backfill window) with concurrency 8 into a fresh store, against the floor:
+// the same pages fetched and decoded by twilio-go alone.
+//
+// Metrics: msgs/s (sentinel), floor-msgs/s, x-floor (sentinel time / floor
+// time; target < 1.5), peak-heap-MB (highest live heap during sentinel's
+// cycle, fake included: the fake lives in this process), fake-heap-MB (the
+// fake's own footprint, measured before the cycle), cycle-heap-MB (peak
+// minus the heap before the cycle, GC headroom included), cycle-live-MB
+// (the same for the heap marked live, which is what the cycle retains) and
+// disk-write-MB (bytes the process wrote to storage during the cycle).
+//
+// POLLER_CPUPROFILE=file writes a CPU profile of sentinel's cycle alone.
+func BenchmarkIngestFirstCycle(b *testing.B) {
+	const subs, perSub, concurrency = 200, 5000, 8
+	clk := newClock(t0)
+	fake, sids, fakeMB := benchFleet(b, clk, subs, perSub, 0)
+	total := int64(subs * perSub)
+
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		p, st := benchPoller(b, fake, clk, concurrency)
+
+		// The floor, with the same lower bound the poller's first poll
+		// uses, is read before and after sentinel's cycle and the faster
+		// of the two counts: the machine is shared and noisy.
+		since := clk.Now().Add(-p.cfg.Backfill)
+		floorTime := timeFloor(b, fake, sids, since, concurrency, total)
+
+		base, baseLive, written := heapMB(), liveMB(), writtenMB()
+		stop := peakHeap()
+		if f := os.Getenv("POLLER_CPUPROFILE"); f != "" {
+			w, err := os.Create(f)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := pprof.StartCPUProfile(w); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+		start := time.Now()
+		res, err := p.Messages(context.Background())
+		elapsed := time.Since(start)
+		b.StopTimer()
+		pprof.StopCPUProfile()
+		peak, peakLive := stop()
+		written = writtenMB() - written
+		if err != nil || len(res.Failed) > 0 {
+			b.Fatalf("Messages: %v %v", err, res.Failed)
+		}
+		floorTime = min(floorTime, timeFloor(b, fake, sids, since, concurrency, total))
+		var stored int64
+		for _, sid := range sids {
+			bs, err := st.Buckets(sid, t0.Add(-48*time.Hour), t0.Add(time.Hour))
+			if err != nil {
+				b.Fatal(err)
+			}
+			c := traffic.Sum(bs, t0.Add(-48*time.Hour), t0.Add(time.Hour))
+			stored += c.Outbound + c.Inbound
+		}
+		if stored != total {
+			b.Fatalf("stored %d messages, want %d", stored, total)
+		}
+		b.ReportMetric(float64(total)/elapsed.Seconds(), "msgs/s")
+		b.ReportMetric(float64(total)/floorTime.Seconds(), "floor-msgs/s")
+		b.ReportMetric(elapsed.Seconds()/floorTime.Seconds(), "x-floor")
+		b.ReportMetric(peak, "peak-heap-MB")
+		b.ReportMetric(fakeMB, "fake-heap-MB")
+		b.ReportMetric(peak-base, "cycle-heap-MB")
+		b.ReportMetric(peakLive-baseLive, "cycle-live-MB")
+		if written >= 0 {
+			b.ReportMetric(written, "disk-write-MB")
+		}
+		b.StartTimer()
+	}
+}
+
+// BenchmarkSteadyState2000 times one Messages cycle over 2,000 subaccounts
+// whose coverage is complete and that have no new traffic, with 20ms of
+// latency per request and concurrency 8. The ideal is one request per
+// account: 2,000 × 20ms / 8 = 5s; x-ideal is the cycle's time over that
+// (target < 1.3).
+func BenchmarkSteadyState2000(b *testing.B) {
+	const subs, concurrency = 2000, 8
+	const latency = 20 * time.Millisecond
+	clk := newClock(t0)
+	fake, _, _ := benchFleet(b, clk, subs, 0, 0)
+	p, _ := benchPoller(b, fake, clk, concurrency)
+	if res, err := p.Messages(context.Background()); err != nil || len(res.Failed) > 0 {
+		b.Fatalf("first cycle: %v %v", err, res.Failed)
+	}
+	id := fake.Inject(twiliofake.Fault{Kind: twiliofake.FaultDelay, Delay: latency})
+	defer fake.RemoveFault(id)
+	ideal := time.Duration(subs+1) * latency / concurrency // the parent is polled too
+
+	b.ResetTimer()
+	for b.Loop() {
+		clk.Advance(time.Minute)
+		fake.Reset()
+		start := time.Now()
+		res, err := p.Messages(context.Background())
+		elapsed := time.Since(start)
+		if err != nil || len(res.Failed) > 0 {
+			b.Fatalf("Messages: %v %v", err, res.Failed)
+		}
+		b.StopTimer()
+		if n := fake.Stats().Requests; n != subs+1 {
+			b.Fatalf("%d requests, want %d (one per account)", n, subs+1)
+		}
+		b.ReportMetric(elapsed.Seconds()/ideal.Seconds(), "x-ideal")
+		b.ReportMetric(float64(fake.Stats().Requests), "requests")
+		b.StartTimer()
+	}
+}

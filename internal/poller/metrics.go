@@ -1,0 +1,73 @@
+package poller
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	cycle         *prometheus.HistogramVec
+	ingested      *prometheus.CounterVec
+	statusUpdates prometheus.Counter
+	failures      *prometheus.CounterVec
+	lastSuccess   *prometheus.GaugeVec
+	coverageEnd   *prometheus.GaugeVec
+	staleness     prometheus.Gauge
+	accounts      prometheus.Gauge
+	pruned        prometheus.Counter
+}
+
+// newMetrics builds the poller's metrics and registers them on reg, which
+// may be nil. The subaccount label is empty when noSubaccountLabel is set,
+// which keeps a single series per metric for very large fleets.
+func newMetrics(reg prometheus.Registerer, noSubaccountLabel bool) (*metrics, error) {
+	perAccount := []string{"subaccount"}
+	if noSubaccountLabel {
+		perAccount = nil
+	}
+	m := &metrics{
+		cycle: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sentinel_poll_cycle_duration_seconds",
+			Help:    "Duration of one poll of every account, by stream.",
+			Buckets: prometheus.ExponentialBuckets(0.05, 2, 14),
+		}, []string{"stream"}),
+		ingested: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sentinel_messages_ingested_total",
+			Help: "Messages stored, by whether they were new or changed state since last read.",
+		}, []string{"result"}),
+		statusUpdates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sentinel_message_status_updates_total",
+			Help: "Stored messages whose status, error code or price changed on a later read.",
+		}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sentinel_poll_failures_total",
+			Help: "Failed polls, by stream and account.",
+		}, append([]string{"stream"}, perAccount...)),
+		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sentinel_poll_last_success_timestamp_seconds",
+			Help: "Unix time of the last successful poll, by stream and account.",
+		}, append([]string{"stream"}, perAccount...)),
+		coverageEnd: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sentinel_message_coverage_end_timestamp_seconds",
+			Help: "Unix time up to which an account's message log is known to be completely stored.",
+		}, perAccount),
+		staleness: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sentinel_data_staleness_seconds",
+			Help: "How far the least recently covered account's message log lags behind now.",
+		}),
+		accounts: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sentinel_subaccounts",
+			Help: "Subaccounts listed by Twilio at the last account poll.",
+		}),
+		pruned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sentinel_messages_pruned_total",
+			Help: "Raw messages deleted past the retention period.",
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.cycle, m.ingested, m.statusUpdates, m.failures, m.lastSuccess, m.coverageEnd, m.staleness, m.accounts, m.pruned} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,654 @@
+// Package poller is sentinel's eyes: it reads the subaccount list, every
+// account's message log and usage from Twilio and keeps them in the store.
+//
+// The model, and the Twilio behaviour it is built around (see the Twilio
+// notes in the project's shared documentation):
+//
+//   - Message logs are listed newest first and Twilio's DateSent filters are
+//     whole UTC days, so each poll asks for the UTC day of its lower bound and
+//     stops paging once a page reaches back past that bound.
+//   - A message's status and error code change after it is first read (a
+//     "sent" message becomes "undelivered" with 30007 minutes or hours
+//     later), so every poll re-reads a trailing settle window. The store keeps
+//     each message once, by SID, in its latest state.
+//   - Each account has a Coverage: the stretch of time whose messages are
+//     known to be completely stored. Only a poll that paged all the way back
+//     to its lower bound extends it. A failed or partial poll leaves it as it
+//     was, so the policies see "unknown" rather than a quiet hour.
+//   - The first poll of an account, and the first after a gap longer than
+//     the backfill, reads the whole backfill window, so rules can judge from
+//     the first cycle.
+//
+// One account's failure never stops the others; failures are recorded per
+// account in the store and in metrics, and logged when they start, at
+// doubling intervals while they last, and when they end.
+//
+// # Caveats
+//
+//   - A status change that Twilio makes after a message has left the settle
+//     window is not guaranteed to be seen. A poll reads newest first down to
+//     the first page that reaches back past the settle window, and stores
+//     every message on the pages it reads; an older message is refreshed only
+//     if it happens to share that last page, otherwise it stays counted in
+//     the state it was last read in. Choose Settle longer than the carriers'
+//     usual delivery-receipt delay.
+//   - Messages are stored in batches of up to maxBatch messages (several
+//     pages of one account) per store transaction. Concurrency bounds the
+//     accounts being read from Twilio; an account whose read is done may
+//     wait for the store (bbolt has one writer) without holding a slot, up
+//     to pendingPerSlot*Concurrency accounts in all. A cycle therefore holds
+//     at most that many batches in memory, however large the fleet. A poll
+//     that fails part way keeps the batches stored so far but does not
+//     advance the coverage, so the next poll reads them again.
+//   - Cancelling the context stops a cycle promptly: polls in flight are
+//     abandoned without storing their last batch, and they are neither
+//     recorded nor counted as failures (shutting down is not a fault of the
+//     account). Coverage only ever advances for an account whose poll
+//     finished, so the store stays consistent.
+package poller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/bits"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"sentinel/internal/store"
+	"sentinel/internal/traffic"
+	"sentinel/internal/twilioapi"
+)
+
+// Streams, as recorded in the store's poll bookkeeping.
+const (
+	StreamAccounts = "accounts"
+	StreamMessages = "messages"
+	StreamUsage    = "usage"
+)
+
+// maxBatch bounds the messages of one store transaction: five pages of
+// 1,000. Fewer, larger transactions write each touched B+tree page and sync
+// the file less often than one per page.
+const maxBatch = 5000
+
+// Config holds the poller's settings. Zero values take the documented
+// defaults.
+type Config struct {
+	// Parent is the parent account's SID; default the Twilio client's. Its
+	// own message log is polled too (sending from the parent is a compliance
+	// risk in itself), but it is kept apart from the subaccounts.
+	Parent string
+	// Concurrency bounds how many accounts are polled at once. Default 8.
+	Concurrency int
+	// Settle is the trailing window re-read on every poll so that later
+	// status changes and prices are seen. Default 2h.
+	Settle time.Duration
+	// Backfill is how far back the first poll of an account reads, and how
+	// long a gap may be before coverage restarts. Default 24h.
+	Backfill time.Duration
+	// UsageDays is how many whole past days of daily usage are kept for
+	// spend baselines. Default 7.
+	UsageDays int
+	// Retention is how long raw messages are kept; AggRetention how long
+	// their aggregates are. Defaults 7 and 35 days. Retention is raised to
+	// at least Backfill+Settle so that no window loses its raw messages.
+	Retention, AggRetention time.Duration
+	// NoSubaccountLabel drops the subaccount label from per-account metrics,
+	// for fleets too large to label.
+	NoSubaccountLabel bool
+}
+
+func (c *Config) setDefaults() error {
+	if c.Concurrency == 0 {
+		c.Concurrency = 8
+	}
+	if c.Settle == 0 {
+		c.Settle = 2 * time.Hour
+	}
+	if c.Backfill == 0 {
+		c.Backfill = 24 * time.Hour
+	}
+	if c.UsageDays == 0 {
+		c.UsageDays = 7
+	}
+	if c.Retention == 0 {
+		c.Retention = 7 * 24 * time.Hour
+	}
+	if c.AggRetention == 0 {
+		c.AggRetention = 35 * 24 * time.Hour
+	}
+	switch {
+	case c.Concurrency < 0:
+		return fmt.Errorf("poller: concurrency %d is negative", c.Concurrency)
+	case c.Settle < 0 || c.Backfill < 0 || c.Retention < 0 || c.AggRetention < 0:
+		return errors.New("poller: durations must not be negative")
+	case c.UsageDays < 0:
+		return fmt.Errorf("poller: usage days %d is negative", c.UsageDays)
+	}
+	if min := c.Backfill + c.Settle; c.Retention < min {
+		c.Retention = min
+	}
+	if c.AggRetention < c.Retention {
+		c.AggRetention = c.Retention
+	}
+	return nil
+}
+
+// Poller reads Twilio into the store. Its methods are safe for concurrent
+// use, but the scheduler never runs the same stream twice at once.
+type Poller struct {
+	cfg Config
+	tw  *twilioapi.Client
+	st  *store.Store
+	log *slog.Logger
+	now func() time.Time
+	m   *metrics
+
+	mu        sync.Mutex
+	lastPrune time.Time
+	failing   map[string]int // consecutive failures by stream+"/"+account, for logging
+}
+
+// New returns a Poller. reg may be nil.
+func New(cfg Config, tw *twilioapi.Client, st *store.Store, reg prometheus.Registerer, log *slog.Logger, now func() time.Time) (*Poller, error) {
+	if tw == nil || st == nil || log == nil || now == nil {
+		return nil, errors.New("poller: client, store, logger and clock are required")
+	}
+	switch {
+	case cfg.Parent == "":
+		cfg.Parent = tw.ParentSID()
+	case cfg.Parent != tw.ParentSID():
+		// The parent would be polled as a subaccount and a subaccount
+		// labelled the parent.
+		return nil, fmt.Errorf("poller: parent %s is not the Twilio client's account %s", cfg.Parent, tw.ParentSID())
+	}
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(reg, cfg.NoSubaccountLabel)
+	if err != nil {
+		return nil, err
+	}
+	return &Poller{cfg: cfg, tw: tw, st: st, log: log, now: now, m: m, failing: map[string]int{}}, nil
+}
+
+// SetBackfill changes the backfill window, for example when reloaded
+// policies need a longer history. Accounts whose coverage starts later are
+// backfilled on their next poll.
+func (p *Poller) SetBackfill(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if d > 0 {
+		p.cfg.Backfill = d
+		if min := d + p.cfg.Settle; p.cfg.Retention < min {
+			p.cfg.Retention = min
+		}
+		// Prune refuses to drop aggregates before the raw messages under
+		// them.
+		if p.cfg.AggRetention < p.cfg.Retention {
+			p.cfg.AggRetention = p.cfg.Retention
+		}
+	}
+}
+
+func (p *Poller) backfill() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cfg.Backfill
+}
+
+// Result summarises one pass over the accounts.
+type Result struct {
+	Polled int
+	// Failed maps each account whose poll failed to its error.
+	Failed map[string]error
+}
+
+// Err returns an error when every account failed, which usually means
+// Twilio could not be reached at all; nil when at least one succeeded or
+// there was nothing to poll.
+func (r Result) Err() error {
+	if r.Polled == 0 || len(r.Failed) < r.Polled {
+		return nil
+	}
+	for _, err := range r.Failed {
+		return fmt.Errorf("all %d accounts failed, for example: %w", r.Polled, err)
+	}
+	return nil
+}
+
+// Accounts reads the complete subaccount list and stores it, noticing
+// status changes made outside sentinel. The parent is identified by SID; if
+// Twilio does not list it, it is fetched.
+func (p *Poller) Accounts(ctx context.Context) ([]store.AccountChange, error) {
+	start := time.Now()
+	defer func() { p.m.cycle.WithLabelValues(StreamAccounts).Observe(time.Since(start).Seconds()) }()
+
+	at := p.now()
+	list, err := p.tw.Accounts(ctx)
+	if err == nil && !containsSID(list, p.cfg.Parent) {
+		var parent twilioapi.Account
+		parent, err = p.tw.FetchAccount(ctx, p.cfg.Parent)
+		list = append(list, parent)
+	}
+	if rerr := p.st.RecordPoll(p.cfg.Parent, StreamAccounts, at, err); rerr != nil && err == nil {
+		err = rerr
+	}
+	if err != nil {
+		p.m.failures.WithLabelValues(append([]string{StreamAccounts}, p.label(p.cfg.Parent)...)...).Inc()
+		return nil, err // the client's and the store's errors name the operation
+	}
+	accts := make([]store.Account, 0, len(list))
+	for _, a := range list {
+		accts = append(accts, store.Account{
+			SID:          a.SID,
+			FriendlyName: a.FriendlyName,
+			Status:       a.Status,
+			Parent:       a.SID == p.cfg.Parent,
+		})
+	}
+	changes, err := p.st.SyncAccounts(accts, at)
+	if err != nil {
+		return nil, fmt.Errorf("store accounts: %w", err)
+	}
+	p.m.accounts.Set(float64(len(accts) - 1))
+	for _, c := range changes {
+		if c.From != "" {
+			p.log.Info("subaccount status changed outside sentinel", "subaccount", c.SID, "from", c.From, "to", c.To)
+		}
+	}
+	return changes, nil
+}
+
+func containsSID(list []twilioapi.Account, sid string) bool {
+	for _, a := range list {
+		if a.SID == sid {
+			return true
+		}
+	}
+	return false
+}
+
+// pollable returns the accounts whose logs are read: every account that is
+// not closed (a suspended subaccount's earlier messages still receive late
+// status changes), the parent included. The account list is synced first if
+// the store has never seen it.
+func (p *Poller) pollable(ctx context.Context) ([]store.Account, error) {
+	accts, err := p.st.Accounts()
+	if err != nil {
+		return nil, err
+	}
+	if len(accts) == 0 {
+		if _, err := p.Accounts(ctx); err != nil {
+			return nil, err
+		}
+		if accts, err = p.st.Accounts(); err != nil {
+			return nil, err
+		}
+	}
+	out := accts[:0]
+	for _, a := range accts {
+		if a.Status != "closed" {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+// Messages polls every account's message log once.
+func (p *Poller) Messages(ctx context.Context) (Result, error) {
+	start := time.Now()
+	defer func() { p.m.cycle.WithLabelValues(StreamMessages).Observe(time.Since(start).Seconds()) }()
+
+	accts, err := p.pollable(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	res := p.each(ctx, accts, StreamMessages, p.pollMessages)
+	p.updateStaleness(accts)
+	if ctx.Err() != nil {
+		// Shutting down: pruning can wait for the next cycle.
+		return res, ctx.Err()
+	}
+	if err := p.prune(); err != nil {
+		p.log.Error("prune old messages", "err", err)
+	}
+	return res, nil
+}
+
+// Usage polls every subaccount's usage once. The parent's usage is not read:
+// spend rules judge subaccounts.
+func (p *Poller) Usage(ctx context.Context) (Result, error) {
+	start := time.Now()
+	defer func() { p.m.cycle.WithLabelValues(StreamUsage).Observe(time.Since(start).Seconds()) }()
+
+	accts, err := p.pollable(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	subs := make([]store.Account, 0, len(accts))
+	for _, a := range accts {
+		if !a.Parent {
+			subs = append(subs, a)
+		}
+	}
+	return p.each(ctx, subs, StreamUsage, p.pollUsage), ctx.Err()
+}
+
+// each runs poll for every account with bounded concurrency and records
+// each outcome. A failure is counted and logged, never propagated to the
+// other accounts. Polls cut short by ctx are reported in the Result but not
+// recorded: shutting down is not the account's failure.
+//
+// A poll has two parts: reading from Twilio, which holds one of Concurrency
+// slots, and storing the rest of what it read (the finish it returns),
+// which does not, so that the next account's requests go out while the
+// store syncs its file. At most pendingPerSlot*Concurrency accounts are in
+// either part at once, which bounds the memory of reads waiting for the
+// store.
+func (p *Poller) each(ctx context.Context, accts []store.Account, stream string, poll pollFunc) Result {
+	res := Result{Polled: len(accts), Failed: map[string]error{}}
+	var mu sync.Mutex
+	fail := func(sid string, err error) {
+		mu.Lock()
+		res.Failed[sid] = err
+		mu.Unlock()
+	}
+	slots := make(chan struct{}, p.cfg.Concurrency)
+	pending := make(chan struct{}, pendingPerSlot*p.cfg.Concurrency)
+	var wg sync.WaitGroup
+	for _, a := range accts {
+		if err := acquire(ctx, pending); err != nil {
+			fail(a.SID, err)
+			continue
+		}
+		if err := acquire(ctx, slots); err != nil {
+			<-pending
+			fail(a.SID, err)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-pending }()
+			at := p.now()
+			finish, err := poll(ctx, a)
+			<-slots
+			if err == nil && finish != nil {
+				err = finish()
+			}
+			if err != nil && ctx.Err() != nil {
+				fail(a.SID, err)
+				return
+			}
+			if rerr := p.st.RecordPoll(a.SID, stream, at, err); rerr != nil && err == nil {
+				err = rerr
+			}
+			p.logOutcome(stream, a.SID, err)
+			label := append([]string{stream}, p.label(a.SID)...)
+			if err != nil {
+				fail(a.SID, err)
+				p.m.failures.WithLabelValues(label...).Inc()
+				return
+			}
+			p.m.lastSuccess.WithLabelValues(label...).Set(float64(at.Unix()))
+		}()
+	}
+	wg.Wait()
+	return res
+}
+
+// pendingPerSlot is how many accounts per Concurrency slot may be polled or
+// waiting to store what they read.
+const pendingPerSlot = 2
+
+// pollFunc reads one account from Twilio and returns what remains to be
+// done with the store once the read no longer needs its slot; finish may be
+// nil.
+type pollFunc func(ctx context.Context, a store.Account) (finish func() error, err error)
+
+// acquire takes a place in sem unless ctx is done first.
+func acquire(ctx context.Context, sem chan struct{}) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	select {
+	case sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// logOutcome logs a poll failure when an account starts failing and then
+// each time its run of consecutive failures doubles, and logs the recovery,
+// so that an account that stays broken does not flood the log.
+func (p *Poller) logOutcome(stream, sid string, err error) {
+	key := stream + "/" + sid
+	p.mu.Lock()
+	n := p.failing[key]
+	if err == nil {
+		delete(p.failing, key)
+	} else {
+		n++
+		p.failing[key] = n
+	}
+	p.mu.Unlock()
+	switch {
+	case err != nil && bits.OnesCount(uint(n)) == 1:
+		p.log.Warn("poll failed", "stream", stream, "subaccount", sid, "failures", n, "err", err)
+	case err == nil && n > 0:
+		p.log.Info("poll recovered", "stream", stream, "subaccount", sid, "failures", n)
+	}
+}
+
+// pollMessages reads one account's log from its watermark (the end of its
+// coverage, less the settle window) back, newest first. Its finish stores
+// the last batch and advances the coverage.
+func (p *Poller) pollMessages(ctx context.Context, a store.Account) (func() error, error) {
+	now := p.now()
+	backfill := p.backfill()
+	cov, err := p.st.Coverage(a.SID)
+	if err != nil {
+		return nil, err
+	}
+	from, since := cov.From, cov.Until.Add(-p.cfg.Settle)
+	switch {
+	case cov.Until.IsZero() || cov.Until.Before(now.Add(-backfill)):
+		// First poll, or a gap longer than the backfill: coverage restarts.
+		from, since = now.Add(-backfill), now.Add(-backfill)
+	case cov.From.After(now.Add(-backfill)):
+		// The backfill grew (policies now need a longer history).
+		from, since = now.Add(-backfill), now.Add(-backfill)
+	}
+	if floor := now.Add(-p.cfg.Settle); since.After(floor) {
+		since = floor
+	}
+	label := p.label(a.SID)
+	var batch []traffic.Message
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		// SID order keeps the store's inserts into its SID-keyed tree
+		// local; the sort is stable so that a message listed twice keeps
+		// its later-read state.
+		slices.SortStableFunc(batch, func(x, y traffic.Message) int { return strings.Compare(x.SID, y.SID) })
+		ing, err := p.st.PutMessages(a.SID, batch)
+		batch = batch[:0]
+		if err != nil {
+			return err
+		}
+		p.m.ingested.WithLabelValues("new").Add(float64(ing.New))
+		p.m.ingested.WithLabelValues("changed").Add(float64(ing.Changed))
+		p.m.statusUpdates.Add(float64(ing.Changed))
+		return nil
+	}
+	err = p.tw.Messages(ctx, a.SID, since, func(page []traffic.Message) (bool, error) {
+		if len(page) == 0 {
+			return false, nil
+		}
+		for _, m := range page {
+			if m.AccountSID != "" && m.AccountSID != a.SID {
+				return false, fmt.Errorf("message %s belongs to %s, not %s", m.SID, m.AccountSID, a.SID)
+			}
+		}
+		batch = append(batch, page...)
+		if len(batch) >= maxBatch {
+			if err := flush(); err != nil {
+				return false, err
+			}
+		}
+		// Newest first: once a page ends before the lower bound, every later
+		// page does too. Twilio's day filter only narrows the listing to
+		// whole days. The last message decides rather than the oldest: a
+		// message whose date_sent is null carries its date_created, which
+		// for a scheduled message can be days old, and Twilio does not
+		// document where such messages sort (?). Either way the messages
+		// before the last one on the page are in date_sent order.
+		return !page[len(page)-1].Time.Before(since), nil
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			// What was read is valid although a later page failed: keep
+			// it, so that the retry finds it stored.
+			err = errors.Join(err, flush())
+		}
+		return nil, fmt.Errorf("poll messages of %s: %w", a.SID, err)
+	}
+	return func() error {
+		if err := flush(); err != nil {
+			return fmt.Errorf("poll messages of %s: %w", a.SID, err)
+		}
+		if err := p.st.SetCoverage(a.SID, traffic.Coverage{From: from, Until: now}); err != nil {
+			return err
+		}
+		p.m.coverageEnd.WithLabelValues(label...).Set(float64(now.Unix()))
+		return nil
+	}, nil
+}
+
+// pollUsage stores today's usage and makes sure the trailing days that
+// spend baselines need are stored in their final form.
+func (p *Poller) pollUsage(ctx context.Context, a store.Account) (func() error, error) {
+	now := p.now().UTC()
+	today, err := p.tw.UsageToday(ctx, a.SID)
+	if err != nil {
+		return nil, fmt.Errorf("poll usage of %s: %w", a.SID, err)
+	}
+	if today.Day == "" {
+		today.Day = now.Format(time.DateOnly)
+	}
+	days := []traffic.Usage{today}
+	if p.cfg.UsageDays > 0 {
+		first := now.AddDate(0, 0, -p.cfg.UsageDays).Format(time.DateOnly)
+		last := now.AddDate(0, 0, -1).Format(time.DateOnly)
+		stored, err := p.st.Usage(a.SID, first, last)
+		if err != nil {
+			return nil, err
+		}
+		if !usageFinal(stored, p.cfg.UsageDays) {
+			past, err := p.tw.UsageDaily(ctx, a.SID, first, last)
+			if err != nil {
+				return nil, fmt.Errorf("poll daily usage of %s: %w", a.SID, err)
+			}
+			days = append(completeDays(past, now, p.cfg.UsageDays), today)
+		}
+	}
+	return func() error { return p.st.PutUsage(a.SID, days) }, nil
+}
+
+// completeDays returns the n whole days before now's UTC day as Twilio
+// reported them in past, read at now. A day Twilio did not list had no
+// usage, and a record without as_of is as fresh as the read: without both,
+// usageFinal could never hold for such an account and its past days would
+// be fetched again on every poll.
+func completeDays(past []traffic.Usage, now time.Time, n int) []traffic.Usage {
+	byDay := make(map[string]traffic.Usage, len(past))
+	for _, u := range past {
+		byDay[u.Day] = u
+	}
+	out := make([]traffic.Usage, 0, n)
+	for i := n; i >= 1; i-- {
+		day := now.AddDate(0, 0, -i).Format(time.DateOnly)
+		u, ok := byDay[day]
+		if !ok {
+			u = traffic.Usage{Day: day}
+		}
+		if u.AsOf.IsZero() {
+			u.AsOf = now
+		}
+		out = append(out, u)
+	}
+	return out
+}
+
+// usageFinal reports whether all n past days are stored and each was read
+// after its UTC day had ended (usage lags by minutes, so a day read at
+// 23:59 is not final). An hour's margin covers Twilio's lag.
+func usageFinal(stored []traffic.Usage, n int) bool {
+	if len(stored) < n {
+		return false
+	}
+	for _, u := range stored {
+		day, err := time.Parse(time.DateOnly, u.Day)
+		if err != nil || u.AsOf.Before(day.Add(25*time.Hour)) {
+			return false
+		}
+	}
+	return true
+}
+
+// updateStaleness sets the staleness gauge: how far the least recently
+// covered account's coverage lags behind now.
+func (p *Poller) updateStaleness(accts []store.Account) {
+	now := p.now()
+	var worst time.Duration
+	for _, a := range accts {
+		cov, err := p.st.Coverage(a.SID)
+		if err != nil {
+			continue
+		}
+		lag := now.Sub(cov.Until)
+		if cov.Until.IsZero() {
+			lag = p.backfill()
+		}
+		if lag > worst {
+			worst = lag
+		}
+	}
+	p.m.staleness.Set(worst.Seconds())
+}
+
+// prune drops raw messages past retention, at most once an hour.
+func (p *Poller) prune() error {
+	now := p.now()
+	p.mu.Lock()
+	if now.Sub(p.lastPrune) < time.Hour {
+		p.mu.Unlock()
+		return nil
+	}
+	p.lastPrune = now
+	retention, agg := p.cfg.Retention, p.cfg.AggRetention
+	p.mu.Unlock()
+	n, err := p.st.Prune(now.Add(-retention), now.Add(-agg))
+	if n > 0 {
+		p.m.pruned.Add(float64(n))
+	}
+	return err
+}
+
+// label returns the label values that name an account in per-account
+// metrics: the SID, or none when the subaccount label is dropped.
+func (p *Poller) label(sid string) []string {
+	if p.cfg.NoSubaccountLabel {
+		return nil
+	}
+	return []string{sid}
+}
