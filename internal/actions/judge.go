@@ -1,0 +1,355 @@
+package actions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"sentinel/internal/policy"
+	"sentinel/internal/slack"
+	"sentinel/internal/store"
+	"sentinel/internal/traffic"
+)
+
+// ErrNoPolicy means Judge was called while no valid policy set is loaded.
+var ErrNoPolicy = errors.New("no policy set loaded")
+
+// Incident states (store.Incident.State).
+const (
+	incidentFiring     = "firing"
+	incidentSuspended  = "suspended"
+	incidentResolved   = "resolved"
+	incidentReinstated = "reinstated"
+)
+
+// blindRule is the incident key of "sentinel cannot judge this account".
+// Policy rule names start with a letter or digit, so it cannot collide.
+const blindRule = "(blind)"
+
+// usageDays is how many UTC days of usage a Subject carries, today included.
+const usageDays = 8
+
+// Summary reports one Judge cycle.
+type Summary struct {
+	Accounts     int      // accounts evaluated
+	Firing       int      // decisions firing
+	Suspended    []string // subaccounts suspended in this cycle
+	WouldSuspend []string // dry-run: would have been suspended
+	Blocked      []string // stopped by a safety rail for the first time in their incident
+	Refused      []string // Twilio refused the suspension
+	Blind        []string // accounts whose suspension rules cannot be judged on fresh data
+	Systemic     bool     // the blast-radius limit was reached
+}
+
+// fleet counts what the blast-radius rail needs.
+type fleet struct {
+	active int // subaccounts sentinel could suspend: active, or suspended by sentinel
+	open   int // subaccounts suspended by sentinel now
+}
+
+// Judge runs one evaluation and action cycle over every account in the
+// store: evaluate the current policy set, persist the rule states, tell
+// people about incidents, and pass the suspension candidates of the whole
+// fleet through the safety pipeline. Errors for one account do not stop the
+// others; they are joined into the returned error.
+//
+// It works in phases, reading and writing in bulk (see the package doc):
+// sync every breaker with its Twilio status; read the snapshot; evaluate
+// every account in one scan; store the rule states that changed in one
+// transaction; handle incidents account by account; enforce.
+func (a *Actor) Judge(ctx context.Context) (Summary, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var sum Summary
+	set := a.policies()
+	if set == nil {
+		return sum, fmt.Errorf("judge: %w", ErrNoPolicy)
+	}
+	var errs []error
+	if err := a.reconcile(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	accts, err := a.st.Accounts()
+	if err != nil {
+		return sum, fmt.Errorf("judge: %w", err)
+	}
+	cancelled := func(err error) (Summary, error) {
+		return sum, errors.Join(append(errs, fmt.Errorf("judge: %w", err))...)
+	}
+
+	snap := &snapshot{st: a.st}
+	snap.loadBreakers()
+	var fl fleet
+	var vs []*verdict
+	for i := range accts {
+		if err := ctx.Err(); err != nil {
+			return cancelled(err)
+		}
+		v, err := a.syncAccount(ctx, set, snap, &accts[i], &fl)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if v != nil {
+			vs = append(vs, v)
+		}
+	}
+
+	now := a.now()
+	days := max(usageDays, set.UsageDays())
+	today := now.UTC()
+	snap.loadRest(today.AddDate(0, 0, 1-days).Format(time.DateOnly), today.Format(time.DateOnly))
+	if err := a.evaluate(ctx, set, snap, vs, now); err != nil {
+		errs = append(errs, fmt.Errorf("judge: %w", err))
+	}
+	if err := ctx.Err(); err != nil {
+		return cancelled(err)
+	}
+	if err := a.saveStates(vs); err != nil {
+		errs = append(errs, err)
+	}
+
+	signals := map[string]string{}
+	for _, r := range set.Rules() {
+		signals[r.Name] = r.Signal
+	}
+	var cands []candidate
+	for _, v := range vs {
+		if err := ctx.Err(); err != nil {
+			return cancelled(err)
+		}
+		cs, err := a.judgeAccount(ctx, snap, v, signals, now, &sum)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		cands = append(cands, cs...)
+	}
+	if err := a.enforce(ctx, set, cands, fl, &sum); err != nil {
+		errs = append(errs, err)
+	}
+	return sum, errors.Join(errs...)
+}
+
+// syncAccount syncs one account's breaker with its Twilio status and counts
+// it in the fleet. It returns the account to judge, or nil for one that is
+// suspended or closed.
+func (a *Actor) syncAccount(ctx context.Context, set *policy.Set, snap *snapshot, acct *store.Account, fl *fleet) (*verdict, error) {
+	sid := acct.SID
+	br, err := snap.breaker(sid)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	if nb, err := a.syncStatus(ctx, acct, br, set); err != nil {
+		errs = append(errs, err) // judge with what we know
+	} else {
+		br = nb
+	}
+	state := stateOf(br)
+	a.m.breakers.set(sid, state)
+	if !acct.Parent && acct.Status != statusClosed && state != StateAccountClosed {
+		if state == StateOpen {
+			fl.open++
+		}
+		if acct.Status == statusActive || state == StateOpen {
+			fl.active++
+		}
+	}
+	if acct.Status != statusActive || suspendedState(state) {
+		// Suspended or closed: it sends nothing, and judging it would only
+		// resolve its incidents while it cannot send.
+		return nil, errors.Join(errs...)
+	}
+	return &verdict{acct: acct, br: br}, errors.Join(errs...)
+}
+
+// judgeAccount handles the incidents of one evaluated account. It returns
+// the account's suspension candidates.
+func (a *Actor) judgeAccount(ctx context.Context, snap *snapshot, v *verdict, signals map[string]string, now time.Time, sum *Summary) ([]candidate, error) {
+	if v.err != nil {
+		return nil, v.err
+	}
+	if !v.done {
+		return nil, nil
+	}
+	sum.Accounts++
+	acct := *v.acct
+	stale := v.cov.Until.Before(now.Add(-a.cfg.MaxStaleness))
+	var errs []error
+	var cands []candidate
+	var blind []string
+	for _, j := range v.decs {
+		d, p := j.d, j.prev
+		inc, err := a.track(ctx, acct, d, signals[d.Rule], now)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if d.Result == policy.Firing {
+			sum.Firing++
+		}
+		if d.Action != policy.ActionSuspend {
+			continue
+		}
+		switch {
+		case d.Result == policy.Firing && stale:
+			blind = append(blind, fmt.Sprintf("%s is firing", d.Rule))
+		case d.Result == policy.Unknown && (p.Firing || p.Consecutive > 0):
+			blind = append(blind, fmt.Sprintf("%s was over its threshold and is now unknown: %s", d.Rule, d.Evidence.Reason))
+		}
+		if d.Result == policy.Firing {
+			cands = append(cands, candidate{acct: acct, br: v.br, dec: d, inc: inc, stale: stale,
+				signal: signals[d.Rule], coverage: v.cov})
+		}
+	}
+	v.decs = nil
+	if len(blind) > 0 || snap.maybeBlind(acct.SID) {
+		if err := a.blindAlert(ctx, acct, blind, v.cov, now); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(blind) > 0 {
+		sum.Blind = append(sum.Blind, acct.SID)
+	}
+	return cands, errors.Join(errs...)
+}
+
+// track opens, reminds and resolves the incident of one decision and
+// returns it as it is afterwards.
+func (a *Actor) track(ctx context.Context, acct store.Account, d policy.Decision, signal string, now time.Time) (store.Incident, error) {
+	inc, err := a.st.Incident(acct.SID, d.Rule)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return inc, err
+	}
+	open := err == nil && (inc.State == incidentFiring || inc.State == incidentSuspended)
+	kind := ""
+	switch {
+	case d.Result == policy.Firing && !open:
+		inc = store.Incident{Subaccount: acct.SID, Rule: d.Rule, Opened: now, LastNotified: now, State: incidentFiring}
+		kind = slack.KindFiring
+	case d.Result == policy.Firing && now.Sub(inc.LastNotified) >= a.cfg.Reminder:
+		inc.LastNotified = now
+		kind = slack.KindReminder
+	case d.Result == policy.Resolved && open:
+		inc.State, inc.Resolved = incidentResolved, now
+		kind = slack.KindResolved
+	default:
+		return inc, nil
+	}
+	if err := a.st.PutIncident(inc); err != nil {
+		return inc, err
+	}
+	ev := decisionEvent(kind, acct, d, signal, inc, now)
+	switch {
+	case kind == slack.KindResolved:
+		ev.Severity = slack.SeverityInfo
+	case d.Action == policy.ActionSuspend && d.Protected:
+		ev.Action = "alert only: protected account, never suspended"
+	case d.Action == policy.ActionSuspend && (d.DryRun || a.cfg.DryRun):
+		ev.Action = "suspension rule in dry-run"
+	}
+	a.notify(ctx, ev)
+	return inc, nil
+}
+
+// blindAlert tells, at most once per reminder period, that sentinel cannot
+// judge an account's suspension rules on fresh data, and closes the blind
+// incident silently once it can again.
+func (a *Actor) blindAlert(ctx context.Context, acct store.Account, why []string, cov traffic.Coverage, now time.Time) error {
+	inc, err := a.st.Incident(acct.SID, blindRule)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	open := err == nil && inc.State == incidentFiring
+	if len(why) == 0 {
+		if open {
+			inc.State, inc.Resolved = incidentResolved, now
+			return a.st.PutIncident(inc)
+		}
+		return nil
+	}
+	if open && now.Sub(inc.LastNotified) < a.cfg.Reminder {
+		return nil
+	}
+	if !open {
+		inc = store.Incident{Subaccount: acct.SID, Rule: blindRule, Opened: now, State: incidentFiring}
+	}
+	inc.LastNotified = now
+	if err := a.st.PutIncident(inc); err != nil {
+		return err
+	}
+	covered := "the message log has not been read yet"
+	if !cov.Until.IsZero() {
+		covered = fmt.Sprintf("the message log is known complete only until %s (%s ago)",
+			cov.Until.UTC().Format(time.RFC3339), now.Sub(cov.Until).Round(time.Second))
+	}
+	a.notify(ctx, slack.Event{
+		Kind:       slack.KindBlind,
+		Severity:   slack.SeverityWarning,
+		Subaccount: acct.SID,
+		Name:       acct.FriendlyName,
+		Action:     "not suspending on stale data",
+		Detail:     covered + "; " + strings.Join(why, "; "),
+		At:         now,
+	})
+	return nil
+}
+
+// decisionEvent fills an event from a decision's evidence.
+func decisionEvent(kind string, acct store.Account, d policy.Decision, signal string, inc store.Incident, now time.Time) slack.Event {
+	ev := d.Evidence
+	sev := d.Severity
+	if sev == "" {
+		sev = slack.SeverityInfo
+	}
+	return slack.Event{
+		Kind:        kind,
+		Severity:    sev,
+		Subaccount:  acct.SID,
+		Name:        acct.FriendlyName,
+		Rule:        d.Rule,
+		Opened:      inc.Opened,
+		Signal:      ev.Signal,
+		Unit:        unitOf(signal),
+		Value:       ev.Value,
+		Threshold:   ev.Threshold,
+		Numerator:   ev.Numerator,
+		Denominator: ev.Denominator,
+		From:        ev.From,
+		To:          ev.To,
+		Examples:    ev.Examples,
+		Reason:      d.Description,
+		At:          now,
+	}
+}
+
+// unitOf returns the slack unit of a signal's values.
+func unitOf(signal string) string {
+	switch signal {
+	case policy.SignalErrorCount, policy.SignalNoServiceCount, policy.SignalParentOutbound:
+		return slack.UnitCount
+	}
+	return slack.UnitRatio
+}
+
+// evidence renders a decision's evidence for the audit log.
+func evidence(d policy.Decision, signal string) string {
+	ev := d.Evidence
+	var b strings.Builder
+	if unitOf(signal) == slack.UnitRatio {
+		fmt.Fprintf(&b, "%s %.4g (%g/%g), trip %.4g", ev.Signal, ev.Value, ev.Numerator, ev.Denominator, ev.Threshold)
+	} else {
+		fmt.Fprintf(&b, "%s %g, trip %g", ev.Signal, ev.Value, ev.Threshold)
+	}
+	if !ev.From.IsZero() {
+		fmt.Fprintf(&b, " over [%s, %s)", ev.From.UTC().Format(time.RFC3339), ev.To.UTC().Format(time.RFC3339))
+	}
+	if d.Probation {
+		b.WriteString(", probation thresholds")
+	}
+	if len(ev.Examples) > 0 {
+		fmt.Fprintf(&b, "; examples %s", strings.Join(ev.Examples, ","))
+	}
+	return b.String()
+}

@@ -1,0 +1,148 @@
+package control
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/url"
+	"syscall"
+	"time"
+
+	"sentinel/internal/actions"
+)
+
+// ErrNoDaemon means nothing listens on the control socket: the CLI may open
+// the database itself.
+var ErrNoDaemon = errors.New("no sentinel daemon on the control socket")
+
+// Error is a non-2xx answer from the daemon. It matches actions.ErrRefused
+// (409), actions.ErrUnknownAccount (404) and actions.ErrInvalid (400) with
+// errors.Is, so the CLI branches the same way with or without a daemon.
+type Error struct {
+	Status  int
+	Message string
+}
+
+func (e *Error) Error() string { return "daemon: " + e.Message }
+
+func (e *Error) Unwrap() error {
+	switch e.Status {
+	case http.StatusConflict:
+		return actions.ErrRefused
+	case http.StatusNotFound:
+		return actions.ErrUnknownAccount
+	case http.StatusBadRequest:
+		return actions.ErrInvalid
+	}
+	return nil
+}
+
+// Client talks to a running daemon over its control socket.
+type Client struct {
+	path string
+	hc   *http.Client
+}
+
+// dialTimeout bounds connecting to the socket.
+const dialTimeout = 2 * time.Second
+
+// Dial checks that a daemon answers on the socket at path and returns a
+// Client for it. When nothing listens there (no socket file, or a stale one
+// nobody accepts on) the error wraps ErrNoDaemon.
+func Dial(path string) (*Client, error) {
+	c, err := net.DialTimeout("unix", path, dialTimeout)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, fmt.Errorf("dial %s: %w", path, ErrNoDaemon)
+		}
+		return nil, fmt.Errorf("dial control socket %s: %w", path, err)
+	}
+	c.Close()
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			d := net.Dialer{Timeout: dialTimeout}
+			return d.DialContext(ctx, "unix", path)
+		},
+		MaxIdleConns: 1,
+	}
+	return &Client{path: path, hc: &http.Client{Transport: tr}}, nil
+}
+
+// Close releases the Client's idle connection.
+func (c *Client) Close() error {
+	c.hc.CloseIdleConnections()
+	return nil
+}
+
+// Reinstate asks the daemon to reinstate sid.
+func (c *Client) Reinstate(ctx context.Context, sid, by, reason string) error {
+	return c.do(ctx, http.MethodPost, "/reinstate", Request{SID: sid, By: by, Reason: reason}, nil)
+}
+
+// Suspend asks the daemon to suspend sid.
+func (c *Client) Suspend(ctx context.Context, sid, by, reason string) error {
+	return c.do(ctx, http.MethodPost, "/suspend", Request{SID: sid, By: by, Reason: reason}, nil)
+}
+
+// Status returns every account's status line.
+func (c *Client) Status(ctx context.Context) ([]actions.StatusRow, error) {
+	var rows []actions.StatusRow
+	err := c.do(ctx, http.MethodGet, "/status", nil, &rows)
+	return rows, err
+}
+
+// History returns sid's incidents and audit records, newest first.
+func (c *Client) History(ctx context.Context, sid string) ([]actions.HistoryEntry, error) {
+	var h []actions.HistoryEntry
+	err := c.do(ctx, http.MethodGet, "/history?sid="+url.QueryEscape(sid), nil, &h)
+	return h, err
+}
+
+// maxReply bounds a reply body (a large fleet's status is a few MB).
+const maxReply = 256 << 20
+
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://sentinel"+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s via %s: %w", method, path, c.path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxReply))
+	if err != nil {
+		return fmt.Errorf("%s %s via %s: %w", method, path, c.path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var r reply
+		if json.Unmarshal(data, &r) != nil || r.Error == "" {
+			r.Error = fmt.Sprintf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(data[:min(len(data), 200)]))
+		}
+		return &Error{Status: resp.StatusCode, Message: r.Error}
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("%s %s via %s: decode reply: %w", method, path, c.path, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,324 @@
+// Package control is the running daemon's local control endpoint: HTTP over
+// a unix socket, so that `sentinel -reinstate`, `-suspend`, `-status` and
+// `-history` go through the daemon while it runs.
+//
+// # Why
+//
+// There is one writer. The daemon holds the bbolt file lock for as long as it
+// runs, so a second process cannot open the database; and even if it could,
+// a reinstatement made behind the daemon's back would race its breaker. The
+// CLI therefore Dials the daemon's socket first and falls back to opening
+// the database itself only when Dial reports ErrNoDaemon.
+//
+// # Security
+//
+// The socket is created with mode 0600 (bound in a private directory,
+// chmodded, then linked into place), so only the daemon's user can connect;
+// there is no other authentication. Requests carry who acts (-by)
+// and why (-reason); both are recorded in the audit log. A stale socket file
+// left by a crash is removed at start, but only after checking that no
+// daemon answers on it; anything at the path that is not a socket is left
+// alone and Run refuses to start.
+//
+// # Endpoints
+//
+//	POST /reinstate   {"sid", "by", "reason"}  -> 200 {"message"}
+//	POST /suspend     {"sid", "by", "reason"}  -> 200 {"message"}
+//	GET  /status                               -> 200 [actions.StatusRow]
+//	GET  /history?sid=AC...                    -> 200 [actions.HistoryEntry]
+//
+// Errors are JSON {"error": "..."} with 400 (bad request), 404 (unknown
+// account), 409 (refused: the parent, a closed account, one suspended by
+// Twilio, one not suspended) or 500/502 (the store or Twilio failed).
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"sentinel/internal/actions"
+	"sentinel/internal/store"
+)
+
+// Actions is what the endpoint asks of the daemon (*actions.Actor).
+type Actions interface {
+	Reinstate(ctx context.Context, sid, by, reason string) error
+	Suspend(ctx context.Context, sid, by, reason string) error
+}
+
+var _ Actions = (*actions.Actor)(nil)
+
+// ErrRunning means another daemon answers on the socket path.
+var ErrRunning = errors.New("another sentinel daemon answers on the control socket")
+
+// ActionTimeout bounds one manual action. The action runs on a context
+// detached from the request, so a CLI that gives up (Ctrl-C) cannot cut a
+// Twilio call off half-way; Reconcile would recover, but there is no need.
+const ActionTimeout = 5 * time.Minute
+
+// shutdownGrace bounds how long Run waits for requests in flight.
+const shutdownGrace = 10 * time.Second
+
+// maxBody bounds a request body.
+const maxBody = 64 << 10
+
+// Server serves the control endpoint.
+type Server struct {
+	path  string
+	act   Actions
+	st    *store.Store
+	log   *slog.Logger
+	now   func() time.Time
+	ready chan struct{}
+	once  sync.Once
+}
+
+// New returns a Server for the socket at path. It does not touch the path
+// until Run.
+func New(path string, act Actions, st *store.Store, log *slog.Logger, now func() time.Time) (*Server, error) {
+	switch {
+	case path == "":
+		return nil, errors.New("new control server: no socket path")
+	case act == nil:
+		return nil, errors.New("new control server: no actions")
+	case st == nil:
+		return nil, errors.New("new control server: no store")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Server{path: path, act: act, st: st, log: log, now: now, ready: make(chan struct{})}, nil
+}
+
+// Ready is closed once the socket accepts connections.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Run listens on the socket and serves until ctx ends, then stops accepting,
+// waits for requests in flight (bounded) and removes the socket. It returns
+// nil after ctx ends, ErrRunning if another daemon answers on the path.
+func (s *Server) Run(ctx context.Context) error {
+	l, err := s.listen()
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	s.once.Do(func() { close(s.ready) })
+	select {
+	case err := <-errc:
+		return fmt.Errorf("control socket %s: %w", s.path, err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+	defer cancel()
+	err = srv.Shutdown(sctx) // closes the listener, which removes the socket
+	<-errc
+	if err != nil {
+		return fmt.Errorf("control socket %s: shutdown: %w", s.path, err)
+	}
+	return nil
+}
+
+// listen binds the socket with mode 0600, after removing a stale one.
+func (s *Server) listen() (net.Listener, error) {
+	fi, err := os.Lstat(s.path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("control socket %s: %w", s.path, err)
+	case fi.Mode()&fs.ModeSocket == 0:
+		return nil, fmt.Errorf("control socket %s: exists and is not a socket; not touching it", s.path)
+	default:
+		c, err := net.DialTimeout("unix", s.path, time.Second)
+		if err == nil {
+			c.Close()
+			return nil, fmt.Errorf("control socket %s: %w", s.path, ErrRunning)
+		}
+		if err := os.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("control socket %s: remove stale socket: %w", s.path, err)
+		}
+		s.log.Info("removed stale control socket", "path", s.path)
+	}
+	l, err := listenPrivate(s.path)
+	if err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", s.path, err)
+	}
+	return l, nil
+}
+
+// listenPrivate binds a unix socket at path that only the owner can connect
+// to, with no moment in which it is open to others and without touching the
+// process-wide umask: the socket is bound inside a fresh 0700 directory,
+// made 0600, and linked into place (the link is the same bound socket). The
+// listener removes path when closed, if path is still this socket.
+func listenPrivate(path string) (net.Listener, error) {
+	dir, err := os.MkdirTemp(filepath.Dir(path), ".sentinel-control-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	tmp := filepath.Join(dir, "s")
+	l, err := net.Listen("unix", tmp)
+	if err != nil {
+		return nil, err
+	}
+	ul := l.(*net.UnixListener)
+	ul.SetUnlinkOnClose(false) // the bound name moves; removal is ours
+	fail := func(err error) (net.Listener, error) {
+		ul.Close()
+		return nil, err
+	}
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		return fail(err)
+	}
+	fi, err := os.Lstat(tmp)
+	if err != nil {
+		return fail(err)
+	}
+	// A hard link, unlike rename, never replaces what may have appeared at
+	// path since it was checked.
+	if err := os.Link(tmp, path); err != nil {
+		return fail(err)
+	}
+	return &socketListener{UnixListener: ul, path: path, fi: fi}, nil
+}
+
+// socketListener removes its socket file on Close, unless another socket
+// has replaced it.
+type socketListener struct {
+	*net.UnixListener
+	path string
+	fi   os.FileInfo
+	once sync.Once
+}
+
+func (l *socketListener) Close() error {
+	err := l.UnixListener.Close()
+	l.once.Do(func() {
+		if fi, serr := os.Lstat(l.path); serr == nil && os.SameFile(fi, l.fi) {
+			os.Remove(l.path)
+		}
+	})
+	return err
+}
+
+// Request is the body of POST /reinstate and POST /suspend.
+type Request struct {
+	SID    string `json:"sid"`
+	By     string `json:"by"`
+	Reason string `json:"reason"`
+}
+
+type reply struct {
+	Message string `json:"message,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+// Handler returns the endpoint's HTTP handler (Run serves it on the socket).
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /reinstate", s.manual("reinstated", s.act.Reinstate))
+	mux.HandleFunc("POST /suspend", s.manual("suspended", s.act.Suspend))
+	mux.HandleFunc("GET /status", s.status)
+	mux.HandleFunc("GET /history", s.history)
+	return mux
+}
+
+func (s *Server) manual(done string, do func(ctx context.Context, sid, by, reason string) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req Request
+		dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+		dec.DisallowUnknownFields()
+		err := dec.Decode(&req)
+		if err == nil && dec.Decode(&struct{}{}) != io.EOF {
+			err = errors.New("more than one JSON value")
+		}
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, reply{Error: fmt.Sprintf("bad request body: %v", err)})
+			return
+		}
+		req.SID = strings.TrimSpace(req.SID)
+		var missing []string
+		for name, v := range map[string]string{"sid": req.SID, "by": req.By, "reason": req.Reason} {
+			if strings.TrimSpace(v) == "" {
+				missing = append(missing, name)
+			}
+		}
+		if len(missing) > 0 {
+			writeJSON(w, http.StatusBadRequest, reply{Error: "missing " + strings.Join(slices.Sorted(slices.Values(missing)), ", ")})
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), ActionTimeout)
+		defer cancel()
+		if err := do(ctx, req.SID, req.By, req.Reason); err != nil {
+			s.log.Warn("control request failed", "subaccount", req.SID, "action", r.URL.Path, "err", err)
+			writeJSON(w, statusOf(err), reply{Error: err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, reply{Message: fmt.Sprintf("%s %s", req.SID, done)})
+	}
+}
+
+func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
+	rows, err := actions.StatusRows(s.st, s.now())
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, reply{Error: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, rows)
+}
+
+func (s *Server) history(w http.ResponseWriter, r *http.Request) {
+	sid := strings.TrimSpace(r.URL.Query().Get("sid"))
+	if sid == "" {
+		writeJSON(w, http.StatusBadRequest, reply{Error: "missing sid"})
+		return
+	}
+	h, err := actions.History(s.st, sid)
+	if err != nil {
+		writeJSON(w, statusOf(err), reply{Error: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, h)
+}
+
+// statusOf maps an action's error to an HTTP status.
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, actions.ErrUnknownAccount), errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, actions.ErrRefused):
+		return http.StatusConflict
+	case errors.Is(err, actions.ErrInvalid):
+		return http.StatusBadRequest
+	}
+	return http.StatusBadGateway
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v) //nolint:errcheck // the client went away
+}
