@@ -132,6 +132,7 @@ var validResults = []Result{OK, Pending, Firing, Resolved, Unknown, Insufficient
 // differed, and returns how many cases failed. err reports files that could
 // not be read or whose policies did not load.
 func RunTests(w io.Writer, policyDir string, files ...string) (failed int, err error) {
+	var passed int
 	sets := map[string]*Set{}
 	var errs []error
 	for _, file := range files {
@@ -168,10 +169,12 @@ func RunTests(w io.Writer, policyDir string, files ...string) (failed int, err e
 					fmt.Fprintf(w, "    %s\n", strings.ReplaceAll(d, "\n", "\n    "))
 				}
 			default:
+				passed++
 				fmt.Fprintf(w, "PASS %s: %s\n", file, tc.Name)
 			}
 		}
 	}
+	fmt.Fprintf(w, "policy tests: %d passed, %d failed\n", passed, failed)
 	return failed, errors.Join(errs...)
 }
 

@@ -46,6 +46,7 @@ FAIL TESTS: wrong expectation
     at 10m, firing rules:
       - []
       + [filtering]
+policy tests: 1 passed, 1 failed
 `
 	// every: 5m evaluates at 5m too (pending), so at 10m the rule fires.
 	got := strings.ReplaceAll(out.String(), tests, "TESTS")
