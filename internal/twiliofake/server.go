@@ -397,6 +397,22 @@ func (s *Server) MessageCount(accountSID string) int {
 	return 0
 }
 
+// Messages returns an account's messages, newest first as Twilio lists
+// them; nil for an unknown account.
+func (s *Server) Messages(accountSID string) []Message {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	a := s.accounts[accountSID]
+	if a == nil {
+		return nil
+	}
+	out := make([]Message, 0, len(a.msgs))
+	for i := len(a.msgs) - 1; i >= 0; i-- {
+		out = append(out, s.toMessage(accountSID, &a.msgs[i]))
+	}
+	return out
+}
+
 // LoopPages makes list responses for path (exact, e.g.
 // "/2010-04-01/Accounts/AC.../Messages.json") from page atPage on return
 // their own URI as next_page_uri: a client that follows next_page_uri
