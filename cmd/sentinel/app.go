@@ -1,0 +1,322 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"sentinel/internal/actions"
+	"sentinel/internal/policy"
+	"sentinel/internal/poller"
+	"sentinel/internal/slack"
+	"sentinel/internal/store"
+	"sentinel/internal/traffic"
+	"sentinel/internal/twilioapi"
+)
+
+// app is sentinel wired together: everything the daemon, -once, -demo and
+// the manual actions share.
+type app struct {
+	cfg *config
+	log *slog.Logger
+	reg *prometheus.Registry
+
+	st       *store.Store
+	tw       *twilioapi.Client
+	policies *policy.Reloader
+	notifier actions.Notifier
+	disp     *slack.Dispatcher // nil when alerts only go to the log
+	act      *actions.Actor
+	poll     *poller.Poller
+	gauges   *gauges
+	ready    readiness
+
+	hup chan struct{} // a policy reload request (SIGHUP)
+}
+
+// newLogger builds the process logger. Secrets never reach it: they are
+// only in cfg's credential fields, which nothing logs.
+func newLogger(cfg *config, stderr io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.logLevel}
+	if cfg.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(stderr, opts))
+}
+
+// build wires sentinel in dependency order: metrics registry, store, Twilio
+// client, policies, Slack, actions, poller. When Slack is not configured,
+// alerts go to the log, or, if terminal is not nil (the demo), are printed
+// there in full instead. The caller must call close.
+func build(cfg *config, log *slog.Logger, terminal io.Writer) (_ *app, err error) {
+	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry(), hup: make(chan struct{}, 1)}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	a.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "sentinel_build_info",
+			Help:        "Always 1; the version label says which build runs.",
+			ConstLabels: prometheus.Labels{"version": version},
+		}, func() float64 { return 1 }),
+	)
+
+	if a.st, err = store.Open(cfg.db, store.Options{}); err != nil {
+		return nil, err
+	}
+	a.tw, err = twilioapi.New(twilioapi.Config{
+		BaseURL:    cfg.twilioURL,
+		AccountSID: cfg.accountSID,
+		AuthToken:  cfg.authToken,
+		Timeout:    cfg.requestTimeout,
+		RateLimit:  cfg.rateLimit,
+		Classifier: traffic.NewClassifier(cfg.optOutKeywords...),
+		Registerer: a.reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	// The notifier must exist before the policies: a rejected reload is
+	// reported to Slack. The reloader is created right after, and the
+	// callback only runs from its Run loop.
+	if err := a.buildNotifier(terminal); err != nil {
+		return nil, err
+	}
+	a.policies, err = policy.NewReloader(policy.ReloaderConfig{
+		Dir:        cfg.policies,
+		Trigger:    a.hup,
+		Registerer: a.reg,
+		Logger:     log,
+		OnReload:   a.onReload,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("policies: %w", err)
+	}
+	set := a.policies.Current()
+
+	a.act, err = actions.New(actions.Config{
+		DryRun:            cfg.dryRun,
+		MaxPerHour:        cfg.maxPerHour,
+		MaxFraction:       cfg.maxFraction,
+		MaxStaleness:      cfg.maxStaleness,
+		Reminder:          cfg.reminder,
+		NoSubaccountLabel: cfg.noSubaccountLabel,
+	}, a.st, a.tw, a.policies.Current, a.notifier, a.reg, log, time.Now)
+	if err != nil {
+		return nil, err
+	}
+	a.poll, err = poller.New(poller.Config{
+		Parent:            cfg.accountSID,
+		Concurrency:       cfg.concurrency,
+		Settle:            cfg.settle,
+		Backfill:          set.MaxWindow(),
+		UsageDays:         max(set.UsageDays()-1, 1),
+		Retention:         cfg.retention,
+		NoSubaccountLabel: cfg.noSubaccountLabel,
+	}, a.tw, a.st, a.reg, log, time.Now)
+	if err != nil {
+		return nil, err
+	}
+	if a.gauges, err = newGauges(a.reg, cfg.noSubaccountLabel); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// buildNotifier chooses Slack (webhook or bot token, through the persistent
+// outbox) or, without either, the log.
+func (a *app) buildNotifier(terminal io.Writer) error {
+	sc := slack.Config{
+		WebhookURL: a.cfg.slackWebhook,
+		BotToken:   a.cfg.slackToken,
+		Channel:    a.cfg.slackChannel,
+		APIURL:     a.cfg.slackAPIURL,
+	}
+	switch {
+	case sc.Mode() == slack.ModeLog && terminal != nil:
+		a.notifier = slack.NewLogNotifier(slog.New(slog.DiscardHandler), terminal)
+		return nil
+	case sc.Mode() == slack.ModeLog:
+		a.log.Warn("Slack is not configured (SLACK_WEBHOOK_URL or SLACK_BOT_TOKEN): alerts go to the log only")
+		a.notifier = slack.NewLogNotifier(a.log, nil)
+		return nil
+	}
+	client, err := slack.NewClient(sc)
+	if err != nil {
+		return err
+	}
+	a.disp, err = slack.NewDispatcher(outbox{a.st}, client, a.st, a.log, slack.Options{Registerer: a.reg})
+	if err != nil {
+		return err
+	}
+	a.notifier = a.disp
+	a.log.Info("alerts go to Slack", "slack", sc.String())
+	return nil
+}
+
+// onReload is called by the policy reloader after every reload attempt.
+func (a *app) onReload(set *policy.Set, err error) {
+	if err != nil {
+		a.log.Error("policy change rejected; the previous policies keep running", "err", err)
+		ev := slack.Event{
+			Kind:     slack.KindPolicyRejected,
+			Severity: slack.SeverityWarning,
+			Detail:   err.Error(),
+			Action:   "previous policies keep running",
+			At:       time.Now(),
+		}
+		if nerr := a.notifier.Notify(context.Background(), ev); nerr != nil {
+			a.log.Error("notify policy rejection", "err", nerr)
+		}
+		return
+	}
+	a.log.Info("policies reloaded", "rules", len(set.Rules()))
+	a.poll.SetBackfill(set.MaxWindow())
+}
+
+func (a *app) close() {
+	if a.st != nil {
+		if err := a.st.Close(); err != nil {
+			a.log.Error("close store", "err", err)
+		}
+	}
+}
+
+// cycle polls every message log, judges the result and acts on it: the
+// messages job.
+func (a *app) cycle(ctx context.Context) error {
+	res, err := a.poll.Messages(ctx)
+	if err != nil {
+		return fmt.Errorf("poll messages: %w", err)
+	}
+	if err := res.Err(); err != nil {
+		a.log.Error("no message log could be read", "err", err)
+	}
+	sum, err := a.act.Judge(ctx)
+	if err != nil {
+		return fmt.Errorf("judge: %w", err)
+	}
+	a.ready.cycleDone(time.Now(), res.Err() == nil)
+	if len(sum.Suspended)+len(sum.WouldSuspend)+len(sum.Blocked) > 0 || sum.Systemic {
+		a.log.Info("cycle acted", "suspended", sum.Suspended, "would_suspend", sum.WouldSuspend,
+			"blocked", sum.Blocked, "systemic", sum.Systemic)
+	}
+	rows, err := actions.StatusRows(a.st, time.Now())
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	a.gauges.update(rows)
+	return nil
+}
+
+// once runs one complete cycle: accounts, messages, usage, evaluate, act,
+// notify. It fails when Twilio could not be reached at all.
+func (a *app) once(ctx context.Context) error {
+	if _, err := a.poll.Accounts(ctx); err != nil {
+		return err
+	}
+	res, err := a.poll.Messages(ctx)
+	if err != nil {
+		return fmt.Errorf("poll messages: %w", err)
+	}
+	if err := res.Err(); err != nil {
+		return fmt.Errorf("poll messages: %w", err)
+	}
+	if _, err := a.poll.Usage(ctx); err != nil {
+		return fmt.Errorf("poll usage: %w", err)
+	}
+	if _, err := a.act.Judge(ctx); err != nil {
+		return fmt.Errorf("judge: %w", err)
+	}
+	for sid, err := range res.Failed {
+		a.log.Warn("message log not read; its rules are unknown this cycle", "subaccount", sid, "err", err)
+	}
+	return a.flush(ctx)
+}
+
+// flush makes one delivery attempt for queued Slack messages. What is not
+// delivered stays in the outbox for the next run.
+func (a *app) flush(ctx context.Context) error {
+	if a.disp == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	if err := a.disp.Flush(ctx); err != nil {
+		a.log.Warn("Slack delivery incomplete; queued messages are kept for the next run", "err", err)
+	}
+	return nil
+}
+
+// handler serves /metrics, /healthz and /readyz.
+func (a *app) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if ok, why := a.ready.check(time.Now(), a.cfg.maxStaleness); !ok {
+			http.Error(w, why, http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	return mux
+}
+
+// readiness is ready after the first complete cycle, and not while the data
+// is stale: when no message cycle has read any log for longer than the
+// staleness bound.
+type readiness struct {
+	mu       sync.Mutex
+	lastGood time.Time
+}
+
+func (r *readiness) cycleDone(at time.Time, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ok {
+		r.lastGood = at
+	}
+}
+
+func (r *readiness) check(now time.Time, maxStale time.Duration) (bool, string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case r.lastGood.IsZero():
+		return false, "no complete cycle yet"
+	case now.Sub(r.lastGood) > maxStale:
+		return false, fmt.Sprintf("data is stale: last complete cycle %s ago", now.Sub(r.lastGood).Round(time.Second))
+	}
+	return true, ""
+}
+
+// outbox adapts the store's outbox to the slack package's.
+type outbox struct{ *store.Store }
+
+func (o outbox) Due(at time.Time, limit int) ([]slack.OutboxItem, error) {
+	items, err := o.Store.Due(at, limit)
+	out := make([]slack.OutboxItem, len(items))
+	for i, it := range items {
+		out[i] = slack.OutboxItem(it)
+	}
+	return out, err
+}
+
+var errNoTwilio = errors.New("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN must be set")

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"sentinel/internal/twiliofake"
+)
+
+// badPolicies copies the shipped policies into a temporary directory and
+// adds a file with two mistakes. It returns the directory.
+func badPolicies(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	files, err := filepath.Glob("../../policies/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no shipped policies: %v", err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bad := `rules:
+  - name: broken
+    description: Filtered messages.
+    signal: error_rate
+    codes: [30007]
+    window: 1h
+    trip: 1.5
+    resolve: 150%
+    severity: critical
+    action: suspend
+`
+	if err := os.WriteFile(filepath.Join(dir, "broken.yaml"), []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestExitStatus checks what sentinel tells the shell and the person when
+// it cannot run: the exit status and a reason they can act on.
+func TestExitStatus(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, twiliofake.Options{})
+	w.fleet(t, 2, false)
+	policies := badPolicies(t)
+	// A token of the right shape that is not the parent's: Twilio answers
+	// 401.
+	wrongToken := "WrOnGtOkEn0123456789abcdefABCDEF"
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		// env replaces variables of w's environment ("" removes one).
+		env map[string]string
+		// code is the exit status; 0 means "any but 0".
+		code int
+		// want are regexps stderr must match.
+		want []string
+		// oneLine: the error is one line, the last (log records aside).
+		oneLine bool
+	}{
+		{
+			name: "unknown flag", args: []string{"-bogus"}, code: 2, oneLine: true,
+			want: []string{`^sentinel: flag provided but not defined: -bogus\n$`},
+		},
+		{
+			name: "invalid flag value", args: w.args("-once", "-concurrency", "0"), code: 2, oneLine: true,
+			want: []string{`^sentinel: -concurrency 0: want at least 1\n$`},
+		},
+		{
+			name: "bad schedule", args: w.args("-messages-schedule", "every minute"), code: 2, oneLine: true,
+			want: []string{`^sentinel: -messages-schedule: .*bad spec "every minute"`},
+		},
+		{
+			name: "invalid policy", args: append(w.args("-once"), "-policies", policies),
+			want: []string{`broken\.yaml:7: rules\[0\]\.trip: 1\.5 is outside 0\.\.1 for a rate`,
+				`broken\.yaml:8: rules\[0\]\.resolve: 150% is outside 0\.\.1 for a rate`},
+		},
+		{
+			name: "invalid policy, checked", args: []string{"-check-policies", "-policies", policies},
+			want: []string{`policies in .* are invalid`, `broken\.yaml:7: rules\[0\]\.trip`, `broken\.yaml:8: rules\[0\]\.resolve`},
+		},
+		{
+			name: "wrong credentials", args: w.args("-once"), env: map[string]string{"TWILIO_AUTH_TOKEN": wrongToken},
+			oneLine: true, want: []string{`(?m)^sentinel: .*401.*20003`},
+		},
+		{
+			name: "missing credentials", args: w.args("-once"), env: map[string]string{"TWILIO_ACCOUNT_SID": "", "TWILIO_AUTH_TOKEN": ""},
+			code: 2, oneLine: true, want: []string{`^sentinel: TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN must be set`},
+		},
+		{
+			name: "missing credentials, reinstate", args: w.args("-reinstate", "AC00000000000000000000000000000001", "-reason", "x"),
+			env: map[string]string{"TWILIO_AUTH_TOKEN": ""}, oneLine: true,
+			want: []string{`^sentinel: TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN must be set`},
+		},
+		{
+			name: "status of a database that does not exist", args: []string{"-status", "-db", filepath.Join(w.dir, "typo.db")},
+			oneLine: true, want: []string{`^sentinel: no database at .*typo\.db`},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			environ := w.environ()
+			for k, v := range tc.env {
+				for i, kv := range environ {
+					if strings.HasPrefix(kv, k+"=") {
+						environ[i] = k + "=" + v
+					}
+				}
+			}
+			r := runEnv(t, environ, append(w.secrets(), wrongToken), tc.args...)
+			switch {
+			case tc.code == 0 && r.code == 0:
+				t.Errorf("exit 0, want a failure:\n%s", r)
+			case tc.code != 0 && r.code != tc.code:
+				t.Errorf("exit %d, want %d:\n%s", r.code, tc.code, r)
+			}
+			for _, re := range tc.want {
+				if !regexp.MustCompile(re).MatchString(r.stderr) {
+					t.Errorf("stderr does not match %s:\n%s", re, r.stderr)
+				}
+			}
+			if tc.oneLine && !oneLineError(r.stderr) {
+				t.Errorf("want a one-line reason, got:\n%s", r.stderr)
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Join(w.dir, "typo.db")); !os.IsNotExist(err) {
+		t.Errorf("-status created a database: %v", err)
+	}
+}
+
+// TestPolicyCommands runs -check-policies and -test-policies on the shipped
+// policies and their tests.
+func TestPolicyCommands(t *testing.T) {
+	t.Parallel()
+	tests, err := filepath.Glob("../../policies/tests/*.yaml")
+	if err != nil || len(tests) == 0 {
+		t.Fatalf("no policy tests: %v", err)
+	}
+	env := []string{"PATH=" + os.Getenv("PATH")}
+
+	r := runEnv(t, env, nil, "-check-policies", "-policies", "../../policies")
+	if r.code != 0 || !regexp.MustCompile(`^\.\./\.\./policies: \d+ rules OK\n$`).MatchString(r.stdout) {
+		t.Errorf("-check-policies: %s", r)
+	}
+	r = runEnv(t, env, nil, append([]string{"-test-policies", "-policies", "../../policies"}, tests...)...)
+	if r.code != 0 {
+		t.Errorf("-test-policies: %s", r)
+	}
+
+	// A failing test case fails the command.
+	failing := filepath.Join(t.TempDir(), "failing.yaml")
+	b, err := os.ReadFile("../../policies/tests/carrier-filtering.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = []byte(strings.Replace(string(b), "result: pending, value: 0.06", "result: firing, value: 0.06", 1))
+	b = []byte(strings.Replace(string(b), "policies: ..", "policies: "+mustAbs(t, "../../policies"), 1))
+	if err := os.WriteFile(failing, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = runEnv(t, env, nil, "-test-policies", "-policies", "../../policies", failing)
+	if r.code == 0 || !strings.Contains(r.stderr, "policy test cases failed") {
+		t.Errorf("-test-policies with a failing case: %s", r)
+	}
+}
+
+// oneLineError reports whether stderr, log records aside, is one line
+// "sentinel: reason".
+func oneLineError(stderr string) bool {
+	lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
+	for _, l := range lines[:len(lines)-1] {
+		if !strings.HasPrefix(l, "time=") {
+			return false
+		}
+	}
+	return strings.HasPrefix(lines[len(lines)-1], "sentinel: ")
+}
+
+func mustAbs(t *testing.T, path string) string {
+	t.Helper()
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
+}
+
+// TestDemo runs -demo until all three offenders are suspended, then stops
+// it with Ctrl-C and reads its summary.
+func TestDemo(t *testing.T) {
+	t.Parallel()
+	// The demo needs neither credentials nor Slack: its alerts print in
+	// the terminal.
+	p := startEnv(t, []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, nil,
+		"-demo", "-listen", "127.0.0.1:0", "-policies", "../../policies")
+	for _, name := range []string{"sentinel-demo-filtered", "sentinel-demo-opt-out-storm", "sentinel-demo-runaway-spend"} {
+		p.waitFor(t, regexp.MustCompile(`\[CRITICAL\] Suspended: `+name+` `), true, 90*time.Second)
+	}
+	if code := p.signal(t, syscall.SIGINT, 30*time.Second); code != 0 {
+		t.Errorf("demo: exit %d after Ctrl-C, want 0:\n%s", code, p.stderr)
+	}
+	out := p.stdout.String()
+	if !strings.Contains(out, "\n3 subaccounts suspended, ") {
+		t.Errorf("demo summary lacks \"3 subaccounts suspended\":\n%s", out)
+	}
+	if !strings.Contains(p.stderr.String(), `msg="sentinel stopped"`) {
+		t.Errorf("no \"sentinel stopped\" in the demo's log:\n%s", p.stderr)
+	}
+}

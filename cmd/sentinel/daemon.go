@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	rungroup "github.com/oklog/run"
+
+	"sentinel/internal/control"
+	"sentinel/internal/poller"
+)
+
+// daemon runs sentinel until ctx ends: the schedules, the policy reloader,
+// the Slack dispatcher, the control socket and the HTTP endpoints, each an
+// actor of one run group, so that any of them failing stops them all.
+func daemon(ctx context.Context, cfg *config, log *slog.Logger) error {
+	a, err := build(cfg, log, nil)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	if cfg.once {
+		return a.once(ctx)
+	}
+	return a.serve(ctx, nil)
+}
+
+// serve runs the daemon's actors until ctx ends. ready, if not nil, is
+// closed once the HTTP listener is bound (the demo prints its address).
+func (a *app) serve(ctx context.Context, ready chan<- string) error {
+	cfg, log := a.cfg, a.log
+	ln, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.listen, err)
+	}
+	ctrl, err := control.New(cfg.socket, a.act, a.st, log, time.Now)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+
+	// A signal stops scheduling at once; a cycle already running gets the
+	// grace period to finish before its context is cancelled too. The
+	// grace timer ends with serve.
+	jobCtx, cancelJobs := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelJobs()
+	stopGrace := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(cfg.grace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			log.Warn("shutdown grace is over: aborting the running cycle", "grace", cfg.grace)
+			cancelJobs()
+		case <-jobCtx.Done():
+		}
+	})
+	defer stopGrace()
+
+	sched, err := poller.NewScheduler(log,
+		poller.Job{Name: "accounts", Spec: cfg.accountsSpec, Run: func(context.Context) {
+			if _, err := a.poll.Accounts(jobCtx); err != nil && jobCtx.Err() == nil {
+				log.Error("read subaccount list", "err", err)
+			}
+		}},
+		poller.Job{Name: "messages", Spec: cfg.messagesSpec, Run: func(context.Context) {
+			if err := a.cycle(jobCtx); err != nil && jobCtx.Err() == nil {
+				log.Error("messages cycle", "err", err)
+			}
+		}},
+		poller.Job{Name: "usage", Spec: cfg.usageSpec, Run: func(context.Context) {
+			if _, err := a.poll.Usage(jobCtx); err != nil && jobCtx.Err() == nil {
+				log.Error("usage cycle", "err", err)
+			}
+		}},
+	)
+	if err != nil {
+		ln.Close()
+		return usageError(err)
+	}
+
+	var g rungroup.Group
+	g.Add(rungroup.ContextHandler(ctx))
+	{
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return sched.Run(ctx) }, func(error) { cancel() })
+	}
+	{
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return a.policies.Run(ctx) }, func(error) { cancel() })
+	}
+	if a.disp != nil {
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return a.disp.Run(ctx) }, func(error) { cancel() })
+	}
+	{
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return ctrl.Run(ctx) }, func(error) { cancel() })
+	}
+	{
+		srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
+		g.Add(func() error {
+			if ready != nil {
+				ready <- ln.Addr().String()
+			}
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve %s: %w", cfg.listen, err)
+			}
+			return nil
+		}, func(error) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			srv.Shutdown(ctx)
+		})
+	}
+	{
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error {
+			for {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-hup:
+					log.Info("SIGHUP: reloading policies")
+					select {
+					case a.hup <- struct{}{}:
+					default:
+					}
+				}
+			}
+		}, func(error) { signal.Stop(hup); cancel() })
+	}
+
+	log.Info("sentinel started", "version", version, "listen", ln.Addr().String(),
+		"db", cfg.db, "policies", cfg.policies, "dry_run", cfg.dryRun)
+	err = g.Run()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	// The cycle has finished or been cancelled; make one last attempt to
+	// deliver what it queued.
+	a.flush(context.Background())
+	log.Info("sentinel stopped")
+	return err
+}

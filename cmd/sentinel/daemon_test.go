@@ -1,0 +1,305 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+
+	"sentinel/internal/store"
+	"sentinel/internal/twiliofake"
+)
+
+// get fetches url and returns its status and body.
+func get(t *testing.T, url string) (int, []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return resp.StatusCode, body
+}
+
+// waitReady polls /readyz until it answers 200.
+func waitReady(t *testing.T, p *proc, addr string) {
+	t.Helper()
+	eventually(t, 30*time.Second, "/readyz 200", func() bool {
+		select {
+		case <-p.done:
+			t.Fatalf("sentinel exited (%d):\n%s", p.code, p.stderr)
+		default:
+		}
+		code, _ := get(t, "http://"+addr+"/readyz")
+		return code == http.StatusOK
+	})
+}
+
+// daemonArgs are fast schedules for a daemon under test: the message cycle
+// runs every second, so the second evaluation follows the first at once.
+func daemonArgs(w *world, extra ...string) []string {
+	return w.args(append([]string{
+		"-messages-schedule", "@every 1s",
+		"-accounts-schedule", "@every 1m",
+		"-usage-schedule", "@every 1m",
+	}, extra...)...)
+}
+
+// TestDaemon runs the daemon in the background and drives it as an operator
+// would: readiness, metrics, the CLI through the control socket, a second
+// instance on the same database, and SIGTERM.
+func TestDaemon(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, twiliofake.Options{})
+	offender, steady := w.fleet(t, 10, true)
+
+	// Slack is down when the daemon starts: the alerts wait in the outbox.
+	w.slack.setDown(true)
+	d := w.start(t, daemonArgs(w)...)
+	addr := d.addr(t)
+	if code, body := get(t, "http://"+addr+"/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz: %d %s", code, body)
+	}
+	waitReady(t, d, addr)
+	eventually(t, 30*time.Second, "offender suspended by the daemon", func() bool {
+		return statusOf(t, w.fake, offender)[offender] == "suspended"
+	})
+	eventually(t, 10*time.Second, "alerts waiting in the outbox", func() bool {
+		_, body := get(t, "http://"+addr+"/metrics")
+		m := regexp.MustCompile(`(?m)^sentinel_slack_outbox_depth (\d+)`).FindSubmatch(body)
+		return m != nil && string(m[1]) != "0"
+	})
+	if got := w.slack.Posts(); len(got) != 0 {
+		t.Errorf("Slack is down, yet it got %d posts", len(got))
+	}
+	w.slack.setDown(false)
+	eventually(t, 30*time.Second, "Slack told of the suspension once back", func() bool {
+		return len(w.slack.find(offender, "Suspended", "sentinel -reinstate "+offender)) > 0
+	})
+
+	t.Run("/metrics is promlint-clean and complete", func(t *testing.T) {
+		var body []byte
+		// The gauges follow the judged cycle after the suspension.
+		eventually(t, 10*time.Second, "breaker gauge shows the open breaker", func() bool {
+			var code int
+			code, body = get(t, "http://"+addr+"/metrics")
+			return code == http.StatusOK &&
+				bytes.Contains(body, []byte(`sentinel_breaker_state{state="open",subaccount="`+offender+`"} 1`))
+		})
+		problems, err := promlint.New(bytes.NewReader(body)).Lint()
+		if err != nil {
+			t.Fatalf("lint: %v", err)
+		}
+		for _, p := range problems {
+			t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+		}
+		families := map[string]bool{}
+		for _, m := range regexp.MustCompile(`(?m)^# TYPE (\S+) `).FindAllSubmatch(body, -1) {
+			families[string(m[1])] = true
+		}
+		for _, name := range []string{
+			"sentinel_build_info",
+			"sentinel_poll_cycle_duration_seconds",
+			"sentinel_messages_ingested_total",
+			"sentinel_data_staleness_seconds",
+			"sentinel_twilio_requests_total",
+			"sentinel_twilio_request_duration_seconds",
+			"sentinel_suspensions_total",
+			"sentinel_policy_evaluations_total",
+			"sentinel_breaker_state",
+			"sentinel_slack_messages_total",
+			"sentinel_slack_outbox_depth",
+			"sentinel_subaccount_outbound_messages_1h",
+			"sentinel_subaccount_filtered_ratio",
+			"sentinel_subaccount_opt_out_ratio",
+			"sentinel_subaccount_spend_today_usd",
+		} {
+			if !families[name] {
+				t.Errorf("/metrics has no %s", name)
+			}
+		}
+		for _, series := range []string{
+			`sentinel_suspensions_total{actor="sentinel",mode="enforce"} 1`,
+			`sentinel_subaccount_outbound_messages_1h{subaccount="` + offender + `"}`,
+			`sentinel_subaccount_filtered_ratio{subaccount="` + offender + `"}`,
+		} {
+			if !bytes.Contains(body, []byte(series)) {
+				t.Errorf("/metrics has no %s", series)
+			}
+		}
+	})
+
+	t.Run("the CLI goes through the running daemon", func(t *testing.T) {
+		checkRows(t, w.statusRows(t), map[string]want{offender: {"suspended", "open"}, steady[0]: {"active", "closed"}})
+
+		r := w.run(t, w.args("-reinstate", offender, "-reason", "reviewed", "-by", "alice")...)
+		if want := offender + " reinstated by alice (through the running daemon)\n"; r.code != 0 || r.stdout != want {
+			t.Fatalf("-reinstate through the daemon: %s\nwant stdout %q", r, want)
+		}
+		r = w.run(t, w.args("-suspend", steady[0], "-reason", "looks odd", "-by", "bob")...)
+		if want := steady[0] + " suspended by bob (through the running daemon)\n"; r.code != 0 || r.stdout != want {
+			t.Fatalf("-suspend through the daemon: %s\nwant stdout %q", r, want)
+		}
+		wantStatus := map[string]string{offender: "active", steady[0]: "suspended", steady[1]: "active"}
+		if diff := cmp.Diff(wantStatus, statusOf(t, w.fake, offender, steady[0], steady[1])); diff != "" {
+			t.Errorf("Twilio statuses (-want +got):\n%s", diff)
+		}
+		checkRows(t, w.statusRows(t), map[string]want{
+			offender:  {"active", "probation"},
+			steady[0]: {"suspended", "open"},
+			steady[1]: {"active", "closed"},
+		})
+		eventually(t, 10*time.Second, "Slack told of the manual suspension", func() bool {
+			return len(w.slack.find(steady[0], "looks odd")) > 0
+		})
+		// A refused action is an error, through the daemon as without it.
+		r = w.run(t, w.args("-reinstate", steady[1], "-reason", "not suspended")...)
+		if r.code == 0 {
+			t.Errorf("-reinstate of an active subaccount succeeded: %s", r)
+		}
+	})
+
+	t.Run("a second instance on the same database fails fast", func(t *testing.T) {
+		start := time.Now()
+		r := w.run(t, daemonArgs(w)...)
+		if took := time.Since(start); took > 10*time.Second {
+			t.Errorf("second instance took %v to give up", took)
+		}
+		if r.code == 0 {
+			t.Fatalf("second instance exited 0: %s", r)
+		}
+		msg := strings.TrimSpace(r.stderr)
+		if strings.Contains(msg, "\n") || !strings.Contains(msg, w.db) || !strings.Contains(msg, "locked by another process") {
+			t.Errorf("second instance: want one line naming %s and saying it is locked, got:\n%s", w.db, r.stderr)
+		}
+	})
+
+	if code := d.signal(t, syscall.SIGTERM, 30*time.Second); code != 0 {
+		t.Errorf("SIGTERM: exit %d, want 0:\n%s", code, d.stderr)
+	}
+	if !strings.Contains(d.stderr.String(), `msg="sentinel stopped"`) {
+		t.Errorf("no \"sentinel stopped\" in the log:\n%s", d.stderr)
+	}
+	if _, err := os.Stat(w.socket); !os.IsNotExist(err) {
+		t.Errorf("control socket left behind: %v", err)
+	}
+}
+
+// slowTwilio puts a front server before the fake. Once armed, the next
+// request for path is delayed by delay in the fake (an injected FaultDelay,
+// which gives up when the client does), and the returned channel is closed
+// as it starts waiting, so that a test knows a cycle is in flight.
+func slowTwilio(t *testing.T, w *world, path string, delay time.Duration) (arm func(), inflight <-chan struct{}) {
+	t.Helper()
+	var armed atomic.Bool
+	started := make(chan struct{})
+	front := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == path && armed.CompareAndSwap(true, false) {
+			w.fake.Inject(twiliofake.Fault{Kind: twiliofake.FaultDelay, Path: path, Delay: delay, Times: 1})
+			close(started)
+		}
+		w.fake.ServeHTTP(rw, r)
+	}))
+	t.Cleanup(front.Close)
+	w.url = front.URL
+	return func() { armed.Store(true) }, started
+}
+
+// TestSIGTERMDuringCycle checks that SIGTERM lets a running cycle finish
+// within -shutdown-grace, and aborts one that takes longer, and that the
+// process exits 0 either way with its database intact.
+func TestSIGTERMDuringCycle(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		grace string
+		delay time.Duration
+		// finished: the delayed request was answered (200), not abandoned
+		// (499).
+		finished bool
+	}{
+		{name: "cycle finishes within the grace", grace: "20s", delay: 2 * time.Second, finished: true},
+		{name: "cycle outlives the grace", grace: "300ms", delay: time.Minute, finished: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t, twiliofake.Options{})
+			_, steady := w.fleet(t, 3, false)
+			path := "/2010-04-01/Accounts/" + steady[1] + "/Messages.json"
+			arm, inflight := slowTwilio(t, w, path, tc.delay)
+
+			d := w.start(t, daemonArgs(w, "-shutdown-grace", tc.grace)...)
+			waitReady(t, d, d.addr(t))
+			// The next cycle's read of one message log answers slowly: send
+			// the signal while it waits.
+			arm()
+			select {
+			case <-inflight:
+			case <-time.After(30 * time.Second):
+				t.Fatal("no message cycle reached the slow request")
+			}
+			signalled := time.Now()
+			code := d.signal(t, syscall.SIGTERM, 15*time.Second)
+			took := time.Since(signalled)
+			if code != 0 {
+				t.Errorf("exit %d after SIGTERM, want 0:\n%s", code, d.stderr)
+			}
+			if !strings.Contains(d.stderr.String(), `msg="sentinel stopped"`) {
+				t.Errorf("no \"sentinel stopped\" in the log:\n%s", d.stderr)
+			}
+			if aborted := strings.Contains(d.stderr.String(), "shutdown grace is over"); aborted == tc.finished {
+				t.Errorf("cycle aborted: %v, want %v:\n%s", aborted, !tc.finished, d.stderr)
+			}
+			if tc.finished && took < tc.delay/2 {
+				t.Errorf("exited %v after SIGTERM: did not wait for the running cycle", took)
+			}
+			var got []int
+			for _, r := range w.fake.Requests() {
+				if r.Path == path && r.Fault == twiliofake.FaultDelay {
+					got = append(got, r.Status)
+				}
+			}
+			want := []int{499}
+			if tc.finished {
+				want = []int{http.StatusOK}
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("statuses of the delayed request (-want +got):\n%s", diff)
+			}
+			if tc.finished && strings.Contains(d.stderr.String(), "level=ERROR") {
+				t.Errorf("errors logged by a cycle that had time to finish:\n%s", d.stderr)
+			}
+
+			st, err := store.Open(w.db, store.Options{})
+			if err != nil {
+				t.Fatalf("database after SIGTERM: %v", err)
+			}
+			defer st.Close()
+			accts, err := st.Accounts()
+			if err != nil || len(accts) != 4 {
+				t.Errorf("database after SIGTERM: %d accounts, %v; want 4 (3 and the parent)", len(accts), err)
+			}
+		})
+	}
+}

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"sentinel/internal/actions"
+	"sentinel/internal/store"
+	"sentinel/internal/twiliofake"
+)
+
+// statusOf returns the fake's status of every account in sids.
+func statusOf(t *testing.T, fake *twiliofake.Server, sids ...string) map[string]string {
+	t.Helper()
+	got := map[string]string{}
+	for _, sid := range sids {
+		a, err := fake.Account(sid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[sid] = a.Status
+	}
+	return got
+}
+
+// statusPosts returns the SIDs that received a POST setting Status=status,
+// in order.
+func statusPosts(fake *twiliofake.Server, status string) []string {
+	var sids []string
+	re := regexp.MustCompile(`^/2010-04-01/Accounts/(AC[0-9a-f]{32})\.json$`)
+	for _, r := range fake.Requests() {
+		if m := re.FindStringSubmatch(r.Path); r.Method == http.MethodPost && m != nil && r.Form.Get("Status") == status {
+			sids = append(sids, m[1])
+		}
+	}
+	return sids
+}
+
+// statusRows runs `sentinel -status -json` and returns its rows by SID.
+func (w *world) statusRows(t *testing.T) map[string]actions.StatusRow {
+	t.Helper()
+	r := w.run(t, w.args("-status", "-json")...)
+	if r.code != 0 {
+		t.Fatalf("-status -json: %s", r)
+	}
+	var rows []actions.StatusRow
+	if err := json.Unmarshal([]byte(r.stdout), &rows); err != nil {
+		t.Fatalf("-status -json printed no JSON array: %v\n%s", err, r)
+	}
+	bySID := map[string]actions.StatusRow{}
+	for _, row := range rows {
+		bySID[row.SID] = row
+	}
+	return bySID
+}
+
+// want is an account's Twilio status and breaker state.
+type want struct{ Status, Breaker string }
+
+// checkRows compares the -status rows of sids with want.
+func checkRows(t *testing.T, rows map[string]actions.StatusRow, wants map[string]want) {
+	t.Helper()
+	got := map[string]want{}
+	for sid := range wants {
+		got[sid] = want{rows[sid].Status, rows[sid].Breaker}
+	}
+	if diff := cmp.Diff(wants, got); diff != "" {
+		t.Errorf("-status -json (-want +got):\n%s", diff)
+	}
+}
+
+// TestOnceSuspendsOnlyTheOffender is the core acceptance line: two -once
+// cycles over a fleet with one subaccount whose messages carriers filter
+// suspend that one and no other, tell Slack through the store's outbox,
+// and a person reinstates it from the command line.
+func TestOnceSuspendsOnlyTheOffender(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, twiliofake.Options{})
+	offender, steady := w.fleet(t, 10, true)
+	all := append([]string{offender}, steady...)
+
+	t.Run("first -once: pending, nothing suspended", func(t *testing.T) {
+		r := w.run(t, w.args("-once")...)
+		if r.code != 0 {
+			t.Fatalf("-once: %s", r)
+		}
+		for sid, st := range statusOf(t, w.fake, all...) {
+			if st != "active" {
+				t.Errorf("after one cycle %s is %s; carrier-filtering needs two evaluations (for: 2)", sid, st)
+			}
+		}
+		if got := statusPosts(w.fake, "suspended"); len(got) != 0 {
+			t.Errorf("suspension requests after one cycle: %v", got)
+		}
+		// The warning rule (for: 1) fires at once.
+		if len(w.slack.find(offender, "carrier-filtering-warning")) == 0 {
+			t.Errorf("no Slack warning naming %s and carrier-filtering-warning; posts: %q", offender, w.slack.Posts())
+		}
+	})
+
+	t.Run("second -once suspends the offender", func(t *testing.T) {
+		// Debug logging too must keep the secrets out of the log.
+		r := w.run(t, w.args("-once", "-log-level", "debug")...)
+		if r.code != 0 {
+			t.Fatalf("-once: %s", r)
+		}
+		wantStatus := map[string]string{offender: "suspended"}
+		for _, sid := range steady {
+			wantStatus[sid] = "active"
+		}
+		if diff := cmp.Diff(wantStatus, statusOf(t, w.fake, all...)); diff != "" {
+			t.Errorf("account statuses in Twilio (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff([]string{offender}, statusPosts(w.fake, "suspended")); diff != "" {
+			t.Errorf("POST Status=suspended requests (-want +got):\n%s", diff)
+		}
+		posts := w.slack.find(offender, `carrier-filtering`, "sentinel -reinstate "+offender, "Suspended")
+		if len(posts) != 1 {
+			t.Errorf("got %d Slack suspension messages naming %s, the rule and the reinstate command, want 1; posts:\n%s",
+				len(posts), offender, strings.Join(w.slack.Posts(), "\n"))
+		}
+		// Alerts go through the store's outbox, which -once empties.
+		st, err := store.Open(w.db, store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		if left, err := st.Due(time.Now().Add(24*time.Hour), 0); err != nil || len(left) != 0 {
+			t.Errorf("outbox after -once: %d items, %v; want it empty", len(left), err)
+		}
+	})
+
+	t.Run("-status -json reports it", func(t *testing.T) {
+		wants := map[string]want{offender: {"suspended", "open"}}
+		for _, sid := range steady {
+			wants[sid] = want{"active", "closed"}
+		}
+		checkRows(t, w.statusRows(t), wants)
+	})
+
+	t.Run("-reinstate without a daemon restores it", func(t *testing.T) {
+		r := w.run(t, w.args("-reinstate", offender, "-reason", "reviewed", "-by", "alice")...)
+		if r.code != 0 {
+			t.Fatalf("-reinstate: %s", r)
+		}
+		if want := offender + " reinstated by alice\n"; r.stdout != want {
+			t.Errorf("-reinstate printed %q, want %q", r.stdout, want)
+		}
+		if got := statusOf(t, w.fake, offender)[offender]; got != "active" {
+			t.Errorf("Twilio status after -reinstate: %s, want active", got)
+		}
+		if diff := cmp.Diff([]string{offender}, statusPosts(w.fake, "active")); diff != "" {
+			t.Errorf("POST Status=active requests (-want +got):\n%s", diff)
+		}
+		if len(w.slack.find(offender, "Reinstated", "reviewed")) == 0 {
+			t.Errorf("no Slack message about the reinstatement; posts:\n%s", strings.Join(w.slack.Posts(), "\n"))
+		}
+		checkRows(t, w.statusRows(t), map[string]want{offender: {"active", "probation"}})
+	})
+
+	t.Run("-history lists suspension and reinstatement newest first", func(t *testing.T) {
+		r := w.run(t, w.args("-history", offender)...)
+		if r.code != 0 {
+			t.Fatalf("-history: %s", r)
+		}
+		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		reinstated, suspended := -1, -1
+		for i, l := range lines {
+			f := strings.Fields(l)
+			if len(f) < 5 || f[2] != "outcome" {
+				continue
+			}
+			switch {
+			case f[3] == "reinstate" && reinstated < 0:
+				reinstated = i
+			case f[3] == "suspend" && suspended < 0:
+				suspended = i
+			}
+		}
+		if reinstated < 0 || suspended < 0 || reinstated > suspended {
+			t.Errorf("want the reinstatement's outcome above the suspension's, got lines %d and %d:\n%s",
+				reinstated, suspended, r.stdout)
+		}
+	})
+}

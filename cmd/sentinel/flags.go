@@ -1,0 +1,249 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"sentinel/internal/poller"
+)
+
+// config is everything the command line and environment say. Secrets come
+// only from the environment (through getenv) and are never printed.
+type config struct {
+	twilioURL  string
+	accountSID string
+	authToken  string
+	db         string
+	policies   string
+	listen     string
+	socket     string
+
+	slackWebhook string
+	slackToken   string
+	slackChannel string
+	slackAPIURL  string
+
+	dryRun bool
+	once   bool
+	demo   bool
+
+	reinstate, suspend string
+	reason, by         string
+
+	status, jsonOut bool
+	history         string
+	checkPolicies   bool
+	testPolicies    bool
+	testFiles       []string
+	version         bool
+
+	logFormat string
+	logLevel  slog.Level
+
+	accountsSpec, messagesSpec, usageSpec string
+	concurrency                           int
+	rateLimit                             float64
+	requestTimeout                        time.Duration
+	settle, retention                     time.Duration
+	optOutKeywords                        []string
+	noSubaccountLabel                     bool
+
+	maxPerHour   int
+	maxFraction  float64
+	maxStaleness time.Duration
+	reminder     time.Duration
+	grace        time.Duration
+}
+
+// parseFlags turns args and the environment into a config. It validates
+// everything that can be checked without I/O, so a bad flag exits before the
+// database is touched.
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+	c := &config{}
+	// The flag package prints a parse error and then the whole usage text;
+	// main prints the error once more. Keep quiet while parsing, print the
+	// usage only when asked for (-h), and let main report a mistake in one
+	// line.
+	fs := flag.NewFlagSet("sentinel", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+
+	fs.StringVar(&c.twilioURL, "twilio-api-url", "https://api.twilio.com", "base `URL` of the Twilio API (for a proxy, a fake or the demo)")
+	fs.StringVar(&c.db, "db", "sentinel.db", "the bbolt database `path`")
+	fs.StringVar(&c.policies, "policies", "policies", "the policy `directory`")
+	fs.StringVar(&c.listen, "listen", "127.0.0.1:9464", "`address` for /metrics, /healthz and /readyz")
+	fs.StringVar(&c.socket, "control-socket", "", "unix socket `path` for -reinstate/-suspend through a running daemon (default: the -db path plus \".sock\")")
+	fs.StringVar(&c.slackChannel, "slack-channel", "", "Slack `channel` for the bot token (SLACK_BOT_TOKEN)")
+	fs.StringVar(&c.slackAPIURL, "slack-api-url", "", "Slack Web API base `URL` override (tests, proxies)")
+
+	fs.BoolVar(&c.dryRun, "dry-run", false, "decide and alert, never change a subaccount")
+	fs.BoolVar(&c.once, "once", false, "run one complete cycle (accounts, messages, usage, evaluate, act, notify) and exit")
+	fs.BoolVar(&c.demo, "demo", false, "run the whole daemon against the built-in Twilio fake")
+
+	fs.StringVar(&c.reinstate, "reinstate", "", "reinstate the subaccount `SID` (needs -reason)")
+	fs.StringVar(&c.suspend, "suspend", "", "suspend the subaccount `SID` by hand (needs -reason)")
+	fs.StringVar(&c.reason, "reason", "", "why, for -reinstate and -suspend (recorded in the audit log and Slack)")
+	fs.StringVar(&c.by, "by", "", "who, for -reinstate and -suspend (default: the OS user)")
+
+	fs.BoolVar(&c.status, "status", false, "print every subaccount's state and exit")
+	fs.BoolVar(&c.jsonOut, "json", false, "with -status: print a JSON array")
+	fs.StringVar(&c.history, "history", "", "print the incidents, transitions and actions of subaccount `SID`, newest first")
+	fs.BoolVar(&c.checkPolicies, "check-policies", false, "validate the policy directory and exit")
+	fs.BoolVar(&c.testPolicies, "test-policies", false, "run the policy test FILEs given as arguments and exit")
+	fs.BoolVar(&c.version, "version", false, "print the version and exit")
+
+	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+
+	fs.StringVar(&c.accountsSpec, "accounts-schedule", "@every 10m", "when to read the subaccount list (cron spec or @every)")
+	fs.StringVar(&c.messagesSpec, "messages-schedule", "@every 1m", "when to read message logs and judge them (cron spec or @every)")
+	fs.StringVar(&c.usageSpec, "usage-schedule", "@every 5m", "when to read usage (cron spec or @every)")
+	fs.IntVar(&c.concurrency, "concurrency", 8, "accounts polled at once")
+	fs.Float64Var(&c.rateLimit, "rate-limit", 20, "Twilio API requests per second, over all requests (0: unlimited)")
+	fs.DurationVar(&c.requestTimeout, "request-timeout", 30*time.Second, "timeout of one Twilio API request")
+	fs.DurationVar(&c.settle, "settle", 2*time.Hour, "trailing window re-read every poll, for late status changes")
+	fs.DurationVar(&c.retention, "retention", 7*24*time.Hour, "how long raw messages are kept")
+	keywords := fs.String("opt-out-keywords", "", "extra opt-out keywords, comma separated (Twilio's defaults always apply)")
+	fs.BoolVar(&c.noSubaccountLabel, "no-subaccount-label", false, "drop the subaccount label from metrics (very large fleets)")
+
+	fs.IntVar(&c.maxPerHour, "max-suspensions-per-hour", 3, "blast radius: suspensions by sentinel per rolling hour")
+	fs.Float64Var(&c.maxFraction, "max-suspended-fraction", 0.10, "blast radius: fraction of active subaccounts suspended by sentinel at once (rounded down, at least one)")
+	fs.DurationVar(&c.maxStaleness, "max-staleness", 10*time.Minute, "no suspension on data older than this")
+	fs.DurationVar(&c.reminder, "reminder", 4*time.Hour, "Slack reminder interval while an incident lasts")
+	fs.DurationVar(&c.grace, "shutdown-grace", 30*time.Second, "how long a running cycle may take to finish after SIGTERM")
+
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fmt.Fprint(stderr, usageText)
+			fs.PrintDefaults()
+		}
+		return nil, err
+	}
+	if c.testPolicies {
+		c.testFiles = fs.Args()
+		if len(c.testFiles) == 0 {
+			return nil, errors.New("-test-policies needs at least one test FILE")
+		}
+	} else if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err := c.logLevel.UnmarshalText([]byte(*logLevel)); err != nil {
+		return nil, fmt.Errorf("-log-level %q: want debug, info, warn or error", *logLevel)
+	}
+	if c.logFormat != "text" && c.logFormat != "json" {
+		return nil, fmt.Errorf("-log-format %q: want text or json", c.logFormat)
+	}
+	for _, k := range strings.Split(*keywords, ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			c.optOutKeywords = append(c.optOutKeywords, k)
+		}
+	}
+
+	// Every mode is exclusive: a second one would otherwise be silently
+	// ignored (-demo -status ran -status only).
+	actions := 0
+	for _, set := range []bool{c.reinstate != "", c.suspend != "", c.status, c.history != "", c.checkPolicies, c.testPolicies, c.version, c.once, c.demo} {
+		if set {
+			actions++
+		}
+	}
+	switch {
+	case actions > 1:
+		return nil, errors.New("choose one of -reinstate, -suspend, -status, -history, -check-policies, -test-policies, -version, -once and -demo")
+	case (c.reinstate != "" || c.suspend != "") && strings.TrimSpace(c.reason) == "":
+		return nil, errors.New("-reinstate and -suspend need -reason")
+	case (c.reinstate != "" || c.suspend != "") && c.dryRun:
+		// -dry-run governs sentinel's own decisions; a person's -suspend or
+		// -reinstate acts. A silent preview would look like an action.
+		return nil, errors.New("-dry-run does not apply to -reinstate and -suspend: they act")
+	case c.jsonOut && !c.status:
+		return nil, errors.New("-json goes with -status")
+	case c.db == "":
+		return nil, errors.New("-db: need a path")
+	case c.concurrency < 1:
+		return nil, fmt.Errorf("-concurrency %d: want at least 1", c.concurrency)
+	case c.rateLimit < 0:
+		return nil, fmt.Errorf("-rate-limit %v: must not be negative", c.rateLimit)
+	// The actions package takes a zero for "the default": 0 would quietly
+	// mean 3 suspensions an hour, or 10% of the fleet. -dry-run is the way
+	// to suspend nothing.
+	case c.maxPerHour < 1:
+		return nil, fmt.Errorf("-max-suspensions-per-hour %d: want at least 1 (-dry-run suspends nothing)", c.maxPerHour)
+	case !(c.maxFraction > 0 && c.maxFraction <= 1):
+		return nil, fmt.Errorf("-max-suspended-fraction %v: want more than 0 and at most 1", c.maxFraction)
+	}
+	// The poller, too, takes a zero -settle or -retention for its default.
+	for _, d := range []struct {
+		name   string
+		v      time.Duration
+		zeroOK bool
+	}{
+		{"-request-timeout", c.requestTimeout, false},
+		{"-settle", c.settle, false},
+		{"-retention", c.retention, false},
+		{"-max-staleness", c.maxStaleness, false},
+		{"-reminder", c.reminder, false},
+		{"-shutdown-grace", c.grace, true},
+	} {
+		switch {
+		case d.v < 0 && d.zeroOK:
+			return nil, fmt.Errorf("%s %v: must not be negative", d.name, d.v)
+		case d.v <= 0 && !d.zeroOK:
+			return nil, fmt.Errorf("%s %v: must be positive", d.name, d.v)
+		}
+	}
+	// The schedules are parsed here, so that a typo exits before the
+	// database is opened.
+	for _, j := range []struct{ name, spec string }{
+		{"accounts", c.accountsSpec}, {"messages", c.messagesSpec}, {"usage", c.usageSpec},
+	} {
+		job := poller.Job{Name: j.name, Spec: j.spec, Run: func(context.Context) {}}
+		if _, err := poller.NewScheduler(slog.New(slog.DiscardHandler), job); err != nil {
+			return nil, fmt.Errorf("-%s-schedule: %w", j.name, err)
+		}
+	}
+	if c.socket == "" {
+		c.socket = c.db + ".sock"
+	}
+
+	c.accountSID = getenv("TWILIO_ACCOUNT_SID")
+	c.authToken = getenv("TWILIO_AUTH_TOKEN")
+	c.slackWebhook = getenv("SLACK_WEBHOOK_URL")
+	c.slackToken = getenv("SLACK_BOT_TOKEN")
+	switch {
+	case c.slackToken != "" && c.slackWebhook != "":
+		return nil, errors.New("SLACK_WEBHOOK_URL and SLACK_BOT_TOKEN are both set: choose one")
+	case c.slackToken != "" && c.slackChannel == "":
+		return nil, errors.New("SLACK_BOT_TOKEN needs -slack-channel")
+	}
+	return c, nil
+}
+
+const usageText = `sentinel watches every Twilio subaccount of a parent account for compliance
+trouble and suspends the one that crosses the line, so the others keep sending.
+
+Usage:
+  sentinel [flags]                          run the daemon
+  sentinel -once                            run one cycle and exit
+  sentinel -demo                            run against the built-in Twilio fake
+  sentinel -status [-json]                  show every subaccount
+  sentinel -history SID                     show a subaccount's incidents and actions
+  sentinel -reinstate SID -reason TEXT      reinstate a subaccount (probation follows)
+  sentinel -suspend SID -reason TEXT        suspend a subaccount by hand
+  sentinel -check-policies                  validate the policy directory
+  sentinel -test-policies FILE...           run policy unit tests
+
+Environment:
+  TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN     the parent account's credentials
+  SLACK_WEBHOOK_URL                         Slack incoming webhook, or
+  SLACK_BOT_TOKEN (with -slack-channel)     Slack bot token
+
+Flags:
+`

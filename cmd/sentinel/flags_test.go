@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"io/fs"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// env is a getenv over a map.
+func env(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+func TestParseFlagsErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"unknown flag", []string{"-bogus"}, nil, "flag provided but not defined: -bogus"},
+		{"bad value", []string{"-concurrency", "many"}, nil, `invalid value "many" for flag -concurrency: parse error`},
+		{"stray argument", []string{"-once", "extra"}, nil, `unexpected argument "extra"`},
+		{"test-policies without files", []string{"-test-policies"}, nil, "-test-policies needs at least one test FILE"},
+		{"log level", []string{"-log-level", "loud"}, nil, `-log-level "loud": want debug, info, warn or error`},
+		{"log format", []string{"-log-format", "xml"}, nil, `-log-format "xml": want text or json`},
+		{"two modes", []string{"-status", "-history", "AC1"}, nil, "choose one of -reinstate, -suspend, -status, -history, -check-policies, -test-policies, -version, -once and -demo"},
+		{"once and demo", []string{"-once", "-demo"}, nil, "choose one of -reinstate, -suspend, -status, -history, -check-policies, -test-policies, -version, -once and -demo"},
+		{"demo and status", []string{"-demo", "-status"}, nil, "choose one of -reinstate, -suspend, -status, -history, -check-policies, -test-policies, -version, -once and -demo"},
+		{"reinstate without reason", []string{"-reinstate", "AC1"}, nil, "-reinstate and -suspend need -reason"},
+		{"suspend with a blank reason", []string{"-suspend", "AC1", "-reason", "  "}, nil, "-reinstate and -suspend need -reason"},
+		{"json without status", []string{"-json"}, nil, "-json goes with -status"},
+		{"empty db", []string{"-db", ""}, nil, "-db: need a path"},
+		{"concurrency", []string{"-concurrency", "0"}, nil, "-concurrency 0: want at least 1"},
+		{"rate limit", []string{"-rate-limit", "-1"}, nil, "-rate-limit -1: must not be negative"},
+		{"manual with dry-run", []string{"-suspend", "AC1", "-reason", "r", "-dry-run"}, nil, "-dry-run does not apply to -reinstate and -suspend: they act"},
+		{"per hour zero", []string{"-max-suspensions-per-hour", "0"}, nil, "-max-suspensions-per-hour 0: want at least 1 (-dry-run suspends nothing)"},
+		{"per hour negative", []string{"-max-suspensions-per-hour", "-2"}, nil, "-max-suspensions-per-hour -2: want at least 1 (-dry-run suspends nothing)"},
+		{"fraction zero", []string{"-max-suspended-fraction", "0"}, nil, "-max-suspended-fraction 0: want more than 0 and at most 1"},
+		{"fraction above one", []string{"-max-suspended-fraction", "1.5"}, nil, "-max-suspended-fraction 1.5: want more than 0 and at most 1"},
+		{"fraction NaN", []string{"-max-suspended-fraction", "NaN"}, nil, "-max-suspended-fraction NaN: want more than 0 and at most 1"},
+		{"request timeout", []string{"-request-timeout", "0s"}, nil, "-request-timeout 0s: must be positive"},
+		{"settle zero", []string{"-settle", "0s"}, nil, "-settle 0s: must be positive"},
+		{"settle negative", []string{"-settle", "-1m"}, nil, "-settle -1m0s: must be positive"},
+		{"retention", []string{"-retention", "0s"}, nil, "-retention 0s: must be positive"},
+		{"max staleness", []string{"-max-staleness", "0s"}, nil, "-max-staleness 0s: must be positive"},
+		{"reminder", []string{"-reminder", "-1h"}, nil, "-reminder -1h0m0s: must be positive"},
+		{"shutdown grace", []string{"-shutdown-grace", "-1s"}, nil, "-shutdown-grace -1s: must not be negative"},
+		{"messages schedule", []string{"-messages-schedule", "every 1m"}, nil, `-messages-schedule: schedule messages: bad spec "every 1m": expected exactly 5 fields, found 2: [every 1m]`},
+		{"accounts schedule", []string{"-accounts-schedule", "@hourlyish"}, nil, `-accounts-schedule: schedule accounts: bad spec "@hourlyish": unrecognized descriptor: @hourlyish`},
+		{"usage schedule", []string{"-usage-schedule", "61 * * * *"}, nil, `-usage-schedule: schedule usage: bad spec "61 * * * *": end of range (61) above maximum (59): 61`},
+		{"bot token without channel", nil, map[string]string{"SLACK_BOT_TOKEN": "xoxb-1"}, "SLACK_BOT_TOKEN needs -slack-channel"},
+		{"webhook and bot token", []string{"-slack-channel", "#c"}, map[string]string{"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_WEBHOOK_URL": "https://hooks.slack.com/x"},
+			"SLACK_WEBHOOK_URL and SLACK_BOT_TOKEN are both set: choose one"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var stderr bytes.Buffer
+			_, err := parseFlags(tc.args, env(tc.env), &stderr)
+			if err == nil {
+				t.Fatalf("parseFlags(%q) succeeded, want %q", tc.args, tc.want)
+			}
+			if got := err.Error(); got != tc.want {
+				t.Errorf("parseFlags(%q):\ngot  %q\nwant %q", tc.args, got, tc.want)
+			}
+			// main reports the error in one line; the flag package must
+			// not print it again with the whole usage text.
+			if stderr.Len() > 0 {
+				t.Errorf("parseFlags(%q) printed:\n%s", tc.args, &stderr)
+			}
+		})
+	}
+}
+
+func TestParseFlagsHelp(t *testing.T) {
+	t.Parallel()
+	var stderr bytes.Buffer
+	_, err := parseFlags([]string{"-h"}, env(nil), &stderr)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("parseFlags(-h): %v, want flag.ErrHelp", err)
+	}
+	for _, want := range []string{"Usage:", "TWILIO_AUTH_TOKEN", "-max-suspensions-per-hour"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("-h output lacks %q:\n%s", want, &stderr)
+		}
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	t.Parallel()
+	secrets := map[string]string{
+		"TWILIO_ACCOUNT_SID": "AC00000000000000000000000000000001",
+		"TWILIO_AUTH_TOKEN":  "tok",
+		"SLACK_WEBHOOK_URL":  "https://hooks.slack.com/services/x",
+	}
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		check func(t *testing.T, c *config)
+	}{
+		{"defaults", nil, func(t *testing.T, c *config) {
+			got := []any{c.db, c.socket, c.policies, c.listen, c.twilioURL, c.concurrency, c.rateLimit, c.maxPerHour,
+				c.maxFraction, c.grace, c.logLevel, c.accountSID, c.authToken, c.slackWebhook}
+			want := []any{"sentinel.db", "sentinel.db.sock", "policies", "127.0.0.1:9464", "https://api.twilio.com", 8, 20.0, 3,
+				0.10, 30 * time.Second, slog.LevelInfo, secrets["TWILIO_ACCOUNT_SID"], "tok", secrets["SLACK_WEBHOOK_URL"]}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("defaults (-want +got):\n%s", diff)
+			}
+		}},
+		{"socket follows db", []string{"-db", "/var/lib/s.db"}, func(t *testing.T, c *config) {
+			if c.socket != "/var/lib/s.db.sock" {
+				t.Errorf("socket %q, want /var/lib/s.db.sock", c.socket)
+			}
+		}},
+		{"test files", []string{"-test-policies", "a.yaml", "b.yaml"}, func(t *testing.T, c *config) {
+			if diff := cmp.Diff([]string{"a.yaml", "b.yaml"}, c.testFiles); diff != "" {
+				t.Errorf("test files (-want +got):\n%s", diff)
+			}
+		}},
+		{"opt-out keywords", []string{"-opt-out-keywords", " arret, ,halt "}, func(t *testing.T, c *config) {
+			if diff := cmp.Diff([]string{"arret", "halt"}, c.optOutKeywords); diff != "" {
+				t.Errorf("keywords (-want +got):\n%s", diff)
+			}
+		}},
+		{"once with dry-run", []string{"-once", "-dry-run", "-shutdown-grace", "0s"}, func(t *testing.T, c *config) {
+			if !c.once || !c.dryRun || c.grace != 0 {
+				t.Errorf("once %v, dry-run %v, grace %v", c.once, c.dryRun, c.grace)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := parseFlags(tc.args, env(secrets), &bytes.Buffer{})
+			if err != nil {
+				t.Fatalf("parseFlags(%q): %v", tc.args, err)
+			}
+			tc.check(t, c)
+		})
+	}
+}
+
+// TestRunUsageErrors checks run's side of a bad command line: a usage
+// error (exit status 2), and nothing touched.
+func TestRunUsageErrors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"-bogus"},
+		{"-concurrency", "0"},
+		// No credentials: the daemon cannot start.
+		{"-db", dir + "/s.db", "-policies", "../../policies"},
+	} {
+		var stdout, stderr bytes.Buffer
+		err := run(t.Context(), args, env(nil), &stdout, &stderr)
+		if err == nil || exitCode(err) != 2 {
+			t.Errorf("run(%q): %v (exit %d), want a usage error (exit 2)", args, err, exitCode(err))
+		}
+		if stdout.Len() > 0 || stderr.Len() > 0 {
+			t.Errorf("run(%q) printed:\n%s%s", args, &stdout, &stderr)
+		}
+	}
+	if _, err := os.Stat(dir + "/s.db"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a usage error created the database: %v", err)
+	}
+}

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"sentinel/internal/actions"
+)
+
+// gauges are the per-subaccount figures an operator graphs: the same numbers
+// -status prints, refreshed after every judged cycle. With the subaccount
+// label dropped (very large fleets) they become fleet totals and maxima.
+type gauges struct {
+	noLabel  bool
+	outbound *prometheus.GaugeVec
+	filtered *prometheus.GaugeVec
+	optOut   *prometheus.GaugeVec
+	spend    *prometheus.GaugeVec
+}
+
+func newGauges(reg prometheus.Registerer, noSubaccountLabel bool) (*gauges, error) {
+	labels := []string{"subaccount"}
+	if noSubaccountLabel {
+		labels = nil
+	}
+	g := &gauges{
+		noLabel: noSubaccountLabel,
+		outbound: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sentinel_subaccount_outbound_messages_1h",
+			Help: "Outbound messages in the last hour (fleet total without the subaccount label).",
+		}, labels),
+		filtered: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sentinel_subaccount_filtered_ratio",
+			Help: "Share of finished outbound messages filtered with error 30007 over 24h (fleet maximum without the subaccount label).",
+		}, labels),
+		optOut: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sentinel_subaccount_opt_out_ratio",
+			Help: "Opt-out replies per outbound message over 24h (fleet maximum without the subaccount label).",
+		}, labels),
+		spend: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sentinel_subaccount_spend_today_usd",
+			Help: "Today's (UTC) spend as Twilio last reported it (fleet total without the subaccount label).",
+		}, labels),
+	}
+	for _, c := range []prometheus.Collector{g.outbound, g.filtered, g.optOut, g.spend} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return g, nil
+}
+
+// update replaces every series with rows, so accounts that disappeared
+// (closed, pruned) drop out.
+func (g *gauges) update(rows []actions.StatusRow) {
+	if g.noLabel {
+		var out, spend, filtered, optOut float64
+		for _, r := range rows {
+			if r.Parent {
+				continue
+			}
+			out += float64(r.Outbound1h)
+			spend += r.SpendToday
+			filtered = max(filtered, r.Filtered24h)
+			optOut = max(optOut, r.OptOut24h)
+		}
+		g.outbound.WithLabelValues().Set(out)
+		g.spend.WithLabelValues().Set(spend)
+		g.filtered.WithLabelValues().Set(filtered)
+		g.optOut.WithLabelValues().Set(optOut)
+		return
+	}
+	for _, v := range []*prometheus.GaugeVec{g.outbound, g.filtered, g.optOut, g.spend} {
+		v.Reset()
+	}
+	for _, r := range rows {
+		if r.Status == "closed" {
+			continue
+		}
+		g.outbound.WithLabelValues(r.SID).Set(float64(r.Outbound1h))
+		g.filtered.WithLabelValues(r.SID).Set(r.Filtered24h)
+		g.optOut.WithLabelValues(r.SID).Set(r.OptOut24h)
+		g.spend.WithLabelValues(r.SID).Set(r.SpendToday)
+	}
+}
