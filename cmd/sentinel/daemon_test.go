@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -301,5 +302,76 @@ func TestSIGTERMDuringCycle(t *testing.T) {
 				t.Errorf("database after SIGTERM: %d accounts, %v; want 4 (3 and the parent)", len(accts), err)
 			}
 		})
+	}
+}
+
+// TestPolicyReloadRejected changes the policies under a running daemon: an
+// invalid set is rejected (logged, counted, told to Slack) and the previous
+// one keeps running; a valid one is taken on SIGHUP.
+func TestPolicyReloadRejected(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, twiliofake.Options{})
+	w.fleet(t, 3, false)
+	dir := filepath.Join(w.dir, "policies")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	shipped, err := filepath.Glob("../../policies/*.yaml")
+	if err != nil || len(shipped) == 0 {
+		t.Fatalf("shipped policies: %v %v", shipped, err)
+	}
+	for _, f := range shipped {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := w.start(t, daemonArgs(w, "-policies", dir)...)
+	addr := d.addr(t)
+	waitReady(t, d, addr)
+	reloads := func(result string) string {
+		_, body := get(t, "http://"+addr+"/metrics")
+		m := regexp.MustCompile(`(?m)^sentinel_policy_reload_total\{result="` + result + `"\} (\S+)`).FindSubmatch(body)
+		if m == nil {
+			return "0"
+		}
+		return string(m[1])
+	}
+	okBefore := reloads("ok")
+
+	broken := filepath.Join(dir, "broken.yaml")
+	if err := os.WriteFile(broken, []byte("rules:\n  - name: x\n    trip: 2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the rejection told to Slack", func() bool {
+		return len(w.slack.find("broken.yaml")) > 0
+	})
+	if got := reloads("error"); got == "0" {
+		t.Errorf("sentinel_policy_reload_total{result=\"error\"} = %s after a rejected reload", got)
+	}
+	if !strings.Contains(d.stderr.String(), "policy change rejected") {
+		t.Errorf("the rejection is not logged:\n%s", d.stderr)
+	}
+	if code, body := get(t, "http://"+addr+"/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz after a rejected reload: %d %s", code, body)
+	}
+
+	if err := os.Remove(broken); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the valid set reloaded", func() bool {
+		return reloads("ok") != okBefore
+	})
+	if code := d.signal(t, syscall.SIGTERM, 30*time.Second); code != 0 {
+		t.Errorf("SIGTERM: exit %d, want 0:\n%s", code, d.stderr)
 	}
 }
