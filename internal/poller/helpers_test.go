@@ -265,7 +265,7 @@ func (e *env) checkStored(sid string, msgSIDs []string) {
 		if err != nil {
 			e.tb.Fatalf("fake message: %v", err)
 		}
-		sm, err := e.st.Message(m)
+		sm, err := e.st.Message(sid, m)
 		if err != nil {
 			e.tb.Errorf("message %s not stored: %v", m, err)
 			continue

@@ -107,7 +107,7 @@ func TestChangeAfterSettleWindowNotSeen(t *testing.T) {
 	if n := len(e.requests(messagesPath(sub))); n != 3 {
 		t.Fatalf("the poll read %d pages, want 3 (the test's premise)", n)
 	}
-	m, err := e.st.Message(target)
+	m, err := e.st.Message(sub, target)
 	if err != nil {
 		t.Fatal(err)
 	}

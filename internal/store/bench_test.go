@@ -2,6 +2,11 @@ package store
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,6 +108,7 @@ func BenchmarkBuckets24h(b *testing.B) {
 
 // BenchmarkPutMessages ingests pages of 1000 messages of one account: new
 // ones, then the same ones changed (status, error and, for some, time).
+// Fleet is the poller's first cycle without the network: see fleetIngest.
 func BenchmarkPutMessages(b *testing.B) {
 	const page = 1000
 	acct := testAccount(1)
@@ -164,4 +170,103 @@ func BenchmarkPutMessages(b *testing.B) {
 		}
 		perSecond(b)
 	})
+	b.Run("Fleet", fleetIngest)
+}
+
+// fleetIngest stores the first cycle of a fleet, 200 accounts of 5,000 new
+// messages each with random SIDs spread over 20 hours, into a fresh store:
+// one PutMessages per account with its messages sorted by SID, as the
+// poller's first cycle calls it. Besides msgs/s it reports the bytes the
+// process wrote to storage (Linux /proc/self/io) and the size of the file,
+// per cycle.
+func fleetIngest(b *testing.B) {
+	const accounts, perAccount = 200, 5000
+	rng := rand.New(rand.NewPCG(1, 2))
+	batches := make([][]traffic.Message, accounts)
+	for a := range batches {
+		batches[a] = fleetBatch(rng, testAccount(a), perAccount)
+	}
+	var written, size float64
+	for b.Loop() {
+		b.StopTimer()
+		s := MustOpen(b)
+		w := writeBytes(b)
+		b.StartTimer()
+		for a, msgs := range batches {
+			if in, err := s.PutMessages(testAccount(a), msgs); err != nil || in.New != perAccount {
+				b.Fatalf("PutMessages = %+v, %v", in, err)
+			}
+		}
+		b.StopTimer()
+		if w >= 0 {
+			written += float64(writeBytes(b) - w)
+		} else {
+			written = -1
+		}
+		fi, err := os.Stat(s.path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		size += float64(fi.Size())
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(b.N*accounts*perAccount)/b.Elapsed().Seconds(), "msgs/s")
+	if written >= 0 {
+		b.ReportMetric(written/float64(b.N)/(1<<20), "disk-write-MB")
+	}
+	b.ReportMetric(size/float64(b.N)/(1<<20), "file-MB")
+}
+
+// fleetBatch returns n new messages of acct as a first poll reads them:
+// random SIDs, sorted, times in the 20 hours before testBase, mostly
+// delivered, with some inbound, failed, opted-out and unbilled ones.
+func fleetBatch(rng *rand.Rand, acct string, n int) []traffic.Message {
+	msgs := make([]traffic.Message, n)
+	for i := range msgs {
+		m := traffic.Message{
+			SID:        fmt.Sprintf("SM%016x%016x", rng.Uint64(), rng.Uint64()),
+			AccountSID: acct, Direction: traffic.OutboundAPI, Status: "delivered",
+			Time:        testBase.Add(-time.Duration(rng.Int64N(int64(20 * time.Hour)))),
+			PriceMicros: 7900, MessagingService: true,
+		}
+		switch r := rng.IntN(100); {
+		case r < 10:
+			m.Direction, m.Status, m.PriceMicros = traffic.Inbound, "received", 0
+			if r < 1 {
+				m.Keyword = traffic.OptOut
+			}
+		case r < 15:
+			m.Status, m.ErrorCode = "undelivered", 30003+4*(r%2)
+		case r < 17:
+			m.PriceMicros = 0
+		case r < 20:
+			m.MessagingService = false
+		}
+		msgs[i] = m
+	}
+	slices.SortFunc(msgs, func(x, y traffic.Message) int { return strings.Compare(x.SID, y.SID) })
+	return msgs
+}
+
+// writeBytes returns the bytes this process has caused to be written to
+// storage (Linux /proc/self/io write_bytes), or -1 where unknown.
+func writeBytes(b *testing.B) int64 {
+	b.Helper()
+	io, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return -1
+	}
+	for line := range strings.Lines(string(io)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "write_bytes: "); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return n
+		}
+	}
+	return -1
 }

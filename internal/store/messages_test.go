@@ -78,7 +78,7 @@ func TestPutMessages(t *testing.T) {
 		t.Errorf("put in another zone = %+v, want %+v", got, want)
 	}
 
-	got, err := s.Message(m.SID)
+	got, err := s.Message(acct, m.SID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,10 +86,10 @@ func TestPutMessages(t *testing.T) {
 		t.Errorf("Time = %v, want %v in UTC", got.Time, m.Time)
 	}
 	m2.AccountSID = acct
-	if got, err := s.Message(m2.SID); err != nil || got != m2 {
+	if got, err := s.Message(acct, m2.SID); err != nil || got != m2 {
 		t.Errorf("Message(%s) = %+v, %v, want %+v", m2.SID, got, err, m2)
 	}
-	if _, err := s.Message(testSID(99)); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Message(acct, testSID(99)); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Message(unknown) = %v, want ErrNotFound", err)
 	}
 
@@ -112,6 +112,35 @@ func TestPutMessages(t *testing.T) {
 	}
 }
 
+// A message is known by its account and SID (see the package doc): the
+// same SID under another account is another message.
+func TestMessageOfAccount(t *testing.T) {
+	s := MustOpen(t)
+	a1, a2 := testAccount(1), testAccount(2)
+	m := testMessage(a1, 1, testBase)
+	mustPut(t, s, a1, m)
+	if _, err := s.Message(a2, m.SID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Message of another account = %v, want ErrNotFound", err)
+	}
+	if _, err := s.Message("AC/1", m.SID); err == nil || errors.Is(err, ErrNotFound) {
+		t.Errorf("Message of an invalid account = %v, want an error other than ErrNotFound", err)
+	}
+	m2 := m
+	m2.AccountSID, m2.Status = a2, "failed"
+	if got, want := mustPut(t, s, a2, m2), (Ingest{New: 1}); got != want {
+		t.Errorf("put under another account = %+v, want %+v", got, want)
+	}
+	for _, want := range []traffic.Message{m, m2} {
+		if got, err := s.Message(want.AccountSID, want.SID); err != nil || got != want {
+			t.Errorf("Message(%s, %s) = %+v, %v, want %+v", want.AccountSID, want.SID, got, err, want)
+		}
+		bs := checkRecount(t, s, want.AccountSID, testBase, testBase.Add(time.Hour))
+		if len(bs) != 1 || bs[0].Outbound != 1 {
+			t.Errorf("%s: buckets = %+v, want one message", want.AccountSID, bs)
+		}
+	}
+}
+
 func TestPutMessagesInvalid(t *testing.T) {
 	s := MustOpen(t)
 	acct := testAccount(1)
@@ -123,7 +152,6 @@ func TestPutMessagesInvalid(t *testing.T) {
 	}{
 		{"no sid", acct, traffic.Message{Time: testBase}},
 		{"other account", acct, testMessage(testAccount(2), 2, testBase)},
-		{"stored for another account", testAccount(2), testMessage("", 1, testBase)},
 		{"zero time", acct, testMessage(acct, 2, time.Time{})},
 		{"time out of range", acct, testMessage(acct, 2, time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC))},
 		{"bad account", "AC/1", testMessage("", 2, testBase)},
@@ -136,7 +164,7 @@ func TestPutMessagesInvalid(t *testing.T) {
 				t.Fatal("PutMessages succeeded")
 			}
 			// The whole batch is rolled back.
-			if _, err := s.Message(ok.SID); !errors.Is(err, ErrNotFound) {
+			if _, err := s.Message(acct, ok.SID); !errors.Is(err, ErrNotFound) {
 				t.Errorf("Message(%s) after failed batch = %v, want ErrNotFound", ok.SID, err)
 			}
 		})
@@ -310,7 +338,7 @@ func TestAggregatesMatchRecount(t *testing.T) {
 				}
 				checkScanHours(t, s, from, end, randomCuts(rng, from, end))
 				for sid, want := range md.msgs {
-					if got, err := s.Message(sid); err != nil || got != want {
+					if got, err := s.Message(want.AccountSID, sid); err != nil || got != want {
 						t.Fatalf("Message(%s) = %+v, %v, want %+v", sid, got, err, want)
 					}
 				}
@@ -380,8 +408,11 @@ func TestPrune(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("Prune = %d, %v, want 1", n, err)
 	}
-	if _, err := s.Message(old.SID); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Message(acct, old.SID); !errors.Is(err, ErrNotFound) {
 		t.Errorf("pruned message: %v, want ErrNotFound", err)
+	}
+	if got, err := s.Message(acct, kept.SID); err != nil || got != kept {
+		t.Errorf("kept message = %+v, %v, want %+v", got, err, kept)
 	}
 	// A late update of the pruned message is ignored; its bucket stays.
 	old.Status = "delivered"
@@ -562,7 +593,7 @@ func TestCrashConsistency(t *testing.T) {
 		for ; ; b++ {
 			n := 0
 			for i := range crashBatch {
-				m, err := s.Message(crashSID(b, i))
+				m, err := s.Message(acct, crashSID(b, i))
 				switch {
 				case errors.Is(err, ErrNotFound):
 					continue
@@ -572,7 +603,7 @@ func TestCrashConsistency(t *testing.T) {
 				n++
 				// Batch b+1 carries batch b's final state: both or neither.
 				want := crashFinal(acct, b, i)
-				if _, err := s.Message(crashSID(b+1, 0)); errors.Is(err, ErrNotFound) {
+				if _, err := s.Message(acct, crashSID(b+1, 0)); errors.Is(err, ErrNotFound) {
 					want = crashNew(acct, b, i)
 				}
 				if diff := cmp.Diff(want, m); diff != "" {
@@ -595,7 +626,7 @@ func TestCrashConsistency(t *testing.T) {
 			t.Fatalf("round %d: store holds batches up to %d, writer reported up to %d", round, b-1, last)
 		}
 		for _, b2 := range []int{b, b + 1} {
-			if _, err := s.Message(crashSID(b2, 0)); !errors.Is(err, ErrNotFound) {
+			if _, err := s.Message(acct, crashSID(b2, 0)); !errors.Is(err, ErrNotFound) {
 				t.Fatalf("round %d: batch %d present after a gap", round, b2)
 			}
 		}

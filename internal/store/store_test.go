@@ -64,8 +64,8 @@ func TestOpenCreatesAndReopens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := schemaVersion(t, s); got != 1 {
-		t.Errorf("schema version = %d, want 1", got)
+	if got := schemaVersion(t, s); got != 2 {
+		t.Errorf("schema version = %d, want 2", got)
 	}
 	if _, err := s.SyncAccounts([]Account{{SID: testAccount(1), Status: "active"}}, testBase); err != nil {
 		t.Fatal(err)
@@ -223,8 +223,8 @@ func TestOpenEmptyBolt(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := mustOpenPath(t, path)
-	if got := schemaVersion(t, s); got != 1 {
-		t.Errorf("schema version = %d, want 1", got)
+	if got := schemaVersion(t, s); got != 2 {
+		t.Errorf("schema version = %d, want 2", got)
 	}
 }
 
@@ -238,51 +238,51 @@ func TestMigrate(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// A failing step leaves the database at version 1.
+	// A failing step leaves the database at version 2.
 	broken := append(schema(), func(tx *bolt.Tx) error {
-		if _, err := tx.CreateBucket([]byte("v2")); err != nil {
+		if _, err := tx.CreateBucket([]byte("v3")); err != nil {
 			return err
 		}
 		return errors.New("step failed")
 	})
-	if _, err := open(path, Options{}, broken); err == nil || !strings.Contains(err.Error(), "migrate schema to version 2: step failed") {
+	if _, err := open(path, Options{}, broken); err == nil || !strings.Contains(err.Error(), "migrate schema to version 3: step failed") {
 		t.Fatalf("open with a failing step = %v", err)
 	}
 	s = mustOpenPath(t, path)
-	if got := schemaVersion(t, s); got != 1 {
-		t.Errorf("schema version after failed migration = %d, want 1", got)
+	if got := schemaVersion(t, s); got != 2 {
+		t.Errorf("schema version after failed migration = %d, want 2", got)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 
-	// A v2 step runs once, in order, with the v1 data in place.
+	// A v3 step runs once, in order, with the v2 data in place.
 	runs := 0
-	v2 := append(schema(), func(tx *bolt.Tx) error {
+	v3 := append(schema(), func(tx *bolt.Tx) error {
 		runs++
 		if tx.Bucket([]byte(bkAccounts)).Get([]byte(testAccount(1))) == nil {
-			return errors.New("v1 data missing")
+			return errors.New("v2 data missing")
 		}
-		_, err := tx.CreateBucket([]byte("v2"))
+		_, err := tx.CreateBucket([]byte("v3"))
 		return err
 	})
 	for range 2 {
-		s, err := open(path, Options{}, v2)
+		s, err := open(path, Options{}, v3)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := schemaVersion(t, s); got != 2 {
-			t.Errorf("schema version = %d, want 2", got)
+		if got := schemaVersion(t, s); got != 3 {
+			t.Errorf("schema version = %d, want 3", got)
 		}
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if runs != 1 {
-		t.Errorf("v2 step ran %d times, want 1", runs)
+		t.Errorf("v3 step ran %d times, want 1", runs)
 	}
 	if _, err := Open(path, Options{}); !errors.Is(err, ErrNewerSchema) {
-		t.Errorf("v1 Open of a v2 database = %v, want ErrNewerSchema", err)
+		t.Errorf("v2 Open of a v3 database = %v, want ErrNewerSchema", err)
 	}
 }
 
@@ -299,7 +299,7 @@ func TestCorruptValues(t *testing.T) {
 			bucket string
 			key    []byte
 		}{
-			{bkMessages, []byte(testSID(1))},
+			{bkMessages, msgKey(acct, testSID(1))},
 			{bkAccounts, []byte(acct)},
 			{bkAggregates, hour},
 			{bkBreaker, []byte(acct)},
@@ -316,7 +316,7 @@ func TestCorruptValues(t *testing.T) {
 		name, bucket string
 		call         func() error
 	}{
-		{"Message", bkMessages, func() error { _, err := s.Message(testSID(1)); return err }},
+		{"Message", bkMessages, func() error { _, err := s.Message(acct, testSID(1)); return err }},
 		{"PutMessages", bkMessages, func() error {
 			_, err := s.PutMessages(acct, []traffic.Message{testMessage(acct, 1, testBase.Add(time.Second))})
 			return err
