@@ -422,3 +422,135 @@ func FuzzConvertMessage(f *testing.F) {
 		}
 	})
 }
+
+func TestParseDate(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Time // zero for an error
+	}{
+		{"Fri, 24 May 2019 17:44:50 +0000", time.Date(2019, 5, 24, 17, 44, 50, 0, time.UTC)},
+		{"Fri, 24 May 2019 19:44:50 +0200", time.Date(2019, 5, 24, 17, 44, 50, 0, time.UTC)},
+		{"Fri, 24 May 2019 12:14:50 -0530", time.Date(2019, 5, 24, 17, 44, 50, 0, time.UTC)},
+		{"Thu, 29 Feb 2024 00:00:00 +0000", time.Date(2024, 2, 29, 0, 0, 0, 0, time.UTC)},
+		{"Mon, 01 Jan 0001 00:00:01 +0000", time.Date(1, 1, 1, 0, 0, 1, 0, time.UTC)},
+		{"Sat, 31 Dec 9999 23:59:59 -2359", time.Date(10000, 1, 1, 23, 58, 59, 0, time.UTC)},
+		// time.Parse ignores the weekday.
+		{"Mon, 24 May 2019 17:44:50 +0000", time.Date(2019, 5, 24, 17, 44, 50, 0, time.UTC)},
+		// Left to time.Parse, which accepts them.
+		{"Fri, 24 May 2019 17:44:50 GMT", time.Date(2019, 5, 24, 17, 44, 50, 0, time.UTC)},
+		{"fri, 24 may 2019 17:44:50 +0000", time.Date(2019, 5, 24, 17, 44, 50, 0, time.UTC)},
+		{"Fri, 24 May 2019 17:44:50.5 +0000", time.Date(2019, 5, 24, 17, 44, 50, 5e8, time.UTC)},
+		{"Fri,  24 May 2019 17:44:50 +0000", time.Date(2019, 5, 24, 17, 44, 50, 0, time.UTC)},
+		{"Fri, 24 May 2019 7:44:50 +0000", time.Date(2019, 5, 24, 7, 44, 50, 0, time.UTC)},
+		{"Fri, 24 May 2019 17:44:50 +2400", time.Date(2019, 5, 23, 17, 44, 50, 0, time.UTC)},
+		// Errors.
+		{"", time.Time{}},
+		{"Mon, 01 Jan 0001 00:00:00 +0000", time.Time{}},
+		{"Fri, 29 Feb 2019 17:44:50 +0000", time.Time{}},
+		{"Fri, 31 Apr 2019 17:44:50 +0000", time.Time{}},
+		{"Fri, 00 May 2019 17:44:50 +0000", time.Time{}},
+		{"Fri, 24 May 2019 24:00:00 +0000", time.Time{}},
+		{"Fri, 24 May 2019 17:60:50 +0000", time.Time{}},
+		{"Fri, 24 May 2019 17:44:60 +0000", time.Time{}},
+		{"Fri, 24 Mai 2019 17:44:50 +0000", time.Time{}},
+		{"Fre, 24 May 2019 17:44:50 +0000", time.Time{}},
+		{"Fri, 24 May 2019 17:44:50 *0000", time.Time{}},
+		{"Fri, 24 May 2019 17:44:50 +00x0", time.Time{}},
+		{"Fri, 24 May 20x9 17:44:50 +0000", time.Time{}},
+		{"2019-05-24T17:44:50Z", time.Time{}},
+	}
+	for _, tt := range tests {
+		got, err := parseDate(tt.in)
+		if tt.want.IsZero() {
+			if err == nil {
+				t.Errorf("parseDate(%q): got %v, want an error", tt.in, got)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("parseDate(%q): got %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+// TestParseDateSweep compares parseDate with time.Parse on every day of
+// spans that hold leap days, century and era boundaries, at several times
+// and offsets.
+func TestParseDateSweep(t *testing.T) {
+	zones := []*time.Location{time.UTC, time.FixedZone("", -(23*3600 + 59*60)), time.FixedZone("", 5*3600+30*60), time.FixedZone("", -1)}
+	spans := [][2]int{{0, 2}, {99, 101}, {399, 401}, {1899, 1901}, {1968, 2110}, {9998, 9999}}
+	for _, span := range spans {
+		for d := time.Date(span[0], 1, 1, 0, 0, 0, 0, time.UTC); d.Year() <= span[1]; d = d.AddDate(0, 0, 1) {
+			for i, loc := range zones {
+				at := time.Date(d.Year(), d.Month(), d.Day(), 23*(i%2), 59*(i%2), 59*(i%2), 0, loc)
+				s := at.Format(time.RFC1123Z)
+				got, err := parseDate(s)
+				want, wantErr := parseDateSlow(s)
+				if (err != nil) != (wantErr != nil) || got != want {
+					t.Fatalf("parseDate(%q) = %v, %v; time.Parse gives %v, %v", s, got, err, want, wantErr)
+				}
+			}
+		}
+	}
+}
+
+// FuzzParseDate checks that parseDate, whose fast path parses Twilio's own
+// form by hand, agrees with time.Parse (parseDateSlow) on any input: the same
+// time, location included, or an error from both.
+func FuzzParseDate(f *testing.F) {
+	for _, s := range []string{
+		"Fri, 24 May 2019 17:44:50 +0000", "Thu, 29 Feb 2024 23:59:59 -1130", "Sun, 29 Feb 2100 00:00:00 +0000",
+		"Mon, 01 Jan 0001 00:00:00 +0000", "Mon, 01 Jan 0001 00:00:00 -0001", "Fri, 24 May 2019 17:44:50 GMT",
+		"Fri, 24 May 2019 17:44:50 +2460", "Fri, 31 Dec 9999 23:59:59 -2359", "Fri, 24 May 2019 17:44:50.123 +0000",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := parseDate(s)
+		want, wantErr := parseDateSlow(s)
+		if (err != nil) != (wantErr != nil) || got != want {
+			t.Fatalf("parseDate(%q) = %v, %v; time.Parse gives %v, %v", s, got, err, want, wantErr)
+		}
+	})
+}
+
+// FuzzParseDateInstants formats instants and offsets the way Twilio does,
+// which exercises the fast path far more than FuzzParseDate's mutations of
+// strings, and checks it against time.Parse and the instant itself.
+func FuzzParseDateInstants(f *testing.F) {
+	f.Add(int64(1558719890), int16(0))
+	f.Add(int64(-62135596800), int16(0))
+	f.Add(int64(-62135596801), int16(-1))
+	f.Add(int64(253402300799), int16(1439))
+	f.Add(int64(951782400), int16(-330))
+	f.Fuzz(func(t *testing.T, sec int64, offMin int16) {
+		at := time.Unix(sec, 0).In(time.FixedZone("", int(offMin)*60))
+		s := at.Format(time.RFC1123Z)
+		got, err := parseDate(s)
+		want, wantErr := parseDateSlow(s)
+		if (err != nil) != (wantErr != nil) || got != want {
+			t.Fatalf("parseDate(%q) = %v, %v; time.Parse gives %v, %v", s, got, err, want, wantErr)
+		}
+		if err == nil && len(s) == len(time.RFC1123Z) && !got.Equal(at) {
+			t.Fatalf("parseDate(%q) = %v, want %v", s, got, at)
+		}
+	})
+}
+
+func BenchmarkParseDate(b *testing.B) {
+	const s = "Fri, 24 May 2019 17:44:50 +0000"
+	b.Run("Fast", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := parseDate(s); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("TimeParse", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := parseDateSlow(s); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
