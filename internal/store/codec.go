@@ -275,7 +275,12 @@ const flagMessagingService = 1 << 0
 // encodeMessage returns m's stored form. m.Time must be representable as
 // UnixNano (see validTime).
 func encodeMessage(m traffic.Message) []byte {
-	e := enc{b: make([]byte, 0, 2*len(m.SID)+32)}
+	return appendMessage(make([]byte, 0, 2*len(m.SID)+32), &m)
+}
+
+// appendMessage appends m's stored form to b.
+func appendMessage(b []byte, m *traffic.Message) []byte {
+	e := enc{b: b}
 	e.byte(messageV1)
 	e.str(m.SID)
 	e.str(m.AccountSID)

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -22,11 +23,6 @@ type Ingest struct{ New, Changed, Unchanged int }
 // an account's messages are contiguous.
 func msgKey(account, sid string) []byte {
 	return append(prefix(account), sid...)
-}
-
-// timeKey is a message's key in the per-account time index.
-func timeKey(account string, t time.Time, sid string) []byte {
-	return append(appendT8(prefix(account), t.UnixNano()), sid...)
 }
 
 // hourKey is the key of an account's aggregates for the hour that starts at hour.
@@ -69,28 +65,30 @@ func horizon(tx *bolt.Tx) (time.Time, error) {
 // taken to be accountSID's. A message that is stored already and has not
 // changed is counted Unchanged and not written; so is a message that is not
 // stored and whose Time is before the prune horizon (see the package doc).
-// Messages in SID order are stored as they are; others are sorted first, a
-// copy of msgs, and of two with the same SID the later one wins either way.
+// Messages are stored in SID order, and of two with the same SID the later
+// one wins; msgs itself is left as it is.
 func (s *Store) PutMessages(accountSID string, msgs []traffic.Message) (Ingest, error) {
 	if err := checkSID(accountSID); err != nil {
 		return Ingest{}, fmt.Errorf("put messages: %w", err)
 	}
 	// In key order, bbolt appends to its nodes instead of inserting into
-	// their middle. Stable, so that a message listed twice keeps its later
-	// state.
-	if !slices.IsSortedFunc(msgs, bySID) {
-		msgs = slices.Clone(msgs)
-		slices.SortStableFunc(msgs, bySID)
-	}
+	// their middle.
+	order := sidOrder(msgs)
 	var in Ingest
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		in = Ingest{}
-		w, err := newIngest(tx, accountSID)
+		w, err := newIngest(tx, accountSID, len(msgs))
 		if err != nil {
 			return err
 		}
-		for _, m := range msgs {
-			if err := w.put(m, &in); err != nil {
+		olds := w.stored(order)
+		var cur []byte // the stored value of the previous message's SID
+		for n, k := range order {
+			old := olds[n]
+			if n > 0 && k.head == order[n-1].head && k.sid == order[n-1].sid {
+				old = cur // olds[n] predates the previous message
+			}
+			if cur, err = w.put(msgs[k.pos], old, &in); err != nil {
 				return err
 			}
 		}
@@ -102,21 +100,62 @@ func (s *Store) PutMessages(accountSID string, msgs []traffic.Message) (Ingest, 
 	return in, nil
 }
 
+// sidKey is a message's place in sidOrder.
+type sidKey struct {
+	head uint64 // the SID's first eight bytes, big endian, zero padded
+	sid  string
+	pos  int // in the messages given to sidOrder
+}
+
+// sidOrder returns the keys of msgs in SID order, and of two with the same
+// SID the earlier first. It sorts small keys rather than the messages: the
+// heads order almost every pair without reading the strings.
+func sidOrder(msgs []traffic.Message) []sidKey {
+	keys := make([]sidKey, len(msgs))
+	for i := range msgs {
+		sid := msgs[i].SID
+		var b [8]byte
+		copy(b[:], sid)
+		keys[i] = sidKey{binary.BigEndian.Uint64(b[:]), sid, i}
+	}
+	// The padded head orders SIDs as strings.Compare does, except that it
+	// ties SIDs that share their first eight bytes (or differ only by
+	// trailing zero bytes within them): the strings decide those.
+	slices.SortFunc(keys, func(a, b sidKey) int {
+		if c := cmp.Compare(a.head, b.head); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.sid, b.sid); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.pos, b.pos)
+	})
+	return keys
+}
+
 // ingestFill is the bbolt FillPercent of the buckets PutMessages writes.
 const ingestFill = 0.9
-
-func bySID(a, b traffic.Message) int { return strings.Compare(a.SID, b.SID) }
 
 // ingest is the state of one PutMessages transaction: the hour records it
 // has loaded and changed and the changes to the time index, written by
 // flush.
+//
+// A first poll stores hundreds of thousands of messages, so the work per
+// message is kept to bbolt's own: keys are built in one reused buffer
+// (bbolt copies keys), values are cut from large shared chunks (bbolt keeps
+// values until the commit), and stored messages are found by walking a
+// cursor along the sorted batch instead of a lookup per message.
 type ingest struct {
 	account           string
 	msgs, times, aggs *bolt.Bucket
 	horizon           time.Time
-	// timeOps are the time index's changes in the order they were made, put
-	// in key order by flush: messages come in SID order, which is random in
-	// time.
+	// key holds "account/" followed by the key being built.
+	key []byte
+	// vals is the free end of the chunk that values are cut from.
+	vals []byte
+	// timeOps are the time index's changes in the order they were made,
+	// which is by SID (messages are put in SID order) and then seq; flush
+	// puts them in key order. SID order is random in time.
 	timeOps []timeOp
 	// hours holds loaded hour records by the hour's Unix seconds.
 	hours map[int64]*[slotsPerHour]traffic.Bucket
@@ -125,7 +164,8 @@ type ingest struct {
 	refill map[int64]map[int]bool
 }
 
-func newIngest(tx *bolt.Tx, account string) (*ingest, error) {
+// newIngest starts an ingest of up to n messages.
+func newIngest(tx *bolt.Tx, account string, n int) (*ingest, error) {
 	h, err := horizon(tx)
 	if err != nil {
 		return nil, err
@@ -136,6 +176,8 @@ func newIngest(tx *bolt.Tx, account string) (*ingest, error) {
 		times:   tx.Bucket([]byte(bkMsgTime)),
 		aggs:    tx.Bucket([]byte(bkAggregates)),
 		horizon: h,
+		key:     prefix(account),
+		timeOps: make([]timeOp, 0, n),
 		hours:   make(map[int64]*[slotsPerHour]traffic.Bucket),
 		refill:  make(map[int64]map[int]bool),
 	}
@@ -152,99 +194,263 @@ func newIngest(tx *bolt.Tx, account string) (*ingest, error) {
 	return w, nil
 }
 
-func (w *ingest) put(m traffic.Message, in *Ingest) error {
+// msgKey returns the key of the account's message sid, valid until the
+// next key is built.
+func (w *ingest) msgKey(sid string) []byte {
+	w.key = append(w.key[:len(w.account)+1], sid...)
+	return w.key
+}
+
+// timeKey returns the key in the per-account time index of the account's
+// message sid at t (in UnixNano), "account/", T8 and sid, valid until the
+// next key is built.
+func (w *ingest) timeKey(t int64, sid string) []byte {
+	w.key = append(appendT8(w.key[:len(w.account)+1], t), sid...)
+	return w.key
+}
+
+// stored returns the values stored, when the transaction began, under the
+// SIDs of order, which are sorted: for each, nil if none. One cursor walks
+// the account's keys along with them, stepping where stored keys are dense
+// and seeking where they are sparse; a first poll, into an empty range,
+// costs one seek.
+func (w *ingest) stored(order []sidKey) [][]byte {
+	olds := make([][]byte, len(order))
+	c := w.msgs.Cursor()
+	var k, v []byte
+	for n := range order {
+		key := w.msgKey(order[n].sid)
+		if n == 0 {
+			k, v = c.Seek(key)
+		}
+		for steps := 0; k != nil && bytes.Compare(k, key) < 0; steps++ {
+			if steps == maxSteps {
+				k, v = c.Seek(key)
+				break
+			}
+			k, v = c.Next()
+		}
+		if bytes.Equal(k, key) {
+			olds[n] = v
+		}
+	}
+	return olds
+}
+
+// maxSteps is how far stored walks its cursor before it seeks.
+const maxSteps = 8
+
+// put stores m, whose stored value is old (nil for none), and returns the
+// value stored for its SID afterwards.
+func (w *ingest) put(m traffic.Message, old []byte, in *Ingest) ([]byte, error) {
 	if m.SID == "" {
-		return errors.New("message without sid")
+		return nil, errors.New("message without sid")
 	}
 	switch m.AccountSID {
 	case "":
 		m.AccountSID = w.account
 	case w.account:
 	default:
-		return fmt.Errorf("message %s: account %s is not %s", m.SID, m.AccountSID, w.account)
+		return nil, fmt.Errorf("message %s: account %s is not %s", m.SID, m.AccountSID, w.account)
 	}
 	if !validTime(m.Time) {
-		return fmt.Errorf("message %s: invalid time %v", m.SID, m.Time)
+		return nil, fmt.Errorf("message %s: invalid time %v", m.SID, m.Time)
 	}
 	m.Time = utc(m.Time)
-	v := encodeMessage(m)
-	key := msgKey(w.account, m.SID)
-	old := w.msgs.Get(key)
+	v := w.encode(&m)
 	if bytes.Equal(old, v) {
+		w.unencode(v)
 		in.Unchanged++
-		return nil
+		return old, nil
 	}
 	var prev *traffic.Message
 	switch {
 	case old != nil:
 		p, err := decodeMessage(old)
 		if err != nil {
-			return corrupt(bkMessages, key, err)
+			return nil, corrupt(bkMessages, w.msgKey(m.SID), err)
 		}
 		if p.AccountSID != w.account || p.SID != m.SID {
-			return corrupt(bkMessages, key, fmt.Errorf("%w: holds message %s of %s", errCorrupt, p.SID, p.AccountSID))
+			return nil, corrupt(bkMessages, w.msgKey(m.SID), fmt.Errorf("%w: holds message %s of %s", errCorrupt, p.SID, p.AccountSID))
 		}
 		prev = &p
 		in.Changed++
 	case m.Time.Before(w.horizon):
 		// Maybe pruned already: counting it again could double count.
+		w.unencode(v)
 		in.Unchanged++
-		return nil
+		return old, nil
 	default:
 		in.New++
 	}
-	if err := w.apply(prev, m); err != nil {
-		return err
+	if err := w.apply(prev, &m); err != nil {
+		return nil, err
 	}
-	return w.msgs.Put(key, v)
+	return v, w.msgs.Put(w.msgKey(m.SID), v)
+}
+
+// valChunk is the size of the chunks that values are cut from.
+const valChunk = 64 << 10
+
+// encode returns m's stored form, cut from the current chunk. It must stay
+// unchanged until the transaction ends unless unencode gives it back.
+func (w *ingest) encode(m *traffic.Message) []byte {
+	// At least what appendMessage writes: the strings, and at most 93
+	// bytes of varints, version, flags and keyword.
+	need := len(m.SID) + len(m.AccountSID) + len(m.Direction) + len(m.Status) + 96
+	if cap(w.vals)-len(w.vals) < need {
+		w.vals = make([]byte, 0, max(valChunk, need))
+	}
+	start := len(w.vals)
+	w.vals = appendMessage(w.vals, m)
+	return w.vals[start:len(w.vals):len(w.vals)]
+}
+
+// unencode returns v, the last value encode returned, to the chunk.
+func (w *ingest) unencode(v []byte) {
+	w.vals = w.vals[:len(w.vals)-len(v)]
 }
 
 // apply moves the message's contribution, samples and index entry from prev
 // (nil for a new message) to m.
-func (w *ingest) apply(prev *traffic.Message, m traffic.Message) error {
+func (w *ingest) apply(prev, m *traffic.Message) error {
 	start := traffic.BucketStart(m.Time)
-	keys := traffic.SampleKeys(m)
+	c, code := contribution(m)
+	var keysArr, oldKeysArr [4]int
+	keys := appendSampleKeys(keysArr[:0], &c, code)
 	var oldKeys []int
 	moved := true
 	if prev != nil {
 		ps := traffic.BucketStart(prev.Time)
 		moved = !ps.Equal(start)
-		oldKeys = traffic.SampleKeys(*prev)
+		pc, pcode := contribution(prev)
+		oldKeys = appendSampleKeys(oldKeysArr[:0], &pc, pcode)
 		b, err := w.bucket(ps)
 		if err != nil {
 			return err
 		}
-		b.Counts.Sub(traffic.Contribution(*prev))
+		addCounts(&b.Counts, &pc, pcode, -1)
 		for _, k := range oldKeys {
 			if moved || !slices.Contains(keys, k) {
 				w.removeSample(b, k, prev.SID)
 			}
 		}
 		if !prev.Time.Equal(m.Time) {
-			w.timeOps = append(w.timeOps, timeOp{timeKey(w.account, prev.Time, prev.SID), len(w.timeOps), false})
+			w.timeOps = append(w.timeOps, timeOp{prev.Time.UnixNano(), prev.SID, len(w.timeOps), false})
 		}
 	}
 	b, err := w.bucket(start)
 	if err != nil {
 		return err
 	}
-	b.Counts.Add(traffic.Contribution(m))
+	addCounts(&b.Counts, &c, code, 1)
 	for _, k := range keys {
 		if moved || !slices.Contains(oldKeys, k) {
 			addSample(b, k, m.SID)
 		}
 	}
 	if prev == nil || !prev.Time.Equal(m.Time) {
-		w.timeOps = append(w.timeOps, timeOp{timeKey(w.account, m.Time, m.SID), len(w.timeOps), true})
+		w.timeOps = append(w.timeOps, timeOp{m.Time.UnixNano(), m.SID, len(w.timeOps), true})
 	}
 	return nil
 }
 
-// timeOp puts (or deletes) key in the time index; seq orders the changes.
+// contribution returns traffic.Contribution(*m) without its Errors, a map
+// allocated for every message with an error code, and the error code it
+// would hold (0 for none).
+func contribution(m *traffic.Message) (c traffic.Counts, code int) {
+	mc := *m
+	mc.ErrorCode = 0
+	c = traffic.Contribution(mc)
+	if c.Finished != 0 {
+		code = m.ErrorCode
+	}
+	return c, code
+}
+
+// appendSampleKeys appends traffic.SampleKeys of the message whose
+// contribution returned c and code.
+func appendSampleKeys(keys []int, c *traffic.Counts, code int) []int {
+	if code != 0 {
+		keys = append(keys, code)
+	}
+	if c.OptOuts > 0 {
+		keys = append(keys, traffic.SampleOptOut)
+	}
+	if c.NoService > 0 {
+		keys = append(keys, traffic.SampleNoService)
+	}
+	if c.Failed > 0 {
+		keys = append(keys, traffic.SampleFailed)
+	}
+	return keys
+}
+
+// addCounts adds sign times the contribution c and code to counts: Add for
+// 1, Sub for -1.
+func addCounts(counts, c *traffic.Counts, code int, sign int64) {
+	counts.Outbound += sign * c.Outbound
+	counts.Finished += sign * c.Finished
+	counts.Failed += sign * c.Failed
+	counts.NoService += sign * c.NoService
+	counts.Inbound += sign * c.Inbound
+	counts.OptOuts += sign * c.OptOuts
+	counts.OptIns += sign * c.OptIns
+	if code == 0 {
+		return
+	}
+	if counts.Errors == nil {
+		counts.Errors = map[int]int64{}
+	}
+	if counts.Errors[code] += sign; counts.Errors[code] == 0 {
+		delete(counts.Errors, code)
+	}
+}
+
+// timeOp puts (or deletes) the key of sid at t (in UnixNano) in the time
+// index; seq orders the changes.
 type timeOp struct {
-	key []byte
+	t   int64
+	sid string
 	seq int
 	put bool
+}
+
+// sortByTime sorts ops by t, stably, by a least significant digit radix
+// sort: a few linear passes, where a comparison sort of the thousands of
+// changes of a large batch costs more than everything else PutMessages does
+// besides bbolt. It may sort in place or return a new slice.
+func sortByTime(ops []timeOp) []timeOp {
+	if len(ops) < 2 {
+		return ops
+	}
+	// T8's order: the sign bit flipped makes int64 order unsigned.
+	digit := func(op *timeOp, shift int) byte { return byte((uint64(op.t) ^ 1<<63) >> shift) }
+	var buf []timeOp
+	for shift := 0; shift < 64; shift += 8 {
+		var count [256]int
+		for i := range ops {
+			count[digit(&ops[i], shift)]++
+		}
+		if count[digit(&ops[0], shift)] == len(ops) {
+			continue // every t has this digit: the pass would change nothing
+		}
+		at := 0
+		for d, n := range count {
+			count[d] = at
+			at += n
+		}
+		if buf == nil {
+			buf = make([]timeOp, len(ops))
+		}
+		for i := range ops {
+			d := digit(&ops[i], shift)
+			buf[count[d]] = ops[i]
+			count[d]++
+		}
+		ops, buf = buf, ops
+	}
+	return ops
 }
 
 // bucket returns the bucket that starts at start, loading its hour record.
@@ -315,19 +521,16 @@ func (w *ingest) removeSample(b *traffic.Bucket, k int, sid string) {
 // flush writes the changes to the time index, refills sample lists from it
 // and writes the changed hour records.
 func (w *ingest) flush() error {
-	// Of two changes to one key, the later one wins.
-	slices.SortFunc(w.timeOps, func(a, b timeOp) int {
-		if c := bytes.Compare(a.key, b.key); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.seq, b.seq)
-	})
-	for _, op := range w.timeOps {
+	// Key order is (t, sid, seq): the account prefix is shared and T8 sorts
+	// as its int64; of two changes to one key, the later one wins. The
+	// changes were made in (sid, seq) order, so a stable sort by t is all
+	// it takes.
+	for _, op := range sortByTime(w.timeOps) {
 		var err error
 		if op.put {
-			err = w.times.Put(op.key, []byte{})
+			err = w.times.Put(w.timeKey(op.t, op.sid), []byte{})
 		} else {
-			err = w.times.Delete(op.key)
+			err = w.times.Delete(w.timeKey(op.t, op.sid))
 		}
 		if err != nil {
 			return err
