@@ -53,8 +53,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/bits"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -149,6 +147,12 @@ type Poller struct {
 	log *slog.Logger
 	now func() time.Time
 	m   *metrics
+
+	// batches holds *[]traffic.Message of polls that are done, for the
+	// next ones: a batch grows a page at a time to maxBatch messages, and
+	// growing one for every account of a fleet makes hundreds of MB of
+	// garbage per cycle.
+	batches sync.Pool
 
 	mu        sync.Mutex
 	lastPrune time.Time
@@ -471,15 +475,13 @@ func (p *Poller) pollMessages(ctx context.Context, a store.Account) (func() erro
 		since = floor
 	}
 	label := p.label(a.SID)
-	var batch []traffic.Message
+	batch := p.batch()
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
-		// SID order keeps the store's inserts into its SID-keyed tree
-		// local; the sort is stable so that a message listed twice keeps
-		// its later-read state.
-		slices.SortStableFunc(batch, func(x, y traffic.Message) int { return strings.Compare(x.SID, y.SID) })
+		// The store writes in SID order, and of a message listed twice it
+		// keeps the later-read state.
 		ing, err := p.st.PutMessages(a.SID, batch)
 		batch = batch[:0]
 		if err != nil {
@@ -494,8 +496,8 @@ func (p *Poller) pollMessages(ctx context.Context, a store.Account) (func() erro
 		if len(page) == 0 {
 			return false, nil
 		}
-		for _, m := range page {
-			if m.AccountSID != "" && m.AccountSID != a.SID {
+		for i := range page {
+			if m := &page[i]; m.AccountSID != "" && m.AccountSID != a.SID {
 				return false, fmt.Errorf("message %s belongs to %s, not %s", m.SID, m.AccountSID, a.SID)
 			}
 		}
@@ -520,10 +522,13 @@ func (p *Poller) pollMessages(ctx context.Context, a store.Account) (func() erro
 			// it, so that the retry finds it stored.
 			err = errors.Join(err, flush())
 		}
+		p.putBatch(batch)
 		return nil, fmt.Errorf("poll messages of %s: %w", a.SID, err)
 	}
 	return func() error {
-		if err := flush(); err != nil {
+		err := flush()
+		p.putBatch(batch)
+		if err != nil {
 			return fmt.Errorf("poll messages of %s: %w", a.SID, err)
 		}
 		if err := p.st.SetCoverage(a.SID, traffic.Coverage{From: from, Until: now}); err != nil {
@@ -532,6 +537,26 @@ func (p *Poller) pollMessages(ctx context.Context, a store.Account) (func() erro
 		p.m.coverageEnd.WithLabelValues(label...).Set(float64(now.Unix()))
 		return nil
 	}, nil
+}
+
+// batch returns an empty batch from the pool, or nil.
+func (p *Poller) batch() []traffic.Message {
+	if b, ok := p.batches.Get().(*[]traffic.Message); ok {
+		return (*b)[:0]
+	}
+	return nil
+}
+
+// putBatch returns b to the pool, cleared so that the pool does not keep
+// its messages' strings alive.
+func (p *Poller) putBatch(b []traffic.Message) {
+	if cap(b) == 0 {
+		return
+	}
+	b = b[:cap(b)]
+	clear(b)
+	b = b[:0]
+	p.batches.Put(&b)
 }
 
 // pollUsage stores today's usage and makes sure the trailing days that
