@@ -671,21 +671,31 @@ func (s *Store) Buckets(accountSID string, from, to time.Time) ([]traffic.Bucket
 // readBuckets appends account's buckets that start in [from, to) to dst.
 func readBuckets(c *bolt.Cursor, r *hourReader, account string, from, to time.Time, dst []traffic.Bucket) ([]traffic.Bucket, error) {
 	from, to = from.UTC(), to.UTC()
+	err := eachHour(c, account, from, to, func(hour time.Time, v []byte) (err error) {
+		dst, err = r.appendHour(dst, hour, v, from, to, true)
+		return err
+	})
+	return dst, err
+}
+
+// eachHour calls fn with each of account's hour records whose hour starts
+// before to, from the hour that holds from on. An error from fn is reported
+// as a corrupt record, naming its key.
+func eachHour(c *bolt.Cursor, account string, from, to time.Time, fn func(hour time.Time, v []byte) error) error {
 	p := prefix(account)
 	for k, v := c.Seek(hourKey(account, from.Truncate(time.Hour))); bytes.HasPrefix(k, p); k, v = c.Next() {
 		if len(k) != len(p)+8 {
-			return dst, corrupt(bkAggregates, k, fmt.Errorf("%w: bad key length", errCorrupt))
+			return corrupt(bkAggregates, k, fmt.Errorf("%w: bad key length", errCorrupt))
 		}
 		hour := time.Unix(readT8(k[len(p):]), 0).UTC()
 		if !hour.Before(to) {
-			break
+			return nil
 		}
-		var err error
-		if dst, err = r.appendHour(dst, hour, v, from, to, true); err != nil {
-			return dst, corrupt(bkAggregates, k, err)
+		if err := fn(hour, v); err != nil {
+			return corrupt(bkAggregates, k, err)
 		}
 	}
-	return dst, nil
+	return nil
 }
 
 // ScanBuckets calls fn, in one read transaction and in order of account SID,
@@ -895,16 +905,7 @@ func readHours(c *bolt.Cursor, r *hourReader, account string, from, to time.Time
 		}
 		return true
 	}
-	p := prefix(account)
-	for k, v := c.Seek(hourKey(account, from.Truncate(time.Hour))); bytes.HasPrefix(k, p); k, v = c.Next() {
-		if len(k) != len(p)+8 {
-			return dst, corrupt(bkAggregates, k, fmt.Errorf("%w: bad key length", errCorrupt))
-		}
-		hour := time.Unix(readT8(k[len(p):]), 0).UTC()
-		if !hour.Before(to) {
-			break
-		}
-		var err error
+	err := eachHour(c, account, from, to, func(hour time.Time, v []byte) (err error) {
 		if whole(hour) {
 			dst, err = r.appendTotal(dst, hour, v, x == nil)
 		} else {
@@ -913,11 +914,9 @@ func readHours(c *bolt.Cursor, r *hourReader, account string, from, to time.Time
 		if x != nil {
 			x.hours = append(x.hours, rawHour{hour, v})
 		}
-		if err != nil {
-			return dst, corrupt(bkAggregates, k, err)
-		}
-	}
-	return dst, nil
+		return err
+	})
+	return dst, err
 }
 
 // Recount recomputes the buckets of one account that start in [from, to)
