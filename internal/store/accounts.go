@@ -21,6 +21,10 @@ type Account struct {
 	FirstSeen time.Time
 	// StatusSince is when sentinel first saw the current status.
 	StatusSince time.Time
+	// Updated is Twilio's date_updated of the account as last read: for a
+	// status change made outside sentinel, the best known time of the
+	// change (see actions' reinstatement). Zero when Twilio gave none.
+	Updated time.Time
 }
 
 // AccountChange is a new account (From == "") or a change of status.
@@ -36,10 +40,11 @@ func encodeAccount(e *enc, a Account) {
 	e.bool(a.Parent)
 	e.time(a.FirstSeen)
 	e.time(a.StatusSince)
+	e.time(a.Updated)
 }
 
 func decodeAccount(d *dec) Account {
-	return Account{
+	a := Account{
 		SID:          d.str(),
 		FriendlyName: d.str(),
 		Status:       d.str(),
@@ -47,6 +52,10 @@ func decodeAccount(d *dec) Account {
 		FirstSeen:    d.time(),
 		StatusSince:  d.time(),
 	}
+	if d.more() { // added after the first release
+		a.Updated = d.time()
+	}
+	return a
 }
 
 // SyncAccounts upserts the complete list of accounts read from Twilio at
@@ -133,9 +142,10 @@ func (s *Store) Account(sid string) (Account, error) {
 	return a, nil
 }
 
-// SetAccountStatus records a status that sentinel itself set at `at`, so
-// that the next SyncAccounts does not report it as a change. Setting the
-// current status again changes nothing. Unknown accounts are ErrNotFound.
+// SetAccountStatus records a status that sentinel itself set, or read from
+// Twilio, at `at`, so that the next SyncAccounts does not report it as a
+// change. Setting the current status again changes nothing. Unknown
+// accounts are ErrNotFound.
 func (s *Store) SetAccountStatus(sid, status string, at time.Time) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		a, ok, err := getRec(tx, bkAccounts, []byte(sid), decodeAccount)

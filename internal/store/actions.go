@@ -26,6 +26,14 @@ type Breaker struct {
 	// Offences counts suspensions by sentinel (probation doubles per repeat).
 	Offences       int
 	ProbationUntil time.Time
+	// Manual marks an open breaker that a person opened (sentinel
+	// -suspend): it does not count against sentinel's own blast radius.
+	Manual bool
+	// SpendDay and SpendBase are the UTC day of the last reinstatement and
+	// the account's spend that day as known at the reinstatement: spend
+	// rules judge that day's spend after it, SpendBase less.
+	SpendDay  string
+	SpendBase float64
 }
 
 func encodeBreaker(e *enc, b Breaker) {
@@ -34,10 +42,17 @@ func encodeBreaker(e *enc, b Breaker) {
 	e.time(b.ReinstatedAt)
 	e.int(b.Offences)
 	e.time(b.ProbationUntil)
+	e.bool(b.Manual)
+	e.str(b.SpendDay)
+	e.float(b.SpendBase)
 }
 
 func decodeBreaker(d *dec) Breaker {
-	return Breaker{State: d.str(), Since: d.time(), ReinstatedAt: d.time(), Offences: d.int(), ProbationUntil: d.time()}
+	b := Breaker{State: d.str(), Since: d.time(), ReinstatedAt: d.time(), Offences: d.int(), ProbationUntil: d.time()}
+	if d.more() { // added after the first release
+		b.Manual, b.SpendDay, b.SpendBase = d.bool(), d.str(), d.float()
+	}
+	return b
 }
 
 // Breaker returns accountSID's breaker; Breaker{State: "closed"} if none is

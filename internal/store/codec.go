@@ -21,10 +21,24 @@ const (
 	messageV1 = 1
 	// hourV1 records hold the hour's slots; hourV2 records also hold the
 	// hour's totals, ahead of the slots, so that a read of whole hours need
-	// not decode the slots. Both decode; hourV2 is written.
+	// not decode the slots. hourV3 records store a bucket's counts as their
+	// number followed by the counts, so that a count added later reads as
+	// zero in an older record; V1 and V2 have seven. All decode; hourV3 is
+	// written.
 	hourV1 = 1
 	hourV2 = 2
+	hourV3 = 3
 )
+
+// countFields is how many counts a bucket has (see bucketCounts).
+const countFields = 10
+
+// bucketCounts returns pointers to a bucket's counts in their stored order.
+// Append only: the stored order is the format.
+func bucketCounts(c *traffic.Counts) [countFields]*int64 {
+	return [countFields]*int64{&c.Outbound, &c.Finished, &c.Failed, &c.NoService, &c.Inbound, &c.OptOuts, &c.OptIns,
+		&c.RepeatedOptOuts, &c.UnsolicitedOptOuts, &c.UnknownStatus}
+}
 
 // errCorrupt is wrapped by decoding errors; corrupt names the bucket and key.
 var errCorrupt = errors.New("corrupt value")
@@ -248,6 +262,11 @@ func (d *dec) version(want byte) {
 	}
 }
 
+// more reports whether the value has bytes left: fields appended to a record
+// after its first release are read only when present, and take their zero
+// value in an older record.
+func (d *dec) more() bool { return d.err == nil && len(d.b) > 0 }
+
 // done reports the first error, or trailing bytes that no field claimed.
 func (d *dec) done() error {
 	if d.err == nil && len(d.b) != 0 {
@@ -270,7 +289,12 @@ var (
 	}
 )
 
-const flagMessagingService = 1 << 0
+// Message flags. flagPeer says that the message's Peer follows the flags,
+// as 8 bytes; a message without one (0) does not store it.
+const (
+	flagMessagingService = 1 << 0
+	flagPeer             = 1 << 1
+)
 
 // encodeMessage returns m's stored form. m.Time must be representable as
 // UnixNano (see validTime).
@@ -293,8 +317,16 @@ func appendMessage(b []byte, m *traffic.Message) []byte {
 	if m.MessagingService {
 		flags |= flagMessagingService
 	}
+	if m.Peer != 0 {
+		flags |= flagPeer
+	}
 	e.byte(flags)
-	e.byte(byte(m.Keyword))
+	if m.Peer != 0 {
+		e.b = binary.BigEndian.AppendUint64(e.b, m.Peer)
+	}
+	// The keyword in the low four bits, why an opt-out is ignored in the
+	// high four: records written before Ignored existed read as Counted.
+	e.byte(byte(m.Keyword) | byte(m.Ignored)<<4)
 	return e.b
 }
 
@@ -310,11 +342,20 @@ func decodeMessage(b []byte) (traffic.Message, error) {
 	m.Time = d.time()
 	m.PriceMicros = d.varint()
 	flags := d.byte()
-	if flags&^flagMessagingService != 0 {
+	if flags&^(flagMessagingService|flagPeer) != 0 {
 		d.fail("unknown flags %#x", flags)
 	}
 	m.MessagingService = flags&flagMessagingService != 0
-	m.Keyword = traffic.Keyword(d.byte())
+	if flags&flagPeer != 0 {
+		if len(d.b) < 8 {
+			d.fail("truncated peer")
+		} else {
+			m.Peer = binary.BigEndian.Uint64(d.b)
+			d.b = d.b[8:]
+		}
+	}
+	kw := d.byte()
+	m.Keyword, m.Ignored = traffic.Keyword(kw&0x0f), traffic.Ignored(kw>>4)
 	if err := d.done(); err != nil {
 		return traffic.Message{}, err
 	}
@@ -327,9 +368,12 @@ const slotsPerHour = int(time.Hour / traffic.BucketWidth)
 
 // empty reports whether b has nothing worth storing.
 func empty(b *traffic.Bucket) bool {
-	c := &b.Counts
-	return c.Outbound == 0 && c.Finished == 0 && c.Failed == 0 && c.NoService == 0 &&
-		c.Inbound == 0 && c.OptOuts == 0 && c.OptIns == 0 && len(c.Errors) == 0 && len(b.Samples) == 0
+	for _, p := range bucketCounts(&b.Counts) {
+		if *p != 0 {
+			return false
+		}
+	}
+	return len(b.Counts.Errors) == 0 && len(b.Samples) == 0
 }
 
 // encodeHour returns the stored form of one hour of buckets, or nil when all
@@ -345,7 +389,7 @@ func empty(b *traffic.Bucket) bool {
 // the samples without parsing them. hourV1 is the version, the mask and the
 // slots, with no sample length before samples.
 func encodeHour(slots *[slotsPerHour]traffic.Bucket) []byte {
-	return encodeHourAs(hourV2, slots)
+	return encodeHourAs(hourV3, slots)
 }
 
 // encodeHourAs encodes slots in the layout of version ver; hourV1 is for
@@ -362,9 +406,9 @@ func encodeHourAs(ver byte, slots *[slotsPerHour]traffic.Bucket) []byte {
 	}
 	e := enc{b: make([]byte, 0, 512)}
 	e.byte(ver)
-	if ver == hourV2 {
+	if ver >= hourV2 {
 		total := hourTotal(slots)
-		e.bytes(encodeTotal(&total))
+		e.bytes(encodeTotalAs(ver, &total))
 	}
 	e.uvarint(mask)
 	for i := range slots {
@@ -375,18 +419,29 @@ func encodeHourAs(ver byte, slots *[slotsPerHour]traffic.Bucket) []byte {
 	return e.b
 }
 
-// encodeTotal returns the stored form of an hour's totals.
-func encodeTotal(total *traffic.Bucket) []byte {
+// encodeTotalAs returns the stored form of an hour's totals in the layout
+// of version ver.
+func encodeTotalAs(ver byte, total *traffic.Bucket) []byte {
 	e := enc{b: make([]byte, 0, 128)}
-	e.bucket(hourV2, total)
+	e.bucket(ver, total)
 	return e.b
 }
 
 // bucket appends b's counts, error codes and samples in the layout of
 // version ver.
 func (e *enc) bucket(ver byte, b *traffic.Bucket) {
-	for _, v := range [...]int64{b.Outbound, b.Finished, b.Failed, b.NoService, b.Inbound, b.OptOuts, b.OptIns} {
-		e.varint(v)
+	counts := bucketCounts(&b.Counts)
+	nc := countFields
+	if ver < hourV3 {
+		nc = 7 // what V1 and V2 hold; the rest is lost in them
+	} else {
+		for nc > 7 && *counts[nc-1] == 0 {
+			nc-- // trailing zeros cost nothing to leave out
+		}
+		e.uvarint(uint64(nc))
+	}
+	for _, p := range counts[:nc] {
+		e.varint(*p)
 	}
 	codes := sortedKeys(b.Errors)
 	e.uvarint(uint64(len(codes)))
@@ -421,6 +476,22 @@ func (e *enc) bucket(ver byte, b *traffic.Bucket) {
 		return
 	}
 	e.bytes(se.b)
+}
+
+// counts reads a bucket's counts in the layout of version ver into c.
+func (d *dec) counts(ver byte, c *traffic.Counts) {
+	n := 7
+	if ver >= hourV3 {
+		n = int(d.uvarint())
+		if n > countFields {
+			d.fail("%d counts, this binary knows %d", n, countFields)
+			return
+		}
+	}
+	ps := bucketCounts(c)
+	for _, p := range ps[:n] {
+		*p = d.varint()
+	}
 }
 
 // hourTotal returns the buckets of one hour summed into one bucket of Width
@@ -502,7 +573,7 @@ func slotSection(v []byte) (ver byte, totals, slots []byte, err error) {
 	switch ver = d.byte(); {
 	case d.err != nil:
 	case ver == hourV1:
-	case ver == hourV2:
+	case ver == hourV2, ver == hourV3:
 		totals = d.raw()
 	default:
 		d.fail("unknown encoding version %d", ver)
@@ -568,7 +639,7 @@ func (r *hourReader) appendTotal(dst []traffic.Bucket, start time.Time, v []byte
 		return append(dst, t), nil
 	}
 	d := newSharedDec(tv)
-	b, ok := r.bucket(d, hourV2, true, samples)
+	b, ok := r.bucket(d, ver, true, samples)
 	b.Start, b.Width = start, time.Hour
 	if !ok && d.err == nil {
 		d.fail("empty hour")
@@ -586,8 +657,7 @@ func (r *hourReader) appendTotal(dst []traffic.Bucket, start time.Time, v []byte
 // bucket has anything in it, samples included.
 func (r *hourReader) bucket(d *dec, ver byte, keep, samples bool) (b traffic.Bucket, ok bool) {
 	c := &b.Counts
-	c.Outbound, c.Finished, c.Failed, c.NoService = d.varint(), d.varint(), d.varint(), d.varint()
-	c.Inbound, c.OptOuts, c.OptIns = d.varint(), d.varint(), d.varint()
+	d.counts(ver, c)
 	nerr := d.count()
 	for range nerr {
 		code, n := d.int(), d.varint()
@@ -608,7 +678,7 @@ func (r *hourReader) bucket(d *dec, ver byte, keep, samples bool) (b traffic.Buc
 	ok = !empty(&b)
 	keepSamples := keep && samples
 	end := -1 // len(d.b) after the samples, when their length is stored
-	if ver == hourV2 {
+	if ver >= hourV2 {
 		n := d.count()
 		ok = ok || n > 0
 		if n == 0 || !keepSamples {
@@ -687,15 +757,14 @@ func appendExamples(out []string, cand [][]byte, start time.Time, v []byte, from
 		}
 		bs := start.Add(time.Duration(i) * traffic.BucketWidth)
 		in[i] = !bs.Before(from) && bs.Before(to)
-		for range 7 {
-			d.varint()
-		}
+		var c traffic.Counts
+		d.counts(ver, &c)
 		for range d.count() {
 			d.int()
 			d.varint()
 		}
 		end := -1
-		if ver == hourV2 {
+		if ver >= hourV2 {
 			n := d.count()
 			if n == 0 || !in[i] {
 				d.skip(n)
@@ -755,9 +824,9 @@ func decodeHour(start time.Time, v []byte) ([slotsPerHour]traffic.Bucket, error)
 	for _, b := range bs {
 		slots[b.Start.Sub(start)/traffic.BucketWidth] = b
 	}
-	if _, tv, _, _ := slotSection(v); tv != nil {
+	if ver, tv, _, _ := slotSection(v); tv != nil {
 		total := hourTotal(&slots)
-		if !bytes.Equal(encodeTotal(&total), tv) {
+		if !bytes.Equal(encodeTotalAs(ver, &total), tv) {
 			return slots, fmt.Errorf("%w: totals do not match the slots", errCorrupt)
 		}
 	}

@@ -322,8 +322,8 @@ func TestHourV1(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if v[0] != hourV2 {
-		t.Errorf("hour record after a change has version %d, want %d", v[0], hourV2)
+	if v[0] != hourV3 {
+		t.Errorf("hour record after a change has version %d, want %d", v[0], hourV3)
 	}
 	checkRecount(t, s, acct, testBase, end)
 	checkHours(t, s, acct, testBase, end, nil)
@@ -342,18 +342,18 @@ func TestHourTotalsCorrupt(t *testing.T) {
 	if _, err := decodeHour(testBase, good); err != nil {
 		t.Fatalf("decodeHour = %v", err)
 	}
-	// The totals' Outbound is the byte after version and length: 3 as a
-	// varint is 6; make it 4 (8).
+	// The totals' Outbound is the byte after version, length and the
+	// number of counts: 3 as a varint is 6; make it 4 (8).
 	bad := bytes.Clone(good)
-	if bad[2] != 6 {
+	if bad[3] != 6 {
 		t.Fatalf("unexpected layout % x", good)
 	}
-	bad[2] = 8
+	bad[3] = 8
 	if _, err := decodeHour(testBase, bad); !errors.Is(err, errCorrupt) {
 		t.Errorf("decodeHour with wrong totals = %v, want errCorrupt", err)
 	}
 	var r hourReader
-	if _, err := r.appendHour(nil, testBase, []byte{3, 1, 0}, testBase, testBase.Add(time.Hour), true); !errors.Is(err, errCorrupt) {
-		t.Errorf("appendHour of version 3 = %v, want errCorrupt", err)
+	if _, err := r.appendHour(nil, testBase, []byte{hourV3 + 1, 1, 0}, testBase, testBase.Add(time.Hour), true); !errors.Is(err, errCorrupt) {
+		t.Errorf("appendHour of an unknown version = %v, want errCorrupt", err)
 	}
 }

@@ -17,7 +17,14 @@ import (
 )
 
 // Ingest counts what PutMessages did with the messages it was given.
-type Ingest struct{ New, Changed, Unchanged int }
+type Ingest struct {
+	New, Changed, Unchanged int
+	// OptOuts counts the opt-outs first kept in this call that count;
+	// Repeated and Unsolicited those that do not (see traffic.Ignored).
+	// Reclassified counts earlier unsolicited opt-outs that an outbound
+	// message in this call showed were solicited after all.
+	OptOuts, Repeated, Unsolicited, Reclassified int
+}
 
 // msgKey is a message's key: its account's SID, "/" and its own, so that
 // an account's messages are contiguous.
@@ -77,8 +84,14 @@ func (s *Store) PutMessages(accountSID string, msgs []traffic.Message) (Ingest, 
 	var in Ingest
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		in = Ingest{}
-		w, err := newIngest(tx, accountSID, len(msgs))
+		w, err := newIngest(tx, accountSID, len(msgs), s.consent)
 		if err != nil {
+			return err
+		}
+		// Every number the batch messages is known before any opt-out of
+		// the batch is judged: newest first, a page lists a STOP before
+		// the message that it answers.
+		if err := w.noteOutbound(msgs); err != nil {
 			return err
 		}
 		olds := w.stored(order)
@@ -91,6 +104,9 @@ func (s *Store) PutMessages(accountSID string, msgs []traffic.Message) (Ingest, 
 			if cur, err = w.put(msgs[k.pos], old, &in); err != nil {
 				return err
 			}
+		}
+		if err := w.reclassify(&in); err != nil {
+			return err
 		}
 		return w.flush()
 	})
@@ -162,10 +178,14 @@ type ingest struct {
 	// refill holds, by bucket start in UnixNano, the sample keys whose full
 	// list lost a SID: the next smallest SID is unknown until a rescan.
 	refill map[int64]map[int]bool
+	// consent is the account's consent records that this ingest read or
+	// changed (see consent.go).
+	consent consentIndex
 }
 
-// newIngest starts an ingest of up to n messages.
-func newIngest(tx *bolt.Tx, account string, n int) (*ingest, error) {
+// newIngest starts an ingest of up to n messages; window is the consent
+// window (Options.ConsentWindow).
+func newIngest(tx *bolt.Tx, account string, n int, window time.Duration) (*ingest, error) {
 	h, err := horizon(tx)
 	if err != nil {
 		return nil, err
@@ -180,6 +200,7 @@ func newIngest(tx *bolt.Tx, account string, n int) (*ingest, error) {
 		timeOps: make([]timeOp, 0, n),
 		hours:   make(map[int64]*[slotsPerHour]traffic.Bucket),
 		refill:  make(map[int64]map[int]bool),
+		consent: newConsentIndex(tx, account, window),
 	}
 	// Pages split at bbolt's default of half full suit inserts in random
 	// order. Here both buckets are written in key order within an account:
@@ -274,6 +295,19 @@ func (w *ingest) put(m traffic.Message, old []byte, in *Ingest) ([]byte, error) 
 			return nil, corrupt(bkMessages, w.msgKey(m.SID), fmt.Errorf("%w: holds message %s of %s", errCorrupt, p.SID, p.AccountSID))
 		}
 		prev = &p
+		// What was seen stays seen: a redacted body, a masked number or
+		// a failure that a later read no longer shows (traffic.Merge).
+		merged := traffic.Merge(p, m)
+		if merged != m {
+			m = merged
+			w.unencode(v)
+			v = w.encode(&m)
+			if bytes.Equal(old, v) {
+				w.unencode(v)
+				in.Unchanged++
+				return old, nil
+			}
+		}
 		in.Changed++
 	case m.Time.Before(w.horizon):
 		// Maybe pruned already: counting it again could double count.
@@ -283,10 +317,80 @@ func (w *ingest) put(m traffic.Message, old []byte, in *Ingest) ([]byte, error) 
 	default:
 		in.New++
 	}
+	if m.Direction == traffic.Inbound && m.Keyword == traffic.OptOut && (prev == nil || prev.Keyword != traffic.OptOut) {
+		// An opt-out kept for the first time: decide, once, whether it
+		// counts.
+		ig, err := w.consent.judge(&m)
+		if err != nil {
+			return nil, err
+		}
+		if ig != m.Ignored {
+			m.Ignored = ig
+			w.unencode(v)
+			v = w.encode(&m)
+		}
+		switch ig {
+		case traffic.Counted:
+			in.OptOuts++
+		case traffic.Repeated:
+			in.Repeated++
+		case traffic.Unsolicited:
+			in.Unsolicited++
+		}
+	}
 	if err := w.apply(prev, &m); err != nil {
 		return nil, err
 	}
 	return v, w.msgs.Put(w.msgKey(m.SID), v)
+}
+
+// noteOutbound records, in the account's consent records, every number that
+// msgs send to.
+func (w *ingest) noteOutbound(msgs []traffic.Message) error {
+	for i := range msgs {
+		m := &msgs[i]
+		if m.Direction.Outbound() && m.Peer != 0 && validTime(m.Time) {
+			if err := w.consent.outbound(m.Peer, m.Time); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// reclassify counts the earlier unsolicited opt-outs of numbers that this
+// ingest showed the account did message: each is judged again as if it had
+// arrived now, and its contribution moved.
+func (w *ingest) reclassify(in *Ingest) error {
+	for _, r := range w.consent.solicited() {
+		key := w.msgKey(r.sid)
+		v := w.msgs.Get(key)
+		if v == nil {
+			continue // pruned meanwhile
+		}
+		prev, err := decodeMessage(v)
+		if err != nil {
+			return corrupt(bkMessages, key, err)
+		}
+		if prev.Keyword != traffic.OptOut || prev.Ignored != traffic.Unsolicited {
+			continue
+		}
+		m := prev
+		if m.Ignored, err = w.consent.judge(&m); err != nil {
+			return err
+		}
+		if m.Ignored == traffic.Unsolicited {
+			continue
+		}
+		in.Reclassified++
+		if err := w.apply(&prev, &m); err != nil {
+			return err
+		}
+		if err := w.msgs.Put(w.msgKey(m.SID), w.encode(&m)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // valChunk is the size of the chunks that values are cut from.
@@ -396,6 +500,9 @@ func addCounts(counts, c *traffic.Counts, code int, sign int64) {
 	counts.Inbound += sign * c.Inbound
 	counts.OptOuts += sign * c.OptOuts
 	counts.OptIns += sign * c.OptIns
+	counts.RepeatedOptOuts += sign * c.RepeatedOptOuts
+	counts.UnsolicitedOptOuts += sign * c.UnsolicitedOptOuts
+	counts.UnknownStatus += sign * c.UnknownStatus
 	if code == 0 {
 		return
 	}
@@ -521,6 +628,9 @@ func (w *ingest) removeSample(b *traffic.Bucket, k int, sid string) {
 // flush writes the changes to the time index, refills sample lists from it
 // and writes the changed hour records.
 func (w *ingest) flush() error {
+	if err := w.consent.flush(); err != nil {
+		return err
+	}
 	// Key order is (t, sid, seq): the account prefix is shared and T8 sorts
 	// as its int64; of two changes to one key, the later one wins. The
 	// changes were made in (sid, seq) order, so a stable sort by t is all
@@ -919,6 +1029,42 @@ func readHours(c *bolt.Cursor, r *hourReader, account string, from, to time.Time
 	return dst, err
 }
 
+// Horizon returns the prune horizon: messages before it may have been
+// pruned, and a message first seen before it is not counted (see the
+// package doc). Zero before the first Prune.
+func (s *Store) Horizon() (time.Time, error) {
+	var h time.Time
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		h, err = horizon(tx)
+		return err
+	})
+	return h, err
+}
+
+// CountRange returns, as one bucket that starts at from and is to-from
+// wide, the counts and samples (the traffic.MaxSamples smallest SIDs per
+// key) of accountSID's stored messages whose Time is in [from, to). It
+// recounts raw messages, so it is for short ranges that are not whole
+// buckets: the head of a window that starts at a reinstatement (see
+// traffic.Bucket). Messages before the prune horizon are not counted.
+func (s *Store) CountRange(accountSID string, from, to time.Time) (traffic.Bucket, error) {
+	b := traffic.Bucket{Start: from.UTC(), Width: to.Sub(from)}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		times, msgs := tx.Bucket([]byte(bkMsgTime)), tx.Bucket([]byte(bkMessages))
+		return scanTimes(times, msgs, accountSID, from, to, func(m traffic.Message) {
+			b.Counts.Add(traffic.Contribution(m))
+			for _, k := range traffic.SampleKeys(m) {
+				addSample(&b, k, m.SID)
+			}
+		})
+	})
+	if err != nil {
+		return traffic.Bucket{}, fmt.Errorf("count range %s: %w", accountSID, err)
+	}
+	return b, nil
+}
+
 // Recount recomputes the buckets of one account that start in [from, to)
 // from its raw messages, in the shape Buckets returns. It is for tests and
 // verification, and meaningful only where no message has been pruned.
@@ -1018,8 +1164,69 @@ func (s *Store) Prune(before, aggBefore time.Time) (int, error) {
 			return n, fmt.Errorf("prune messages: %w", err)
 		}
 	}
+	for resume := []byte{}; resume != nil; {
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			var err error
+			resume, err = pruneConsent(tx.Bucket([]byte(bkConsent)), before.Unix(), resume)
+			return err
+		})
+		if err != nil {
+			return n, fmt.Errorf("prune consent records: %w", err)
+		}
+	}
 	if aggBefore.IsZero() {
 		return n, nil
+	}
+	// Coverage never claims what is no longer stored: a window that reaches
+	// before the aggregates kept must read as a gap, not as quiet.
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(bkCoverage))
+		var changed []string
+		var covs []traffic.Coverage
+		err := forEachRec(tx, bkCoverage, decodeCoverage, func(k []byte, c traffic.Coverage) {
+			if !c.Until.IsZero() && c.From.Before(aggBefore) {
+				c.From = aggBefore
+				if c.Until.Before(aggBefore) {
+					c = traffic.Coverage{}
+				}
+				changed = append(changed, string(k))
+				covs = append(covs, c)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		// Spend days are kept as long as aggregates are.
+		var days [][]byte
+		cutoff := aggBefore.Format(dayLayout)
+		err = tx.Bucket([]byte(bkSpendDays)).ForEach(func(k, _ []byte) error {
+			if _, day, ok := splitSID(k); ok && string(day) < cutoff {
+				days = append(days, bytes.Clone(k))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range days {
+			if err := tx.Bucket([]byte(bkSpendDays)).Delete(k); err != nil {
+				return err
+			}
+		}
+		for i, sid := range changed {
+			if covs[i].Until.IsZero() {
+				err = b.Delete([]byte(sid))
+			} else {
+				err = putRec(tx, bkCoverage, []byte(sid), covs[i], encodeCoverage)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("prune coverage: %w", err)
 	}
 	for resume := []byte{}; resume != nil; {
 		err := s.db.Update(func(tx *bolt.Tx) error {

@@ -144,10 +144,15 @@ func encodeUsage(e *enc, u traffic.Usage) {
 	e.varint(u.SMS)
 	e.varint(u.MMS)
 	e.time(u.AsOf)
+	e.str(u.Currency)
 }
 
 func decodeUsage(d *dec) traffic.Usage {
-	return traffic.Usage{Day: d.str(), TotalPrice: d.float(), SMS: d.varint(), MMS: d.varint(), AsOf: d.time()}
+	u := traffic.Usage{Day: d.str(), TotalPrice: d.float(), SMS: d.varint(), MMS: d.varint(), AsOf: d.time()}
+	if d.more() { // added after the first release
+		u.Currency = d.str()
+	}
+	return u
 }
 
 const dayLayout = "2006-01-02"
@@ -268,4 +273,55 @@ func (s *Store) PutRuleStates(accountSID string, states map[string]RuleState) er
 		return fmt.Errorf("put rule states %s: %w", accountSID, err)
 	}
 	return nil
+}
+
+// ---- spend days
+
+// MarkSpendDays records that a spend rule fired for accountSID on each of
+// days ("2006-01-02", UTC): the spend-spike baseline leaves those days out,
+// so that an offence does not raise its own bar.
+func (s *Store) MarkSpendDays(accountSID string, days ...string) error {
+	err := checkSID(accountSID)
+	if err == nil {
+		err = s.db.Update(func(tx *bolt.Tx) error {
+			for _, day := range days {
+				if _, err := time.Parse(dayLayout, day); err != nil {
+					return fmt.Errorf("day %q: %w", day, err)
+				}
+				if err := tx.Bucket([]byte(bkSpendDays)).Put(append(prefix(accountSID), day...), []byte{}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("mark spend days %s: %w", accountSID, err)
+	}
+	return nil
+}
+
+// AllSpendDays returns, by account SID, the days from fromDay to toDay
+// inclusive on which a spend rule fired.
+func (s *Store) AllSpendDays(fromDay, toDay string) (map[string]map[string]bool, error) {
+	out := map[string]map[string]bool{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(bkSpendDays)).ForEach(func(k, _ []byte) error {
+			sid, day, ok := splitSID(k)
+			if !ok {
+				return corrupt(bkSpendDays, k, fmt.Errorf("%w: bad key", errCorrupt))
+			}
+			if d := string(day); d >= fromDay && d <= toDay {
+				if out[sid] == nil {
+					out[sid] = map[string]bool{}
+				}
+				out[sid][d] = true
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("spend days: %w", err)
+	}
+	return out, nil
 }

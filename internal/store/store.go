@@ -26,6 +26,11 @@
 //	intents     ID8                          → empty (intents without an outcome)
 //	incidents   accountSID/rule              → Incident
 //	outbox      ID8                          → OutboxItem
+//	consent     accountSID/peer (8 bytes)    → consent record (consent.go)
+//	spenddays   accountSID/day               → empty (a spend rule fired that day)
+//
+// meta also holds "peerkey", the per-installation key of traffic.Peers,
+// made at random when the database is created (or upgraded to version 3).
 //
 // Values are a version byte followed by a compact varint encoding (codec.go).
 // Times are stored as UnixNano and returned in UTC. A value that does not
@@ -70,10 +75,11 @@
 //
 // # Schema
 //
-// "schema" is the layout version; this binary writes version 2. Open runs the
+// "schema" is the layout version; this binary writes version 3. Open runs the
 // steps from the stored version up to the current one in a single
-// transaction, so a v3 is added by appending a step to schema(). Version 2
-// re-keyed raw messages from the SID alone to account and SID. A file that
+// transaction, so a v4 is added by appending a step to schema(). Version 2
+// re-keyed raw messages from the SID alone to account and SID; version 3
+// added the consent records, the spend days and the peer key. A file that
 // is not a sentinel database, or that has a newer schema, is refused
 // without a single byte written: existing files are inspected read-only
 // before they are opened for writing, and an empty (zero-length) file is
@@ -113,6 +119,7 @@ package store
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -124,6 +131,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"sentinel/internal/traffic"
 )
 
 // Errors callers branch on. Errors from Open wrap them with the path.
@@ -142,12 +151,18 @@ type Options struct {
 	// LockTimeout bounds the wait for another process's lock on the file;
 	// zero means DefaultLockTimeout. Negative is invalid.
 	LockTimeout time.Duration
+	// ConsentWindow is how far apart two opt-outs from one number must be
+	// to count twice, and how recently the account must have messaged a
+	// number for its opt-out to count (see consent.go): the raw message
+	// retention. Zero means 7 days.
+	ConsentWindow time.Duration
 }
 
 // Store is sentinel's database. Its methods are safe for concurrent use.
 type Store struct {
-	db   *bolt.DB
-	path string
+	db      *bolt.DB
+	path    string
+	consent time.Duration
 }
 
 // Bucket names.
@@ -167,6 +182,8 @@ const (
 	bkIntents    = "intents"
 	bkIncidents  = "incidents"
 	bkOutbox     = "outbox"
+	bkConsent    = "consent"
+	bkSpendDays  = "spenddays"
 )
 
 // Keys of the meta bucket.
@@ -174,6 +191,7 @@ const (
 	keyApp     = "app"
 	keySchema  = "schema"
 	keyHorizon = "horizon"
+	keyPeerKey = "peerkey"
 	appName    = "sentinel"
 )
 
@@ -185,7 +203,21 @@ type migration func(tx *bolt.Tx) error
 // turns version i into version i+1, so the current version is len(schema()).
 // Append only.
 func schema() []migration {
-	return []migration{createV1, rekeyMessagesV2}
+	return []migration{createV1, rekeyMessagesV2, consentV3}
+}
+
+// consentV3 adds the consent records, the spend days and the peer key.
+func consentV3(tx *bolt.Tx) error {
+	for _, name := range []string{bkConsent, bkSpendDays} {
+		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	key := make([]byte, traffic.PeerKeySize)
+	if _, err := rand.Read(key); err != nil {
+		return fmt.Errorf("make peer key: %w", err)
+	}
+	return tx.Bucket([]byte(bkMeta)).Put([]byte(keyPeerKey), key)
 }
 
 // createV1 creates the initial layout.
@@ -257,6 +289,9 @@ func open(path string, opts Options, steps []migration) (*Store, error) {
 	if opts.LockTimeout < 0 {
 		return nil, fmt.Errorf("open store %s: negative lock timeout %v", path, opts.LockTimeout)
 	}
+	if opts.ConsentWindow < 0 {
+		return nil, fmt.Errorf("open store %s: negative consent window %v", path, opts.ConsentWindow)
+	}
 	if opts.LockTimeout == 0 {
 		opts.LockTimeout = DefaultLockTimeout
 	}
@@ -282,7 +317,24 @@ func open(path string, opts Options, steps []migration) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	return &Store{db: db, path: path}, nil
+	return &Store{db: db, path: path, consent: opts.ConsentWindow}, nil
+}
+
+// PeerKey returns the per-installation key that traffic.Peers hashes phone
+// numbers with.
+func (s *Store) PeerKey() ([]byte, error) {
+	var key []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		key = bytes.Clone(tx.Bucket([]byte(bkMeta)).Get([]byte(keyPeerKey)))
+		if len(key) != traffic.PeerKeySize {
+			return fmt.Errorf("%w: peer key of %d bytes", errCorrupt, len(key))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("peer key: %w", err)
+	}
+	return key, nil
 }
 
 // boltOptions returns the options of a read-write bolt.Open.

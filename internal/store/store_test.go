@@ -64,8 +64,8 @@ func TestOpenCreatesAndReopens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := schemaVersion(t, s); got != 2 {
-		t.Errorf("schema version = %d, want 2", got)
+	if got, want := schemaVersion(t, s), uint64(len(schema())); got != want {
+		t.Errorf("schema version = %d, want %d", got, want)
 	}
 	if _, err := s.SyncAccounts([]Account{{SID: testAccount(1), Status: "active"}}, testBase); err != nil {
 		t.Fatal(err)
@@ -223,8 +223,8 @@ func TestOpenEmptyBolt(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := mustOpenPath(t, path)
-	if got := schemaVersion(t, s); got != 2 {
-		t.Errorf("schema version = %d, want 2", got)
+	if got, want := schemaVersion(t, s), uint64(len(schema())); got != want {
+		t.Errorf("schema version = %d, want %d", got, want)
 	}
 }
 
@@ -238,51 +238,52 @@ func TestMigrate(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// A failing step leaves the database at version 2.
+	// A failing step leaves the database at the current version.
+	cur := uint64(len(schema()))
 	broken := append(schema(), func(tx *bolt.Tx) error {
-		if _, err := tx.CreateBucket([]byte("v3")); err != nil {
+		if _, err := tx.CreateBucket([]byte("next")); err != nil {
 			return err
 		}
 		return errors.New("step failed")
 	})
-	if _, err := open(path, Options{}, broken); err == nil || !strings.Contains(err.Error(), "migrate schema to version 3: step failed") {
+	if _, err := open(path, Options{}, broken); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("migrate schema to version %d: step failed", cur+1)) {
 		t.Fatalf("open with a failing step = %v", err)
 	}
 	s = mustOpenPath(t, path)
-	if got := schemaVersion(t, s); got != 2 {
-		t.Errorf("schema version after failed migration = %d, want 2", got)
+	if got := schemaVersion(t, s); got != cur {
+		t.Errorf("schema version after failed migration = %d, want %d", got, cur)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 
-	// A v3 step runs once, in order, with the v2 data in place.
+	// A next step runs once, in order, with the current data in place.
 	runs := 0
-	v3 := append(schema(), func(tx *bolt.Tx) error {
+	next := append(schema(), func(tx *bolt.Tx) error {
 		runs++
 		if tx.Bucket([]byte(bkAccounts)).Get([]byte(testAccount(1))) == nil {
-			return errors.New("v2 data missing")
+			return errors.New("current data missing")
 		}
-		_, err := tx.CreateBucket([]byte("v3"))
+		_, err := tx.CreateBucket([]byte("next"))
 		return err
 	})
 	for range 2 {
-		s, err := open(path, Options{}, v3)
+		s, err := open(path, Options{}, next)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := schemaVersion(t, s); got != 3 {
-			t.Errorf("schema version = %d, want 3", got)
+		if got := schemaVersion(t, s); got != cur+1 {
+			t.Errorf("schema version = %d, want %d", got, cur+1)
 		}
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if runs != 1 {
-		t.Errorf("v3 step ran %d times, want 1", runs)
+		t.Errorf("next step ran %d times, want 1", runs)
 	}
 	if _, err := Open(path, Options{}); !errors.Is(err, ErrNewerSchema) {
-		t.Errorf("v2 Open of a v3 database = %v, want ErrNewerSchema", err)
+		t.Errorf("Open of a newer database = %v, want ErrNewerSchema", err)
 	}
 }
 

@@ -13,6 +13,12 @@ import "time"
 // slots on both sides of a window's bound (Straddles) cannot be split and
 // must not be summed over that window. Readers avoid it by never merging
 // across a window bound (see store.HourBuckets and policy.Set.Cuts).
+//
+// A bucket may also be narrower than BucketWidth: a "head" that starts at
+// an instant which is not a bucket boundary, such as a reinstatement, and
+// ends at the next boundary. It is one slot of its own, recounted from the
+// raw messages (store.CountRange), so that a window can start exactly at
+// that instant; it counts in a window when its Start does.
 
 // Span returns the time b covers: Width, or BucketWidth when Width is zero.
 func (b *Bucket) Span() time.Duration {
@@ -25,16 +31,24 @@ func (b *Bucket) Span() time.Duration {
 // End returns the end of the time b covers, Start+Span.
 func (b *Bucket) End() time.Time { return b.Start.Add(b.Span()) }
 
+// lastSlot returns the start of b's last slot.
+func (b *Bucket) lastSlot() time.Time {
+	if s := b.Span(); s > BucketWidth {
+		return b.Start.Add(s - BucketWidth)
+	}
+	return b.Start
+}
+
 // Within reports whether every slot of b starts in [from, to), so that b
 // counts, whole, in the window of bucket starts [from, to).
 func (b *Bucket) Within(from, to time.Time) bool {
-	return !b.Start.Before(from) && b.Start.Add(b.Span()-BucketWidth).Before(to)
+	return !b.Start.Before(from) && b.lastSlot().Before(to)
 }
 
 // Straddles reports whether some but not all slots of b start in
 // [from, to): b cannot be counted in that window exactly.
 func (b *Bucket) Straddles(from, to time.Time) bool {
-	first, last := b.Start, b.Start.Add(b.Span()-BucketWidth)
+	first, last := b.Start, b.lastSlot()
 	in := func(t time.Time) bool { return !t.Before(from) && t.Before(to) }
 	if in(first) != in(last) {
 		return true

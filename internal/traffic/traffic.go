@@ -69,6 +69,37 @@ const (
 	OptIn
 )
 
+// Ignored says why an inbound opt-out does not count toward opt-out rates.
+// It is decided once, when the store first keeps the opt-out (see
+// store.PutMessages), and kept with the message.
+type Ignored uint8
+
+// Reasons an opt-out is ignored.
+const (
+	// Counted: the opt-out counts.
+	Counted Ignored = iota
+	// Repeated: the same number's opt-out was already counted within the
+	// consent window (the raw message retention): one number is one
+	// opt-out, however often it texts STOP.
+	Repeated
+	// Unsolicited: the subaccount has not messaged that number within the
+	// consent window, so the opt-out says nothing about its list.
+	Unsolicited
+)
+
+// String names r as metrics and -status do.
+func (r Ignored) String() string {
+	switch r {
+	case Counted:
+		return "counted"
+	case Repeated:
+		return "repeated"
+	case Unsolicited:
+		return "unsolicited"
+	}
+	return "unknown"
+}
+
 // DefaultOptOutKeywords are Twilio's default opt-out keywords (REVOKE and
 // OPTOUT since 2025-04-29). Source: Twilio's "Advanced Opt-Out" docs.
 var DefaultOptOutKeywords = []string{"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
@@ -130,17 +161,57 @@ type Message struct {
 	MessagingService bool
 	// Keyword is the consent meaning of an inbound body.
 	Keyword Keyword
+	// Ignored says whether an opt-out counts (see Ignored); always Counted
+	// for anything else.
+	Ignored Ignored
+	// Peer is the keyed hash (see Peers) of the other party's number: to
+	// for outbound messages, from for inbound ones; 0 when Twilio gave none
+	// or masked it. Raw numbers are never kept.
+	Peer uint64
 }
 
-// Message statuses that are still in flight: they may yet be filtered, so
-// they are not counted as finished.
-var inFlight = map[string]bool{"queued": true, "sending": true, "accepted": true, "scheduled": true, "receiving": true}
+// StatusClass is how a message status counts.
+type StatusClass uint8
+
+// Status classes.
+const (
+	// StatusUnknown is a status Twilio does not document (or not yet): it
+	// is counted apart (Counts.UnknownStatus) and never in a rate, neither
+	// as volume nor as a failure.
+	StatusUnknown StatusClass = iota
+	// StatusInFlight: queued, sending, accepted, scheduled, receiving. The
+	// message may yet be filtered: outbound volume, not finished.
+	StatusInFlight
+	// StatusFinished: sent, delivered, undelivered, failed, read,
+	// partially_delivered, received. "sent" counts as finished: many
+	// carriers never return a delivery receipt.
+	StatusFinished
+	// StatusCanceled: a scheduled message canceled before it left Twilio.
+	// It counts nowhere.
+	StatusCanceled
+)
+
+// statusClasses maps every message status Twilio documents (the
+// Message resource's status enum in the 2010-04-01 API) to its class.
+var statusClasses = map[string]StatusClass{
+	"queued": StatusInFlight, "sending": StatusInFlight, "accepted": StatusInFlight,
+	"scheduled": StatusInFlight, "receiving": StatusInFlight,
+	"sent": StatusFinished, "delivered": StatusFinished, "undelivered": StatusFinished,
+	"failed": StatusFinished, "read": StatusFinished, "partially_delivered": StatusFinished,
+	"received": StatusFinished,
+	"canceled": StatusCanceled,
+}
+
+// ClassOf returns the class of a message status.
+func ClassOf(status string) StatusClass { return statusClasses[status] }
+
+// KnownStatus reports whether Twilio documents status.
+func KnownStatus(status string) bool { return ClassOf(status) != StatusUnknown }
 
 // Finished reports whether an outbound message has reached a state a rate
-// may be judged on. "sent" counts as finished: many carriers never return a
-// delivery receipt. "canceled" is not: it never left Twilio.
+// may be judged on (StatusFinished).
 func (m Message) Finished() bool {
-	return m.Direction.Outbound() && !inFlight[m.Status] && m.Status != "canceled"
+	return m.Direction.Outbound() && ClassOf(m.Status) == StatusFinished
 }
 
 // Failed reports whether an outbound message ended failed or undelivered.
@@ -148,12 +219,41 @@ func (m Message) Failed() bool {
 	return m.Direction.Outbound() && (m.Status == "failed" || m.Status == "undelivered")
 }
 
+// Merge returns what sentinel keeps of a message it had stored as prev and
+// now reads as next: next, except where next would erase evidence. A
+// subaccount's owner holds its credentials and can redact a body (Twilio
+// accepts an empty Body on a message) or mask numbers after the fact; so
+//
+//   - an opt-out stays an opt-out, with the decision whether it counts
+//     (Ignored) made when it was first kept;
+//   - a message seen failed or undelivered stays so, with its error code,
+//     and an error code once seen is kept when a later read has none;
+//   - the other party's hash is kept when a later read masks the number.
+//
+// A message that disappears from the log is simply never read again: the
+// store keeps it as it was.
+func Merge(prev, next Message) Message {
+	if prev.Keyword == OptOut {
+		next.Keyword, next.Ignored = OptOut, prev.Ignored
+	}
+	if prev.Failed() && !next.Failed() {
+		next.Status = prev.Status
+	}
+	if prev.ErrorCode != 0 && next.ErrorCode == 0 {
+		next.ErrorCode = prev.ErrorCode
+	}
+	if next.Peer == 0 {
+		next.Peer = prev.Peer
+	}
+	return next
+}
+
 // Counts are the aggregates of the messages in one bucket. Every field is
 // derived from the messages alone, so adding a message's Contribution and
 // later subtracting it leaves Counts as they were.
 type Counts struct {
 	// Outbound counts outbound messages, in flight or finished, except
-	// canceled ones.
+	// canceled ones and those whose status is unknown.
 	Outbound int64
 	// Finished counts outbound messages in a final state (see Finished).
 	Finished int64
@@ -162,10 +262,17 @@ type Counts struct {
 	// NoService counts outbound messages sent without a Messaging Service.
 	NoService int64
 	// Inbound counts inbound messages; OptOuts and OptIns those among them
-	// that were consent keywords.
-	Inbound int64
-	OptOuts int64
-	OptIns  int64
+	// that were consent keywords. OptOuts counts only the opt-outs that
+	// count (Ignored == Counted); RepeatedOptOuts and UnsolicitedOptOuts
+	// the others, so that an attack is seen rather than silent.
+	Inbound            int64
+	OptOuts            int64
+	OptIns             int64
+	RepeatedOptOuts    int64
+	UnsolicitedOptOuts int64
+	// UnknownStatus counts outbound messages whose status Twilio does not
+	// document: they are in no rate.
+	UnknownStatus int64
 	// Errors counts finished outbound messages by error code.
 	Errors map[int]int64
 }
@@ -175,7 +282,11 @@ func Contribution(m Message) Counts {
 	var c Counts
 	switch {
 	case m.Direction.Outbound():
-		if m.Status == "canceled" {
+		switch ClassOf(m.Status) {
+		case StatusCanceled:
+			return c
+		case StatusUnknown:
+			c.UnknownStatus = 1
 			return c
 		}
 		c.Outbound = 1
@@ -195,7 +306,14 @@ func Contribution(m Message) Counts {
 		c.Inbound = 1
 		switch m.Keyword {
 		case OptOut:
-			c.OptOuts = 1
+			switch m.Ignored {
+			case Repeated:
+				c.RepeatedOptOuts = 1
+			case Unsolicited:
+				c.UnsolicitedOptOuts = 1
+			default:
+				c.OptOuts = 1
+			}
 		case OptIn:
 			c.OptIns = 1
 		}
@@ -217,6 +335,9 @@ func (c *Counts) add(o Counts, sign int64) {
 	c.Inbound += sign * o.Inbound
 	c.OptOuts += sign * o.OptOuts
 	c.OptIns += sign * o.OptIns
+	c.RepeatedOptOuts += sign * o.RepeatedOptOuts
+	c.UnsolicitedOptOuts += sign * o.UnsolicitedOptOuts
+	c.UnknownStatus += sign * o.UnknownStatus
 	for code, n := range o.Errors {
 		if c.Errors == nil {
 			c.Errors = map[int]int64{}
@@ -230,7 +351,7 @@ func (c *Counts) add(o Counts, sign int64) {
 
 // Zero reports whether c counts nothing.
 func (c Counts) Zero() bool {
-	return c.Outbound == 0 && c.Inbound == 0 && len(c.Errors) == 0
+	return c.Outbound == 0 && c.Inbound == 0 && c.UnknownStatus == 0 && len(c.Errors) == 0
 }
 
 // ErrorCount returns how many finished outbound messages carry any of codes.
@@ -339,11 +460,14 @@ func (c Coverage) Covers(from, to time.Time) bool {
 type Usage struct {
 	// Day is the UTC day, "2006-01-02".
 	Day string
-	// TotalPrice is the day's spend in USD across all categories
+	// TotalPrice is the day's spend in Currency across all categories
 	// (category totalprice).
 	TotalPrice float64
 	// SMS and MMS are message counts from the sms and mms categories.
 	SMS, MMS int64
 	// AsOf is when Twilio last updated the record; usage lags by minutes.
 	AsOf time.Time
+	// Currency is the record's price_unit (ISO 4217, e.g. "USD"); empty
+	// when Twilio gave none.
+	Currency string
 }

@@ -218,3 +218,93 @@ func TestSumMixedWidths(t *testing.T) {
 		t.Errorf("Examples = %v, want %v", got, want)
 	}
 }
+
+func TestStatusClasses(t *testing.T) {
+	// Every status Twilio documents for a message, and its class.
+	want := map[string]StatusClass{
+		"queued": StatusInFlight, "sending": StatusInFlight, "accepted": StatusInFlight, "scheduled": StatusInFlight,
+		"receiving": StatusInFlight, "sent": StatusFinished, "delivered": StatusFinished, "undelivered": StatusFinished,
+		"failed": StatusFinished, "read": StatusFinished, "partially_delivered": StatusFinished, "received": StatusFinished,
+		"canceled": StatusCanceled,
+	}
+	for status, class := range want {
+		if got := ClassOf(status); got != class {
+			t.Errorf("ClassOf(%q) = %d, want %d", status, got, class)
+		}
+	}
+	for _, status := range []string{"", "pending_review", "DELIVERED", "blocked"} {
+		if KnownStatus(status) {
+			t.Errorf("KnownStatus(%q) = true", status)
+		}
+	}
+	// An unknown status is counted apart and dilutes no rate.
+	got := Contribution(Message{Direction: OutboundAPI, Status: "pending_review", ErrorCode: 30007})
+	if diff := cmp.Diff(Counts{UnknownStatus: 1}, got); diff != "" {
+		t.Errorf("Contribution of an unknown status (-want +got):\n%s", diff)
+	}
+	partial := Contribution(Message{Direction: OutboundAPI, Status: "partially_delivered", MessagingService: true})
+	if diff := cmp.Diff(Counts{Outbound: 1, Finished: 1}, partial); diff != "" {
+		t.Errorf("Contribution of partially_delivered (-want +got):\n%s", diff)
+	}
+}
+
+func TestMerge(t *testing.T) {
+	stop := Message{SID: "SM1", Direction: Inbound, Status: "received", Keyword: OptOut, Ignored: Repeated, Peer: 7}
+	filtered := Message{SID: "SM2", Direction: OutboundAPI, Status: "undelivered", ErrorCode: 30007, Peer: 9}
+	tests := []struct {
+		name       string
+		prev, next Message
+		want       Message
+	}{
+		{"a redacted STOP stays an opt-out, as it was judged",
+			stop, Message{SID: "SM1", Direction: Inbound, Status: "received"},
+			Message{SID: "SM1", Direction: Inbound, Status: "received", Keyword: OptOut, Ignored: Repeated, Peer: 7}},
+		{"a failure stays with its code",
+			filtered, Message{SID: "SM2", Direction: OutboundAPI, Status: "delivered"},
+			filtered},
+		{"a code once seen stays",
+			Message{SID: "SM3", Direction: OutboundAPI, Status: "sent", ErrorCode: 30003},
+			Message{SID: "SM3", Direction: OutboundAPI, Status: "delivered"},
+			Message{SID: "SM3", Direction: OutboundAPI, Status: "delivered", ErrorCode: 30003}},
+		{"a normal receipt moves on",
+			Message{SID: "SM4", Direction: OutboundAPI, Status: "sent", Peer: 3},
+			Message{SID: "SM4", Direction: OutboundAPI, Status: "undelivered", ErrorCode: 30007, Peer: 3},
+			Message{SID: "SM4", Direction: OutboundAPI, Status: "undelivered", ErrorCode: 30007, Peer: 3}},
+		{"an opt-in stays an opt-in only while the body says so",
+			Message{SID: "SM5", Direction: Inbound, Status: "received", Keyword: OptIn},
+			Message{SID: "SM5", Direction: Inbound, Status: "received"},
+			Message{SID: "SM5", Direction: Inbound, Status: "received"}},
+	}
+	for _, tt := range tests {
+		if diff := cmp.Diff(tt.want, Merge(tt.prev, tt.next)); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tt.name, diff)
+		}
+	}
+}
+
+func TestPeers(t *testing.T) {
+	key := make([]byte, PeerKeySize)
+	p, err := NewPeers(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := append([]byte(nil), key...)
+	other[0] = 1
+	q, _ := NewPeers(other)
+	a := p.Hash("+15550001111")
+	switch {
+	case a == 0:
+		t.Error("Hash of a number is 0")
+	case p.Hash(" +15550001111 ") != a:
+		t.Error("spaces change the hash")
+	case p.Hash("+15550001112") == a:
+		t.Error("two numbers share a hash")
+	case q.Hash("+15550001111") == a:
+		t.Error("the hash does not depend on the key")
+	case p.Hash("") != 0 || p.Hash("+1555***1111") != 0:
+		t.Error("a missing or masked number hashes to non-zero")
+	}
+	if _, err := NewPeers(key[:16]); err == nil {
+		t.Error("NewPeers accepted a short key")
+	}
+}
