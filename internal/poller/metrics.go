@@ -12,6 +12,9 @@ type metrics struct {
 	staleness     prometheus.Gauge
 	accounts      prometheus.Gauge
 	pruned        prometheus.Counter
+	undecodable   prometheus.Counter
+	unknownStatus *prometheus.CounterVec
+	optOuts       *prometheus.CounterVec
 }
 
 // newMetrics builds the poller's metrics and registers them on reg, which
@@ -60,11 +63,27 @@ func newMetrics(reg prometheus.Registerer, noSubaccountLabel bool) (*metrics, er
 			Name: "sentinel_messages_pruned_total",
 			Help: "Raw messages deleted past the retention period.",
 		}),
+		undecodable: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sentinel_messages_undecodable_total",
+			Help: "Messages skipped because they could not be decoded (the rest of their page is stored).",
+		}),
+		unknownStatus: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sentinel_messages_unknown_status_total",
+			Help: "Messages read with a status Twilio does not document, by status; they count in no rate.",
+		}, []string{"status"}),
+		optOuts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sentinel_opt_outs_total",
+			Help: "Inbound opt-outs first stored, by whether they count: counted, repeated (the number's opt-out already counted) or unsolicited (a number the subaccount never messaged).",
+		}, []string{"result"}),
+	}
+	for _, r := range []string{"counted", "repeated", "unsolicited", "reclassified"} {
+		m.optOuts.WithLabelValues(r)
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.cycle, m.ingested, m.statusUpdates, m.failures, m.lastSuccess, m.coverageEnd, m.staleness, m.accounts, m.pruned} {
+	for _, c := range []prometheus.Collector{m.cycle, m.ingested, m.statusUpdates, m.failures, m.lastSuccess, m.coverageEnd, m.staleness, m.accounts, m.pruned,
+		m.undecodable, m.unknownStatus, m.optOuts} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -154,9 +154,13 @@ type Poller struct {
 	// garbage per cycle.
 	batches sync.Pool
 
-	mu        sync.Mutex
-	lastPrune time.Time
-	failing   map[string]int // consecutive failures by stream+"/"+account, for logging
+	mu           sync.Mutex
+	lastPrune    time.Time
+	pruneHorizon time.Time
+	failing      map[string]int  // consecutive failures by stream+"/"+account, for logging
+	lastRead     map[string]int  // messages the last poll of an account read (firstPage)
+	logged       map[string]bool // account/message SIDs logged as undecodable
+	statuses     map[string]bool // unknown statuses seen: whether each has its own label
 }
 
 // New returns a Poller. reg may be nil.
@@ -179,7 +183,8 @@ func New(cfg Config, tw *twilioapi.Client, st *store.Store, reg prometheus.Regis
 	if err != nil {
 		return nil, err
 	}
-	return &Poller{cfg: cfg, tw: tw, st: st, log: log, now: now, m: m, failing: map[string]int{}}, nil
+	return &Poller{cfg: cfg, tw: tw, st: st, log: log, now: now, m: m, failing: map[string]int{},
+		lastRead: map[string]int{}, logged: map[string]bool{}, statuses: map[string]bool{}}, nil
 }
 
 // SetBackfill changes the backfill window, for example when reloaded
@@ -255,6 +260,7 @@ func (p *Poller) Accounts(ctx context.Context) ([]store.AccountChange, error) {
 			FriendlyName: a.FriendlyName,
 			Status:       a.Status,
 			Parent:       a.SID == p.cfg.Parent,
+			Updated:      a.Updated,
 		})
 	}
 	changes, err := p.st.SyncAccounts(accts, at)
@@ -314,6 +320,13 @@ func (p *Poller) Messages(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	h, err := p.st.Horizon()
+	if err != nil {
+		return Result{}, err
+	}
+	p.mu.Lock()
+	p.pruneHorizon = h
+	p.mu.Unlock()
 	res := p.each(ctx, accts, StreamMessages, p.pollMessages)
 	p.updateStaleness(accts)
 	if ctx.Err() != nil {
@@ -471,6 +484,11 @@ func (p *Poller) pollMessages(ctx context.Context, a store.Account) (func() erro
 		// The backfill grew (policies now need a longer history).
 		from, since = now.Add(-backfill), now.Add(-backfill)
 	}
+	// Messages before the prune horizon are not counted (they may have
+	// been counted and pruned already): coverage must not claim them.
+	if h := p.horizon(); from.Before(h) {
+		from = h
+	}
 	if floor := now.Add(-p.cfg.Settle); since.After(floor) {
 		since = floor
 	}
@@ -490,31 +508,49 @@ func (p *Poller) pollMessages(ctx context.Context, a store.Account) (func() erro
 		p.m.ingested.WithLabelValues("new").Add(float64(ing.New))
 		p.m.ingested.WithLabelValues("changed").Add(float64(ing.Changed))
 		p.m.statusUpdates.Add(float64(ing.Changed))
+		p.m.optOuts.WithLabelValues("counted").Add(float64(ing.OptOuts))
+		p.m.optOuts.WithLabelValues("repeated").Add(float64(ing.Repeated))
+		p.m.optOuts.WithLabelValues("unsolicited").Add(float64(ing.Unsolicited))
+		p.m.optOuts.WithLabelValues("reclassified").Add(float64(ing.Reclassified))
 		return nil
 	}
-	err = p.tw.Messages(ctx, a.SID, since, func(page []traffic.Message) (bool, error) {
-		if len(page) == 0 {
-			return false, nil
+	read := 0
+	opts := twilioapi.MessageList{FirstPage: p.firstPage(a.SID)}
+	err = p.tw.Messages(ctx, a.SID, opts, func(page *twilioapi.Page) (bool, error) {
+		p.skipped(a.SID, page.Skipped)
+		if len(page.Messages) == 0 {
+			// Nothing on the page converted (or the log is empty): only
+			// the next page can say whether the read reached back far
+			// enough.
+			return len(page.Skipped) > 0, nil
 		}
-		for i := range page {
-			if m := &page[i]; m.AccountSID != "" && m.AccountSID != a.SID {
+		for i := range page.Messages {
+			m := &page.Messages[i]
+			if m.AccountSID != "" && m.AccountSID != a.SID {
 				return false, fmt.Errorf("message %s belongs to %s, not %s", m.SID, m.AccountSID, a.SID)
 			}
+			if !traffic.KnownStatus(m.Status) {
+				p.unknownStatus(a.SID, m)
+			}
+			// What lies before the read's lower bound was read before,
+			// or is older than what the rules need.
+			if !m.Time.Before(since) {
+				batch = append(batch, *m)
+				read++
+			}
 		}
-		batch = append(batch, page...)
 		if len(batch) >= maxBatch {
 			if err := flush(); err != nil {
 				return false, err
 			}
 		}
 		// Newest first: once a page ends before the lower bound, every later
-		// page does too. Twilio's day filter only narrows the listing to
-		// whole days. The last message decides rather than the oldest: a
+		// page does too. The last message decides rather than the oldest: a
 		// message whose date_sent is null carries its date_created, which
 		// for a scheduled message can be days old, and Twilio does not
 		// document where such messages sort (?). Either way the messages
 		// before the last one on the page are in date_sent order.
-		return !page[len(page)-1].Time.Before(since), nil
+		return !page.Messages[len(page.Messages)-1].Time.Before(since), nil
 	})
 	if err != nil {
 		if ctx.Err() == nil {
@@ -534,9 +570,103 @@ func (p *Poller) pollMessages(ctx context.Context, a store.Account) (func() erro
 		if err := p.st.SetCoverage(a.SID, traffic.Coverage{From: from, Until: now}); err != nil {
 			return err
 		}
+		p.noteRead(a.SID, read)
 		p.m.coverageEnd.WithLabelValues(label...).Set(float64(now.Unix()))
 		return nil
 	}, nil
+}
+
+// Page sizes of the first request of a poll (see firstPage).
+const (
+	minFirstPage = 20
+	maxFirstPage = 1000
+)
+
+// firstPage returns the page size of the first request of an account's
+// next poll: twice what its last poll read, plus a margin, so that a quiet
+// account costs a small page of old messages and a busy one a full page.
+// The listing is not filtered by date, so a first page that is too small
+// only costs another request, never a message.
+func (p *Poller) firstPage(sid string) int {
+	p.mu.Lock()
+	n, ok := p.lastRead[sid]
+	p.mu.Unlock()
+	if !ok {
+		return maxFirstPage // the first poll reads the whole backfill
+	}
+	return min(max(2*n+minFirstPage, minFirstPage), maxFirstPage)
+}
+
+// noteRead records how many messages a poll of sid read.
+func (p *Poller) noteRead(sid string, n int) {
+	p.mu.Lock()
+	p.lastRead[sid] = n
+	p.mu.Unlock()
+}
+
+// horizon returns the store's prune horizon as read at the start of the
+// cycle.
+func (p *Poller) horizon() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pruneHorizon
+}
+
+// maxLogged bounds the SIDs and statuses remembered as logged, so that a
+// flood of bad messages cannot grow memory; past it the memory starts
+// afresh (a SID may then be logged once more).
+const maxLogged = 10000
+
+// skipped counts and logs, once per SID, the messages of sid's log that
+// could not be decoded.
+func (p *Poller) skipped(sid string, skipped []twilioapi.Skipped) {
+	if len(skipped) == 0 {
+		return
+	}
+	p.m.undecodable.Add(float64(len(skipped)))
+	p.mu.Lock()
+	var log []twilioapi.Skipped
+	for _, s := range skipped {
+		key := sid + "/" + s.SID
+		if s.SID != "" && p.logged[key] {
+			continue
+		}
+		if len(p.logged) >= maxLogged {
+			clear(p.logged)
+		}
+		p.logged[key] = true
+		log = append(log, s)
+	}
+	p.mu.Unlock()
+	for _, s := range log {
+		p.log.Warn("message skipped: it cannot be decoded; the rest of its page is stored",
+			"subaccount", sid, "message", s.SID, "err", s.Err)
+	}
+}
+
+// maxStatusLabels bounds the status label values of the unknown-status
+// metric; further unknown statuses are counted as "other".
+const maxStatusLabels = 16
+
+// unknownStatus counts a message whose status Twilio does not document and
+// logs each such status once.
+func (p *Poller) unknownStatus(sid string, m *traffic.Message) {
+	p.mu.Lock()
+	seen, known := p.statuses[m.Status]
+	if !known {
+		seen = len(p.statuses) < maxStatusLabels
+		p.statuses[m.Status] = seen
+	}
+	p.mu.Unlock()
+	label := "other"
+	if seen {
+		label = m.Status
+	}
+	p.m.unknownStatus.WithLabelValues(label).Inc()
+	if !known {
+		p.log.Warn("message status that Twilio does not document: counted apart, in no rate",
+			"subaccount", sid, "message", m.SID, "status", m.Status)
+	}
 }
 
 // batch returns an empty batch from the pool, or nil.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	openapi "github.com/twilio/twilio-go/rest/api/v2010"
 )
@@ -15,6 +16,9 @@ type Account struct {
 	Status string
 	// OwnerSID is the parent's SID; a parent is its own owner.
 	OwnerSID string
+	// Updated is date_updated: when the account last changed, its status
+	// included (a rename moves it too). Zero when Twilio gave none.
+	Updated time.Time
 }
 
 // Account statuses that SetStatus may set.
@@ -108,12 +112,19 @@ func convertAccount(raw *openapi.ApiV2010Account) (Account, error) {
 	if raw == nil || raw.Sid == nil || *raw.Sid == "" {
 		return Account{}, fmt.Errorf("%w: account without sid", ErrMalformed)
 	}
-	return Account{
+	a := Account{
 		SID:          *raw.Sid,
 		FriendlyName: deref(raw.FriendlyName),
 		Status:       deref(raw.Status),
 		OwnerSID:     deref(raw.OwnerAccountSid),
-	}, nil
+	}
+	// date_updated only refines when a status changed (see
+	// actions): one in another form is left out rather than failing the
+	// whole account list.
+	if t, err := parseDate(deref(raw.DateUpdated)); err == nil {
+		a.Updated = t
+	}
+	return a, nil
 }
 
 func deref(s *string) string {

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -153,7 +152,7 @@ func TestInvalidSIDsAreNotSent(t *testing.T) {
 		if _, err := tc.SetStatus(ctx, sid, StatusSuspended); err == nil {
 			t.Errorf("SetStatus(%q): got no error", sid)
 		}
-		if err := tc.Messages(ctx, sid, time.Time{}, collect(new([][]string))); err == nil {
+		if err := tc.Messages(ctx, sid, MessageList{}, collect(new([][]string))); err == nil {
 			t.Errorf("Messages(%q): got no error", sid)
 		}
 		if _, err := tc.UsageToday(ctx, sid); err == nil {

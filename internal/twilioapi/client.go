@@ -82,6 +82,10 @@ type Config struct {
 	// Classifier reduces inbound bodies to keywords. Default
 	// traffic.NewClassifier().
 	Classifier *traffic.Classifier
+	// Peers hashes the other party's number of each message
+	// (traffic.Message.Peer); nil leaves Peer 0, so that opt-outs cannot
+	// be matched to the messages they answer and all count.
+	Peers *traffic.Peers
 	// Registerer receives the Client's metrics; nil means unregistered.
 	Registerer prometheus.Registerer
 	// Sleep waits between retries and returns ctx's error if ctx ends first.
@@ -97,6 +101,7 @@ type Client struct {
 	wait       func(context.Context) error // rate limiter; a hook for tests
 	now        func() time.Time            // for Retry-After dates
 	classifier *traffic.Classifier
+	peers      *traffic.Peers
 	metrics    *metrics
 }
 
@@ -190,6 +195,7 @@ func New(cfg Config) (*Client, error) {
 		wait:       limiter.Wait,
 		now:        time.Now,
 		classifier: cfg.Classifier,
+		peers:      cfg.Peers,
 		metrics:    m,
 	}, nil
 }

@@ -389,7 +389,7 @@ func TestRateLimiterWaitsForEveryRequest(t *testing.T) {
 		return nil
 	}
 	var pages [][]string
-	if err := tc.Messages(context.Background(), subSID, time.Time{}, collect(&pages)); err != nil {
+	if err := tc.Messages(context.Background(), subSID, MessageList{}, collect(&pages)); err != nil {
 		t.Fatalf("Messages: %v", err)
 	}
 	if got, want := waits.Load(), int64(len(srv.requests())); got != want || want != 3 {
@@ -481,7 +481,7 @@ func TestErrorsKeepSecrets(t *testing.T) {
 		url := srv.URL
 		srv.Close()
 		tc := newTestClient(t, url, func(c *Config) { c.MaxRetries = 1 })
-		err := tc.Messages(context.Background(), subSID, time.Now(), collect(new([][]string)))
+		err := tc.Messages(context.Background(), subSID, MessageList{}, collect(new([][]string)))
 		check(t, err)
 		if !errors.Is(err, ErrExhausted) {
 			t.Errorf("got %v, want ErrExhausted", err)
@@ -513,7 +513,7 @@ func TestMetricsLabelsAreBounded(t *testing.T) {
 	})
 	tc := newTestClient(t, srv.URL, nil)
 	tc.FetchAccount(context.Background(), subSID)
-	tc.Messages(context.Background(), subSID, time.Time{}, collect(new([][]string)))
+	tc.Messages(context.Background(), subSID, MessageList{}, collect(new([][]string)))
 	families, err := tc.reg.Gather()
 	if err != nil {
 		t.Fatal(err)

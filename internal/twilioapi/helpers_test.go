@@ -14,8 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
-
-	"sentinel/internal/traffic"
 )
 
 func TestMain(m *testing.M) {
@@ -202,10 +200,10 @@ func messageJSON(sid string) string {
 func messagesPath(sid string) string { return "/2010-04-01/Accounts/" + sid + "/Messages.json" }
 
 // collect returns an fn for Messages that keeps every page's SIDs.
-func collect(pages *[][]string) func(msgs []traffic.Message) (bool, error) {
-	return func(msgs []traffic.Message) (bool, error) {
+func collect(pages *[][]string) func(*Page) (bool, error) {
+	return func(p *Page) (bool, error) {
 		var sids []string
-		for _, m := range msgs {
+		for _, m := range p.Messages {
 			sids = append(sids, m.SID)
 		}
 		*pages = append(*pages, sids)

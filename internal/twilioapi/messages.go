@@ -1,10 +1,14 @@
 package twilioapi
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -13,67 +17,280 @@ import (
 	"sentinel/internal/traffic"
 )
 
-// Messages reads accountSID's message log newest first, from the UTC day of
-// since on, and calls fn with each page converted to traffic.Messages; fn
-// returns false to stop paging, and an error to stop with that error. The
-// slice fn gets is reused for the next page: fn must copy what it keeps.
+// MessageList is how Messages lists a log.
+type MessageList struct {
+	// FirstPage is the page size of the first request, 1..1000, at most
+	// Config.PageSize; zero means Config.PageSize. Every later page is
+	// Config.PageSize. A poll that
+	// expects few new messages asks for a small first page: the listing is
+	// not filtered by date (see Messages), so a quiet account's first page
+	// is old messages, and a small one is cheap to send and decode.
+	FirstPage int
+}
+
+// Page is one page of a message log, converted.
+type Page struct {
+	// Messages are the page's messages that converted, in the page's
+	// order (newest first).
+	Messages []traffic.Message
+	// Skipped are the page's messages that did not convert: an odd price,
+	// a date in another form, a field of another type. One such message
+	// must not blind sentinel to the rest of its page or its account.
+	Skipped []Skipped
+	// Number counts pages from 1.
+	Number int
+}
+
+// Skipped is a message that Messages could not convert.
+type Skipped struct {
+	SID string // "" when the message has none
+	Err error  // wraps ErrMalformed
+}
+
+// Messages reads accountSID's message log newest first and calls fn with
+// each page; fn returns false to stop paging, and an error to stop with
+// that error. The Page and its slices are reused for the next page: fn
+// must copy what it keeps.
 //
-// Twilio filters on whole UTC days (DateSent>=YYYY-MM-DD), so the pages hold
-// messages from before since on its day: fn must filter by Time. A zero since
-// reads the whole log. Messages that Twilio has not sent yet may come without
-// date_sent; their Time is date_created.
+// The listing has no DateSent filter. Twilio's DateSent filters are whole
+// UTC days, so they never bounded a read (the caller stops paging once a
+// page reaches back past what it needs), and whether a filtered listing
+// includes messages whose date_sent is null, such as those refused before
+// they were sent (21610), is not documented (?): unfiltered, they are
+// listed either way, by date_created (the fake's Options.StrictDateSent
+// models the other answer).
 //
-// A page with a message that cannot be converted fails the listing with
-// ErrMalformed before fn sees it. Paging ends with ErrPageLoop on a repeated
-// next_page_uri and ErrTooManyPages past Config.MaxPages.
-func (c *Client) Messages(ctx context.Context, accountSID string, since time.Time, fn func([]traffic.Message) (bool, error)) error {
+// A page that is not JSON of the expected shape fails the listing with
+// ErrMalformed; a message on it that does not convert is reported in
+// Page.Skipped and the rest of the page is delivered. Paging ends with
+// ErrPageLoop on a repeated next_page_uri and ErrTooManyPages past
+// Config.MaxPages.
+func (c *Client) Messages(ctx context.Context, accountSID string, opts MessageList, fn func(*Page) (bool, error)) error {
 	if err := validSID(accountSID); err != nil {
 		return fmt.Errorf("list messages: %w", err)
 	}
-	params := (&openapi.ListMessageParams{}).SetPathAccountSid(accountSID).SetPageSize(c.cfg.PageSize)
-	if !since.IsZero() {
-		params.SetDateSentAfter(utcDay(since))
+	first := opts.FirstPage
+	if first == 0 {
+		first = c.cfg.PageSize
 	}
-	// One slice holds every page in turn: a page is 1,000 messages, and a
-	// backfill reads hundreds of pages.
-	var msgs []traffic.Message
-	err := walk(ctx, c, endpointMessages,
-		func(api *openapi.ApiService) (*openapi.ListMessageResponse, error) {
-			return api.PageMessage(params, "", "")
-		},
-		func(p *openapi.ListMessageResponse) *string { return p.NextPageUri },
-		func(p *openapi.ListMessageResponse, _ int) (bool, error) {
-			var err error
-			if msgs, err = c.appendMessages(msgs[:0], accountSID, p.Messages); err != nil {
-				return false, err
+	if first < 1 || first > 1000 {
+		return fmt.Errorf("list messages: first page size %d is not 1..1000", first)
+	}
+	first = min(first, c.cfg.PageSize)
+	path := "/2010-04-01/Accounts/" + accountSID + "/Messages.json"
+	query := url.Values{"PageSize": {strconv.Itoa(first)}}
+	var page Page
+	var raw messagePage
+	var uri string // of the next page
+	for n := 1; ; n++ {
+		err := c.do(ctx, endpointMessages, func(api *openapi.ApiService) error {
+			raw.reset()
+			if n == 1 {
+				return getPage(api, path, query, &raw)
 			}
-			return fn(msgs)
+			return getPage(api, uri, nil, &raw)
 		})
+		if err != nil {
+			return fmt.Errorf("list messages of %s: page %d: %w", accountSID, n, err)
+		}
+		page.Number = n
+		page.Messages, page.Skipped = c.convertPage(page.Messages[:0], page.Skipped[:0], accountSID, raw.Messages)
+		more, err := fn(&page)
+		if err != nil {
+			return fmt.Errorf("list messages of %s: page %d: %w", accountSID, n, err)
+		}
+		next := deref(raw.NextPageURI)
+		if !more || next == "" {
+			return nil
+		}
+		if uri, err = c.nextPage(n, next, raw.seen); err != nil {
+			return fmt.Errorf("list messages of %s: %w", accountSID, err)
+		}
+		raw.remember(next)
+	}
+}
+
+// nextPage checks next_page_uri (see walk) and returns what to request:
+// the URI with the full page size when the first page was smaller.
+func (c *Client) nextPage(n int, next string, seen map[string]bool) (string, error) {
+	switch {
+	case seen[next]:
+		return "", fmt.Errorf("page %d: %w", n, ErrPageLoop)
+	case n >= c.cfg.MaxPages:
+		return "", fmt.Errorf("%w: more than %d", ErrTooManyPages, c.cfg.MaxPages)
+	case !isPath(next):
+		return "", fmt.Errorf("page %d: %w: next_page_uri is not a path", n, ErrMalformed)
+	}
+	u, _ := url.Parse(next) // isPath parsed it
+	q := u.Query()
+	if q.Get("PageSize") == strconv.Itoa(c.cfg.PageSize) {
+		return next, nil
+	}
+	// The page token marks where the next page starts, whatever its size
+	// (?); a small first page must not make every later page small.
+	q.Set("PageSize", strconv.Itoa(c.cfg.PageSize))
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+// getPage GETs uri, with query (nil for a next_page_uri, whose query goes
+// out as Twilio wrote it, untouched by twilio-go's query encoder), and
+// decodes the JSON body into v. The host is a placeholder that the
+// attempt's RoundTripper replaces with Config.BaseURL.
+func getPage(api *openapi.ApiService, uri string, query url.Values, v any) error {
+	resp, err := api.RequestHandler().Get(DefaultBaseURL+uri, query, nil, "")
 	if err != nil {
-		return fmt.Errorf("list messages of %s: %w", accountSID, err)
+		return err
+	}
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// messagePage is a page of the message list, decoded leniently: the
+// envelope must be well formed, but each message's fields decode into
+// types that note a value of the wrong type instead of failing the page
+// (see convertMessage).
+type messagePage struct {
+	Messages    []rawMessage `json:"messages"`
+	NextPageURI *string      `json:"next_page_uri"`
+
+	seen map[string]bool // next_page_uris requested so far
+}
+
+func (p *messagePage) reset() {
+	clear(p.Messages)
+	p.Messages = p.Messages[:0]
+	p.NextPageURI = nil
+}
+
+func (p *messagePage) remember(uri string) {
+	if p.seen == nil {
+		p.seen = map[string]bool{}
+	}
+	p.seen[uri] = true
+}
+
+// rawMessage holds the fields of a message resource that sentinel reads.
+type rawMessage struct {
+	SID                 jsonString `json:"sid"`
+	AccountSID          jsonString `json:"account_sid"`
+	Direction           jsonString `json:"direction"`
+	Status              jsonString `json:"status"`
+	ErrorCode           jsonInt    `json:"error_code"`
+	DateSent            jsonString `json:"date_sent"`
+	DateCreated         jsonString `json:"date_created"`
+	Price               jsonString `json:"price"`
+	From                jsonString `json:"from"`
+	To                  jsonString `json:"to"`
+	Body                jsonBody   `json:"body"`
+	MessagingServiceSID jsonString `json:"messaging_service_sid"`
+}
+
+// jsonString is a JSON string or null (""); any other value is noted in
+// bad instead of failing the decoding of the whole page.
+type jsonString struct {
+	s   string
+	bad string // the JSON type found instead of a string
+}
+
+func (j *jsonString) UnmarshalJSON(b []byte) error {
+	*j = jsonString{}
+	switch {
+	case string(b) == "null":
+	case len(b) >= 2 && b[0] == '"':
+		if bytes.IndexByte(b, '\\') < 0 {
+			j.s = string(b[1 : len(b)-1])
+			return nil
+		}
+		if err := json.Unmarshal(b, &j.s); err != nil {
+			j.bad = "an invalid string"
+		}
+	default:
+		j.bad = jsonType(b)
 	}
 	return nil
 }
 
-// utcDay returns midnight UTC of t's UTC day. twilio-go formats the filter
-// in the time's own location, so it must be UTC already.
-func utcDay(t time.Time) time.Time {
-	y, m, d := t.UTC().Date()
-	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+// jsonInt is a JSON integer or null (0); a string of digits is accepted as
+// well, anything else is noted in bad.
+type jsonInt struct {
+	n   int
+	bad string
 }
 
-// appendMessages appends raw, messages of accountSID, converted, to dst.
+func (j *jsonInt) UnmarshalJSON(b []byte) error {
+	*j = jsonInt{}
+	s := string(b)
+	if s == "null" {
+		return nil
+	}
+	if len(s) >= 2 && s[0] == '"' {
+		s = s[1 : len(s)-1]
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		j.bad = jsonType(b)
+		return nil
+	}
+	j.n = n
+	return nil
+}
+
+// maxKeyword bounds the bodies that are kept to be classified: no opt-out
+// keyword is longer (Twilio's are at most 11 letters, custom ones are
+// words). Longer bodies are never a keyword and are dropped at once.
+const maxKeyword = 64
+
+// jsonBody is a message body, kept only when it is short enough to be a
+// consent keyword (see maxKeyword); long marks one that was not.
+type jsonBody struct {
+	jsonString
+	long bool
+}
+
+func (j *jsonBody) UnmarshalJSON(b []byte) error {
+	*j = jsonBody{}
+	if len(b) > 2*maxKeyword+2 { // escapes take at most two bytes a character here
+		j.long = true
+		return nil
+	}
+	return j.jsonString.UnmarshalJSON(b)
+}
+
+// jsonType names the JSON type of a value, for errors.
+func jsonType(b []byte) string {
+	if len(b) == 0 {
+		return "nothing"
+	}
+	switch b[0] {
+	case '"':
+		return "a string"
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	}
+	return "a number"
+}
+
+// convertPage appends raw, messages of accountSID, converted, to dst, and
+// those that do not convert to skipped.
 //
 // The account SID, direction and status of a message are replaced by equal
 // strings that many messages share: the decoded JSON's own copies would
 // stay alive with every message of a batch, and comparing shared strings
 // later (the store checks all three) stops at their pointers.
-func (c *Client) appendMessages(dst []traffic.Message, accountSID string, raw []openapi.ApiV2010Message) ([]traffic.Message, error) {
+func (c *Client) convertPage(dst []traffic.Message, skipped []Skipped, accountSID string, raw []rawMessage) ([]traffic.Message, []Skipped) {
 	dst = slices.Grow(dst, len(raw))
 	for i := range raw {
-		m, err := convertMessage(&raw[i], c.classifier)
+		m, err := convertMessage(&raw[i], c.classifier, c.peers)
 		if err != nil {
-			return dst, err
+			skipped = append(skipped, Skipped{SID: raw[i].SID.s, Err: err})
+			continue
 		}
 		if m.AccountSID == accountSID {
 			m.AccountSID = accountSID
@@ -82,7 +299,7 @@ func (c *Client) appendMessages(dst []traffic.Message, accountSID string, raw []
 		m.Status = shared(statuses[:], m.Status)
 		dst = append(dst, m)
 	}
-	return dst, nil
+	return dst, skipped
 }
 
 // The directions and statuses that Twilio documents.
@@ -101,43 +318,66 @@ func shared(table []string, s string) string {
 }
 
 // convertMessage turns one message resource into a traffic.Message. The body
-// is reduced to a keyword, for inbound messages only, and not kept.
-func convertMessage(raw *openapi.ApiV2010Message, cl *traffic.Classifier) (traffic.Message, error) {
-	sid := deref(raw.Sid)
+// is reduced to a keyword, for inbound messages only, and the other party's
+// number to its keyed hash; neither is kept.
+func convertMessage(raw *rawMessage, cl *traffic.Classifier, peers *traffic.Peers) (traffic.Message, error) {
+	sid := raw.SID.s
+	if raw.SID.bad != "" {
+		return traffic.Message{}, fmt.Errorf("%w: message sid is %s", ErrMalformed, raw.SID.bad)
+	}
 	if sid == "" {
 		return traffic.Message{}, fmt.Errorf("%w: message without sid", ErrMalformed)
 	}
 	bad := func(field string, err error) error {
 		return fmt.Errorf("%w: message %s: %s: %w", ErrMalformed, truncate(sid, 40), field, err)
 	}
+	for _, f := range []struct {
+		name string
+		bad  string
+	}{
+		{"account_sid", raw.AccountSID.bad}, {"direction", raw.Direction.bad}, {"status", raw.Status.bad},
+		{"error_code", raw.ErrorCode.bad}, {"date_sent", raw.DateSent.bad}, {"date_created", raw.DateCreated.bad},
+		{"price", raw.Price.bad}, {"from", raw.From.bad}, {"to", raw.To.bad}, {"body", raw.Body.bad},
+		{"messaging_service_sid", raw.MessagingServiceSID.bad},
+	} {
+		if f.bad != "" {
+			return traffic.Message{}, bad(f.name, fmt.Errorf("want a string or null, got %s", f.bad))
+		}
+	}
 	m := traffic.Message{
 		SID:              sid,
-		AccountSID:       deref(raw.AccountSid),
-		Direction:        traffic.Direction(deref(raw.Direction)),
-		Status:           deref(raw.Status),
-		MessagingService: deref(raw.MessagingServiceSid) != "",
-	}
-	if raw.ErrorCode != nil {
-		m.ErrorCode = *raw.ErrorCode
+		AccountSID:       raw.AccountSID.s,
+		Direction:        traffic.Direction(raw.Direction.s),
+		Status:           raw.Status.s,
+		ErrorCode:        raw.ErrorCode.n,
+		MessagingService: raw.MessagingServiceSID.s != "",
 	}
 	var err error
 	switch {
-	case deref(raw.DateSent) != "":
-		if m.Time, err = parseDate(*raw.DateSent); err != nil {
+	case raw.DateSent.s != "":
+		if m.Time, err = parseDate(raw.DateSent.s); err != nil {
 			return traffic.Message{}, bad("date_sent", err)
 		}
-	case deref(raw.DateCreated) != "":
-		if m.Time, err = parseDate(*raw.DateCreated); err != nil {
+	case raw.DateCreated.s != "":
+		if m.Time, err = parseDate(raw.DateCreated.s); err != nil {
 			return traffic.Message{}, bad("date_created", err)
 		}
 	default:
 		return traffic.Message{}, bad("date_sent", errors.New("neither date_sent nor date_created is set"))
 	}
-	if m.PriceMicros, err = parsePriceMicros(deref(raw.Price)); err != nil {
+	if m.PriceMicros, err = parsePriceMicros(raw.Price.s); err != nil {
 		return traffic.Message{}, bad("price", err)
 	}
-	if m.Direction == traffic.Inbound {
-		m.Keyword = cl.Classify(deref(raw.Body))
+	switch {
+	case m.Direction == traffic.Inbound:
+		if !raw.Body.long {
+			m.Keyword = cl.Classify(raw.Body.s)
+		}
+		if peers != nil {
+			m.Peer = peers.Hash(raw.From.s)
+		}
+	case m.Direction.Outbound() && peers != nil:
+		m.Peer = peers.Hash(raw.To.s)
 	}
 	return m, nil
 }

@@ -12,13 +12,12 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	openapi "github.com/twilio/twilio-go/rest/api/v2010"
 
 	"sentinel/internal/traffic"
 )
 
 func TestMessagesQuery(t *testing.T) {
-	next := messagesPath(subSID) + "?DateSent%3E=2024-05-02T00%3A00%3A00Z&PageSize=1000&Page=1&PageToken=PASM2"
+	next := messagesPath(subSID) + "?PageSize=1000&Page=1&PageToken=PASM2"
 	srv := newServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
 		if n == 0 {
 			writeJSON(w, 200, messagesPage(next, messageJSON("SM1")))
@@ -27,12 +26,8 @@ func TestMessagesQuery(t *testing.T) {
 		writeJSON(w, 200, messagesPage("", messageJSON("SM2")))
 	})
 	tc := newTestClient(t, srv.URL, nil)
-	// 22:30 on May 1st in Chicago is already May 2nd in UTC.
-	chicago := time.FixedZone("CDT", -5*3600)
-	since := time.Date(2024, 5, 1, 22, 30, 0, 0, chicago)
-
 	var pages [][]string
-	if err := tc.Messages(context.Background(), subSID, since, collect(&pages)); err != nil {
+	if err := tc.Messages(context.Background(), subSID, MessageList{}, collect(&pages)); err != nil {
 		t.Fatalf("Messages: %v", err)
 	}
 	if diff := cmp.Diff([][]string{{"SM1"}, {"SM2"}}, pages); diff != "" {
@@ -46,19 +41,10 @@ func TestMessagesQuery(t *testing.T) {
 	if first.Method != http.MethodGet || first.Path != messagesPath(subSID) {
 		t.Errorf("first request: got %s %s", first.Method, first.Path)
 	}
-	// twilio-go sends DateSentAfter as the key "DateSent>" with an RFC 3339
-	// value; the day must be the UTC day of since, at midnight UTC.
-	if got, want := first.Query.Get("DateSent>"), "2024-05-02T00:00:00Z"; got != want {
-		t.Errorf("DateSent>: got %q, want %q (raw query %q)", got, want, first.RawQuery)
-	}
-	if got, want := first.RawQuery, "DateSent%3E=2024-05-02T00%3A00%3A00Z&PageSize=1000"; got != want {
+	// No DateSent filter: messages without date_sent are listed whether or
+	// not Twilio's filter would list them.
+	if got, want := first.RawQuery, "PageSize=1000"; got != want {
 		t.Errorf("raw query: got %q, want %q", got, want)
-	}
-	if got := first.Query.Get("PageSize"); got != "1000" {
-		t.Errorf("PageSize: got %q, want 1000", got)
-	}
-	if len(first.Query) != 2 {
-		t.Errorf("query: got %v, want only DateSent> and PageSize", first.Query)
 	}
 	// The follow-up is next_page_uri exactly as Twilio wrote it.
 	if got := reqs[1].Path + "?" + reqs[1].RawQuery; got != next {
@@ -69,16 +55,31 @@ func TestMessagesQuery(t *testing.T) {
 	}
 }
 
-func TestMessagesWithoutSinceHasNoDateFilter(t *testing.T) {
+// A small first page (a quiet account) is followed by full pages.
+func TestMessagesFirstPageSize(t *testing.T) {
+	next := messagesPath(subSID) + "?PageSize=20&Page=1&PageToken=PASM2"
 	srv := newServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
-		writeJSON(w, 200, messagesPage(""))
+		if n == 0 {
+			writeJSON(w, 200, messagesPage(next, messageJSON("SM1")))
+			return
+		}
+		writeJSON(w, 200, messagesPage("", messageJSON("SM2")))
 	})
 	tc := newTestClient(t, srv.URL, nil)
-	if err := tc.Messages(context.Background(), subSID, time.Time{}, collect(new([][]string))); err != nil {
+	if err := tc.Messages(context.Background(), subSID, MessageList{FirstPage: 20}, collect(new([][]string))); err != nil {
 		t.Fatalf("Messages: %v", err)
 	}
-	if q := srv.requests()[0].Query; q.Has("DateSent>") {
-		t.Errorf("query %v has a DateSent> filter, want none", q)
+	reqs := srv.requests()
+	if got := reqs[0].Query.Get("PageSize"); got != "20" {
+		t.Errorf("first PageSize = %q, want 20", got)
+	}
+	if got := reqs[1].Query; got.Get("PageSize") != "1000" || got.Get("PageToken") != "PASM2" {
+		t.Errorf("follow-up query = %v, want PageSize 1000 and the page token", got)
+	}
+	for _, bad := range []int{-1, 1001} {
+		if err := tc.Messages(context.Background(), subSID, MessageList{FirstPage: bad}, collect(new([][]string))); err == nil {
+			t.Errorf("FirstPage %d: no error", bad)
+		}
 	}
 }
 
@@ -167,7 +168,7 @@ func TestMessagesPaging(t *testing.T) {
 			})
 			tc := newTestClient(t, srv.URL, func(c *Config) { c.MaxPages = tt.maxPages })
 			pages := 0
-			err := tc.Messages(context.Background(), subSID, time.Now(), func([]traffic.Message) (bool, error) {
+			err := tc.Messages(context.Background(), subSID, MessageList{}, func(*Page) (bool, error) {
 				pages++
 				if tt.fn != nil {
 					return tt.fn(pages)
@@ -186,7 +187,7 @@ func TestMessagesPaging(t *testing.T) {
 
 var errStop = errors.New("stop here")
 
-func TestMessagesMalformedResponses(t *testing.T) {
+func TestMessagesMalformedPages(t *testing.T) {
 	tests := []struct {
 		name string
 		body string
@@ -194,12 +195,7 @@ func TestMessagesMalformedResponses(t *testing.T) {
 	}{
 		{"truncated JSON", `{"messages": [{"sid": "SM1", "status": "deliv`, []string{"malformed", "unexpected EOF"}},
 		{"not JSON", `<html>ok</html>`, []string{"malformed", "invalid character"}},
-		{"sid is a number", `{"messages": [{"sid": 5}]}`, []string{"malformed", "sid"}},
-		{"error_code is a string", messagesPage("", `{"sid": "SM1", "error_code": "30007"}`), []string{"malformed", "error_code"}},
-		{"bad date_sent", messagesPage("", `{"sid": "SM1", "date_sent": "2024-05-01T10:00:00Z"}`), []string{"malformed", "SM1", "date_sent", "2024-05-01T10:00:00Z"}},
-		{"no dates", messagesPage("", `{"sid": "SM1", "date_sent": null, "date_created": null}`), []string{"malformed", "SM1", "date_sent"}},
-		{"no sid", messagesPage("", messageJSON("SM1"), `{"sid": null, "date_sent": "Fri, 24 May 2019 17:44:50 +0000"}`), []string{"malformed", "without sid"}},
-		{"bad price", messagesPage("", `{"sid": "SM1", "date_sent": "Fri, 24 May 2019 17:44:50 +0000", "price": "-0,0075"}`), []string{"malformed", "SM1", "price"}},
+		{"messages is not a list", `{"messages": {"sid": "SM1"}}`, []string{"malformed"}},
 		{"next_page_uri is a number", `{"next_page_uri": 7, "messages": []}`, []string{"malformed", "next_page_uri"}},
 	}
 	for _, tt := range tests {
@@ -208,9 +204,10 @@ func TestMessagesMalformedResponses(t *testing.T) {
 				writeJSON(w, 200, tt.body)
 			})
 			tc := newTestClient(t, srv.URL, nil)
-			called := false
-			err := tc.Messages(context.Background(), subSID, time.Now(), func([]traffic.Message) (bool, error) {
-				called = true
+			err := tc.Messages(context.Background(), subSID, MessageList{}, func(p *Page) (bool, error) {
+				if len(p.Messages) > 0 {
+					t.Error("fn saw messages of a malformed page")
+				}
 				return true, nil
 			})
 			if !errors.Is(err, ErrMalformed) {
@@ -221,11 +218,61 @@ func TestMessagesMalformedResponses(t *testing.T) {
 					t.Errorf("error %q does not mention %q", err, s)
 				}
 			}
-			if called {
-				t.Error("fn saw a page that failed to convert")
-			}
 			if got := len(srv.requests()); got != 1 {
 				t.Errorf("requests: got %d, want 1 (malformed answers are not retried)", got)
+			}
+		})
+	}
+}
+
+// One message that does not convert is skipped, named, and the rest of its
+// page is delivered.
+func TestMessagesSkipsBadMessages(t *testing.T) {
+	const date = `"date_sent": "Fri, 24 May 2019 17:44:50 +0000"`
+	tests := []struct {
+		name string
+		msg  string
+		sid  string
+		want []string // substrings the skip's error must name
+	}{
+		{"sid is a number", `{"sid": 5, ` + date + `}`, "", []string{"sid", "a number"}},
+		{"error_code is text", `{"sid": "SMbad", "error_code": "thirty", ` + date + `}`, "SMbad", []string{"SMbad", "error_code", "a string"}},
+		{"error_code is an object", `{"sid": "SMbad", "error_code": {}, ` + date + `}`, "SMbad", []string{"error_code", "an object"}},
+		{"status is a number", `{"sid": "SMbad", "status": 3, ` + date + `}`, "SMbad", []string{"status", "a number"}},
+		{"bad date_sent", `{"sid": "SMbad", "date_sent": "2024-05-01T10:00:00Z"}`, "SMbad", []string{"SMbad", "date_sent", "2024-05-01T10:00:00Z"}},
+		{"no dates", `{"sid": "SMbad", "date_sent": null, "date_created": null}`, "SMbad", []string{"date_sent"}},
+		{"no sid", `{"sid": null, ` + date + `}`, "", []string{"without sid"}},
+		{"bad price", `{"sid": "SMbad", "price": "-0,0075", ` + date + `}`, "SMbad", []string{"SMbad", "price"}},
+		{"price is a number", `{"sid": "SMbad", "price": -0.0075, ` + date + `}`, "SMbad", []string{"price", "a number"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
+				writeJSON(w, 200, messagesPage("", messageJSON("SM1"), tt.msg, messageJSON("SM2")))
+			})
+			tc := newTestClient(t, srv.URL, nil)
+			var got []string
+			var skipped []Skipped
+			err := tc.Messages(context.Background(), subSID, MessageList{}, func(p *Page) (bool, error) {
+				for _, m := range p.Messages {
+					got = append(got, m.SID)
+				}
+				skipped = append(skipped, p.Skipped...)
+				return true, nil
+			})
+			if err != nil {
+				t.Fatalf("Messages: %v", err)
+			}
+			if diff := cmp.Diff([]string{"SM1", "SM2"}, got); diff != "" {
+				t.Errorf("messages (-want +got):\n%s", diff)
+			}
+			if len(skipped) != 1 || skipped[0].SID != tt.sid || !errors.Is(skipped[0].Err, ErrMalformed) {
+				t.Fatalf("skipped = %+v, want one, SID %q, ErrMalformed", skipped, tt.sid)
+			}
+			for _, s := range tt.want {
+				if !strings.Contains(skipped[0].Err.Error(), s) {
+					t.Errorf("skip error %q does not mention %q", skipped[0].Err, s)
+				}
 			}
 		})
 	}
@@ -295,11 +342,11 @@ func TestConvertMessage(t *testing.T) {
 	cl := traffic.NewClassifier()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var raw openapi.ApiV2010Message
+			var raw rawMessage
 			if err := json.Unmarshal([]byte(tt.json), &raw); err != nil {
 				t.Fatalf("unmarshal: %v", err)
 			}
-			got, err := convertMessage(&raw, cl)
+			got, err := convertMessage(&raw, cl, nil)
 			if err != nil {
 				t.Fatalf("convertMessage: %v", err)
 			}
@@ -311,14 +358,47 @@ func TestConvertMessage(t *testing.T) {
 }
 
 func TestConvertMessageCustomKeyword(t *testing.T) {
-	raw := openapi.ApiV2010Message{Sid: ptr("SM1"), Direction: ptr("inbound"), DateSent: ptr("Fri, 24 May 2019 17:44:50 +0000"), Body: ptr("halt")}
-	got, err := convertMessage(&raw, traffic.NewClassifier("HALT"))
+	var raw rawMessage
+	if err := json.Unmarshal([]byte(`{"sid": "SM1", "direction": "inbound", "date_sent": "Fri, 24 May 2019 17:44:50 +0000", "body": "halt"}`), &raw); err != nil {
+		t.Fatal(err)
+	}
+	got, err := convertMessage(&raw, traffic.NewClassifier("HALT"), nil)
 	if err != nil || got.Keyword != traffic.OptOut {
 		t.Errorf("convertMessage with custom keyword: got %v, %v; want OptOut", got.Keyword, err)
 	}
 }
 
-func ptr[T any](v T) *T { return &v }
+// The other party's number becomes its keyed hash: to for outbound, from
+// for inbound. A long body is never a keyword, and is dropped unread.
+func TestConvertMessagePeersAndBodies(t *testing.T) {
+	peers, err := traffic.NewPeers(make([]byte, traffic.PeerKeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	decode := func(js string) traffic.Message {
+		t.Helper()
+		var raw rawMessage
+		if err := json.Unmarshal([]byte(js), &raw); err != nil {
+			t.Fatal(err)
+		}
+		m, err := convertMessage(&raw, traffic.NewClassifier(), peers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	const date = `"date_sent": "Fri, 24 May 2019 17:44:50 +0000"`
+	out := decode(`{"sid": "SM1", "direction": "outbound-api", "from": "+15550000001", "to": "+15550000002", ` + date + `}`)
+	in := decode(`{"sid": "SM2", "direction": "inbound", "from": "+15550000002", "to": "+15550000001", "body": "STOP", ` + date + `}`)
+	if out.Peer == 0 || out.Peer != peers.Hash("+15550000002") || in.Peer != out.Peer {
+		t.Errorf("peers: outbound %x, inbound %x; want both the hash of +15550000002", out.Peer, in.Peer)
+	}
+	long := decode(`{"sid": "SM3", "direction": "inbound", "body": "` + strings.Repeat("STOP ", 40) + `", ` + date + `}`)
+	escaped := decode(`{"sid": "SM4", "direction": "inbound", "body": "\u0053TOP", ` + date + `}`)
+	if long.Keyword != traffic.NoKeyword || escaped.Keyword != traffic.OptOut {
+		t.Errorf("keywords: long body %v, escaped STOP %v; want none and opt-out", long.Keyword, escaped.Keyword)
+	}
+}
 
 func TestParsePriceMicros(t *testing.T) {
 	tests := []struct {
@@ -399,14 +479,16 @@ func FuzzConvertMessage(f *testing.F) {
 	f.Add(`{"messages": [{"sid": "SM3", "price": "-0.0000005", "error_code": 30007, "date_sent": "Mon, 02 Jan 2006 15:04:05 -0700"}]}`)
 	f.Add(`{"messages": [{"sid": "", "date_sent": "x"}]}`)
 	f.Add(`{"messages": [{"sid": 1}]}`)
+	f.Add(`{"messages": [{"sid": "SM4", "error_code": {}, "status": 7, "body": [1]}]}`)
 	cl := traffic.NewClassifier()
+	peers, _ := traffic.NewPeers(make([]byte, traffic.PeerKeySize))
 	f.Fuzz(func(t *testing.T, body string) {
-		var page openapi.ListMessageResponse
+		var page messagePage
 		if err := json.Unmarshal([]byte(body), &page); err != nil {
 			return
 		}
 		for i := range page.Messages {
-			m, err := convertMessage(&page.Messages[i], cl)
+			m, err := convertMessage(&page.Messages[i], cl, peers)
 			if err != nil {
 				if !errors.Is(err, ErrMalformed) {
 					t.Fatalf("convertMessage: error %v does not wrap ErrMalformed", err)

@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	openapi "github.com/twilio/twilio-go/rest/api/v2010"
@@ -26,8 +27,8 @@ const dayLayout = "2006-01-02"
 
 // usageRecord holds the fields shared by Twilio's usage record types.
 type usageRecord struct {
-	category, startDate, count, asOf *string
-	price                            *float32
+	category, startDate, count, asOf, priceUnit *string
+	price                                       *float32
 }
 
 // UsageToday returns accountSID's usage for Twilio's current UTC day. It
@@ -48,7 +49,7 @@ func (c *Client) UsageToday(ctx context.Context, accountSID string) (traffic.Usa
 			func(p *openapi.ListUsageRecordTodayResponse) *string { return p.NextPageUri },
 			func(p *openapi.ListUsageRecordTodayResponse, _ int) (bool, error) {
 				for _, r := range p.UsageRecords {
-					rec := usageRecord{r.Category, r.StartDate, r.Count, r.AsOf, r.Price}
+					rec := usageRecord{r.Category, r.StartDate, r.Count, r.AsOf, r.PriceUnit, r.Price}
 					if err := addUsage(days, cat, rec, "", ""); err != nil {
 						return false, err
 					}
@@ -97,7 +98,7 @@ func (c *Client) UsageDaily(ctx context.Context, accountSID string, fromDay, toD
 			func(p *openapi.ListUsageRecordDailyResponse) *string { return p.NextPageUri },
 			func(p *openapi.ListUsageRecordDailyResponse, _ int) (bool, error) {
 				for _, r := range p.UsageRecords {
-					rec := usageRecord{r.Category, r.StartDate, r.Count, r.AsOf, r.Price}
+					rec := usageRecord{r.Category, r.StartDate, r.Count, r.AsOf, r.PriceUnit, r.Price}
 					if err := addUsage(days, cat, rec, fromDay, toDay); err != nil {
 						return false, err
 					}
@@ -150,6 +151,7 @@ func addUsage(days map[string]*traffic.Usage, cat string, r usageRecord, from, t
 	switch cat {
 	case categoryTotalPrice:
 		u.TotalPrice = widen(r.price)
+		u.Currency = strings.ToUpper(strings.TrimSpace(deref(r.priceUnit)))
 	case categorySMS, categoryMMS:
 		var n int64
 		if s := deref(r.count); s != "" {

@@ -46,7 +46,7 @@ func TestUsageToday(t *testing.T) {
 		t.Fatalf("UsageToday: %v", err)
 	}
 	want := traffic.Usage{Day: "2024-05-01", TotalPrice: 12.34, SMS: 1500, MMS: 3,
-		AsOf: time.Date(2024, 5, 1, 9, 58, 0, 0, time.UTC)}
+		AsOf: time.Date(2024, 5, 1, 9, 58, 0, 0, time.UTC), Currency: "USD"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("UsageToday (-want +got):\n%s", diff)
 	}
@@ -100,8 +100,8 @@ func TestUsageDaily(t *testing.T) {
 		t.Fatalf("UsageDaily: %v", err)
 	}
 	want := []traffic.Usage{
-		{Day: "2024-05-01", TotalPrice: 10.5, SMS: 1000, MMS: 20, AsOf: time.Date(2024, 5, 3, 0, 30, 0, 0, time.UTC)},
-		{Day: "2024-05-02", TotalPrice: 0.0079, SMS: 1, AsOf: time.Date(2024, 5, 3, 1, 0, 0, 0, time.UTC)},
+		{Day: "2024-05-01", TotalPrice: 10.5, SMS: 1000, MMS: 20, AsOf: time.Date(2024, 5, 3, 0, 30, 0, 0, time.UTC), Currency: "USD"},
+		{Day: "2024-05-02", TotalPrice: 0.0079, SMS: 1, AsOf: time.Date(2024, 5, 3, 1, 0, 0, 0, time.UTC), Currency: "USD"},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("UsageDaily (-want +got):\n%s", diff)
