@@ -74,7 +74,17 @@ func build(cfg *config, log *slog.Logger, terminal io.Writer) (_ *app, err error
 		}, func() float64 { return 1 }),
 	)
 
-	if a.st, err = store.Open(cfg.db, store.Options{}); err != nil {
+	// A number's opt-outs count once per retention, and only when the
+	// subaccount messaged it within the retention (store.Options).
+	if a.st, err = store.Open(cfg.db, store.Options{ConsentWindow: cfg.retention}); err != nil {
+		return nil, err
+	}
+	key, err := a.st.PeerKey()
+	if err != nil {
+		return nil, err
+	}
+	peers, err := traffic.NewPeers(key)
+	if err != nil {
 		return nil, err
 	}
 	a.tw, err = twilioapi.New(twilioapi.Config{
@@ -84,6 +94,7 @@ func build(cfg *config, log *slog.Logger, terminal io.Writer) (_ *app, err error
 		Timeout:    cfg.requestTimeout,
 		RateLimit:  cfg.rateLimit,
 		Classifier: traffic.NewClassifier(cfg.optOutKeywords...),
+		Peers:      peers,
 		Registerer: a.reg,
 	})
 	if err != nil {
@@ -102,6 +113,9 @@ func build(cfg *config, log *slog.Logger, terminal io.Writer) (_ *app, err error
 		Registerer: a.reg,
 		Logger:     log,
 		OnReload:   a.onReload,
+		// Every window must fit in what is kept: a longer one is refused
+		// at start-up and on reload, naming the rule and -retention.
+		Validate: func(set *policy.Set) error { return set.FitsRetention(cfg.retention) },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("policies: %w", err)

@@ -13,6 +13,7 @@ import (
 	"sentinel/internal/policy"
 	"sentinel/internal/slack"
 	"sentinel/internal/store"
+	"sentinel/internal/traffic"
 	"sentinel/internal/twilioapi"
 )
 
@@ -70,10 +71,13 @@ var (
 	ErrInvalid = errors.New("invalid request")
 )
 
-// Twilio is what actions needs of the Twilio client (*twilioapi.Client).
+// Twilio is what actions needs of the Twilio client (*twilioapi.Client):
+// account status, and today's usage for the spend snapshot a
+// reinstatement takes.
 type Twilio interface {
 	FetchAccount(ctx context.Context, sid string) (twilioapi.Account, error)
 	SetStatus(ctx context.Context, sid, status string) (twilioapi.Account, error)
+	UsageToday(ctx context.Context, sid string) (traffic.Usage, error)
 }
 
 var _ Twilio = (*twilioapi.Client)(nil)

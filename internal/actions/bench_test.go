@@ -224,6 +224,11 @@ func (q *quietTwilio) SetStatus(context.Context, string, string) (twilioapi.Acco
 	return twilioapi.Account{}, errors.New("twilio called for a quiet fleet")
 }
 
+func (q *quietTwilio) UsageToday(context.Context, string) (traffic.Usage, error) {
+	q.calls.Add(1)
+	return traffic.Usage{}, errors.New("twilio called for a quiet fleet")
+}
+
 // countNotifier counts notifications, by kind and rule, and delivers none.
 type countNotifier struct {
 	mu   sync.Mutex

@@ -73,20 +73,27 @@ func (a *Actor) settings() policy.Settings {
 	return policy.DefaultSettings()
 }
 
-// enterProbation completes a reinstatement (by a person through sentinel, or
-// noticed from outside): the breaker goes to probation with the reinstatement
-// time that bounds every later window, the account's rule states are reset so
-// no old `for` counter or firing state carries over, and its open incidents
-// are closed as reinstated.
-func (a *Actor) enterProbation(ctx context.Context, acct store.Account, br store.Breaker, rec store.AuditRecord) error {
+// enterProbation completes a reinstatement, whoever made it (a person
+// through sentinel, the Twilio console, the API, Twilio support lifting its
+// own suspension): every reactivation is a reinstatement. at is the
+// reactivation instant: the breaker goes to probation with at as the time
+// that bounds every later window, the account's rule states are reset so no
+// old `for` counter or firing state carries over, its open incidents are
+// closed as reinstated, and today's spend is noted so that spend rules
+// judge only what is spent after at. rec is the audit record (rec.At is when
+// sentinel recorded it). Offences are not counted here: only sentinel's own
+// suspensions are offences, so a person's pause does not lengthen
+// probation.
+func (a *Actor) enterProbation(ctx context.Context, acct store.Account, br store.Breaker, rec store.AuditRecord, at time.Time) error {
 	now := rec.At
 	nb := store.Breaker{
 		State:          StateProbation,
 		Since:          now,
-		ReinstatedAt:   now,
+		ReinstatedAt:   at,
 		Offences:       br.Offences,
-		ProbationUntil: policy.ProbationUntil(a.settings(), now, br.Offences),
+		ProbationUntil: policy.ProbationUntil(a.settings(), at, br.Offences),
 	}
+	nb.SpendDay, nb.SpendBase = a.spendAt(ctx, acct.SID, at)
 	if err := a.transition(acct.SID, br, nb, rec); err != nil {
 		return err
 	}
@@ -97,29 +104,63 @@ func (a *Actor) enterProbation(ctx context.Context, acct store.Account, br store
 	if err := a.st.PutRuleStates(acct.SID, map[string]store.RuleState{}); err != nil {
 		errs = append(errs, fmt.Errorf("reset rule states of %s: %w", acct.SID, err))
 	}
-	incs, err := a.st.Incidents(acct.SID)
-	if err != nil {
-		errs = append(errs, fmt.Errorf("incidents of %s: %w", acct.SID, err))
+	if err := a.markIncidents(acct.SID, incidentReinstated, now); err != nil {
+		errs = append(errs, fmt.Errorf("close incidents of %s: %w", acct.SID, err))
 	}
-	for _, inc := range incs {
-		if inc.State == incidentFiring || inc.State == incidentSuspended {
-			inc.State, inc.Resolved = incidentReinstated, now
-			if err := a.st.PutIncident(inc); err != nil {
-				errs = append(errs, fmt.Errorf("close incident %s/%s: %w", acct.SID, inc.Rule, err))
-			}
-		}
+	action := fmt.Sprintf("reinstated; on probation until %s", nb.ProbationUntil.UTC().Format(time.RFC3339))
+	if rec.Actor == ActorOutside {
+		action = fmt.Sprintf("reactivated outside sentinel at %s: treated as a reinstatement, rules judge only what is sent from then on; on probation until %s",
+			at.UTC().Format(time.RFC3339), nb.ProbationUntil.UTC().Format(time.RFC3339))
 	}
 	a.notify(ctx, slack.Event{
 		Kind:       slack.KindReinstated,
 		Severity:   slack.SeverityInfo,
 		Subaccount: acct.SID,
 		Name:       acct.FriendlyName,
-		Action:     fmt.Sprintf("reinstated; on probation until %s", nb.ProbationUntil.UTC().Format(time.RFC3339)),
+		Action:     action,
 		Actor:      rec.Actor,
 		Reason:     rec.Reason,
 		At:         now,
 	})
 	return errors.Join(errs...)
+}
+
+// spendAt returns the UTC day of at and the account's spend that day as
+// known now, read from Twilio (the stored usage if that fails), when at is
+// today; "" and 0 when it is not (the reinstatement's day is over) or no
+// spend is known at all.
+func (a *Actor) spendAt(ctx context.Context, sid string, at time.Time) (string, float64) {
+	day := at.UTC().Format(time.DateOnly)
+	if day != a.now().UTC().Format(time.DateOnly) {
+		return "", 0
+	}
+	u, err := a.tw.UsageToday(ctx, sid)
+	if err == nil && u.Day == day {
+		return day, u.TotalPrice
+	}
+	stored, serr := a.st.Usage(sid, day, day)
+	if serr != nil || len(stored) == 0 {
+		a.log.Warn("spend at a reinstatement not known: spend rules wait for the next UTC day",
+			"subaccount", sid, "err", errors.Join(err, serr))
+		return "", 0
+	}
+	return day, stored[0].TotalPrice
+}
+
+// reactivatedAt returns when a subaccount that sentinel knew suspended
+// since `since` was reactivated: Twilio's date_updated of the account
+// (updated), which is the reactivation unless something else changed the
+// account after it, such as a rename (?), kept between since and now.
+// Without it, the reactivation is placed at now: nothing sent before is
+// judged.
+func reactivatedAt(updated, since, now time.Time) time.Time {
+	switch {
+	case updated.IsZero() || updated.After(now):
+		return now
+	case updated.Before(since):
+		return since
+	}
+	return updated
 }
 
 // syncStatus reconciles the breaker with the account status the poller
@@ -160,6 +201,7 @@ func (a *Actor) syncStatus(ctx context.Context, acct *store.Account, br store.Br
 		}
 		if live.Status != acct.Status {
 			// The store was behind (or ahead of) Twilio; trust Twilio.
+			// A reactivation seen only now is judged at the next sync.
 			if err := a.st.SetAccountStatus(acct.SID, live.Status, now); err != nil {
 				return br, fmt.Errorf("set status of %s: %w", acct.SID, err)
 			}
@@ -169,8 +211,7 @@ func (a *Actor) syncStatus(ctx context.Context, acct *store.Account, br store.Br
 			}
 			return br, nil
 		}
-		switch {
-		case acct.Status == statusSuspended:
+		if acct.Status == statusSuspended {
 			nb := br
 			nb.State, nb.Since = StateExternalSuspended, now
 			if err := a.transition(acct.SID, br, nb, rec("suspended outside sentinel")); err != nil {
@@ -179,28 +220,25 @@ func (a *Actor) syncStatus(ctx context.Context, acct *store.Account, br store.Br
 			a.tell(ctx, slack.KindManualSuspended, *acct, ActorOutside,
 				"suspended outside sentinel: sentinel stops judging it until it is active again", now)
 			return nb, nil
-		case state == StateOpen:
-			// Reactivated in the console while sentinel held it suspended:
-			// a person decided, so it is a reinstatement, on probation.
-			r := rec("reactivated outside sentinel while suspended by sentinel")
-			r.Action = ActionReinstate
-			if err := a.enterProbation(ctx, *acct, br, r); err != nil {
-				return br, err
-			}
-			return a.st.Breaker(acct.SID)
-		default: // external_suspended or twilio_suspended, lifted
-			nb := br
-			nb.State, nb.Since = StateClosed, now
-			if now.Before(br.ProbationUntil) {
-				nb.State = StateProbation // the probation it was on still runs
-			}
-			if err := a.transition(acct.SID, br, nb, rec("active again after a suspension outside sentinel")); err != nil {
-				return br, err
-			}
-			a.tell(ctx, slack.KindReinstated, *acct, ActorOutside,
-				"active again after a suspension outside sentinel: judged normally", now)
-			return nb, nil
 		}
+		// Reactivated outside sentinel (the console, the API, Twilio
+		// support): whoever did it, it is a reinstatement. The evidence
+		// before it was there to be reviewed; windows restart at the
+		// reactivation as Twilio dates it, so that what was sent between
+		// it and now is judged.
+		at := reactivatedAt(live.Updated, br.Since, now)
+		why := map[string]string{
+			StateOpen:              "reactivated outside sentinel while suspended by sentinel",
+			StateExternalSuspended: "reactivated after a suspension outside sentinel",
+			StateTwilioSuspended:   "reactivated after a suspension by Twilio",
+		}[state]
+		r := rec(why)
+		r.Action = ActionReinstate
+		r.Detail = fmt.Sprintf("reactivated at %s (Twilio's date_updated)", at.UTC().Format(time.RFC3339))
+		if err := a.enterProbation(ctx, *acct, br, r, at); err != nil {
+			return br, err
+		}
+		return a.st.Breaker(acct.SID)
 	}
 
 	// Protection follows the current policy set.

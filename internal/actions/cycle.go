@@ -2,6 +2,8 @@ package actions
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"time"
 
 	"sentinel/internal/policy"
@@ -24,6 +26,8 @@ type snapshot struct {
 	states   map[string]map[string]store.RuleState
 	// blind holds the accounts whose blind incident is open.
 	blind map[string]bool
+	// spendDays holds, by account, the days on which a spend rule fired.
+	spendDays map[string]map[string]bool
 
 	fromDay, toDay string // the usage days read
 }
@@ -45,6 +49,9 @@ func (s *snapshot) loadRest(fromDay, toDay string) {
 	s.usage, _ = s.st.AllUsage(fromDay, toDay)
 	s.polls, _ = s.st.AllPollStates("usage")
 	s.states, _ = s.st.AllRuleStates()
+	if s.spendDays, _ = s.st.AllSpendDays(fromDay, toDay); s.spendDays == nil {
+		s.spendDays = map[string]map[string]bool{} // unknown: no day left out
+	}
 	if incs, err := s.st.Incidents(""); err == nil {
 		s.blind = map[string]bool{}
 		for _, inc := range incs {
@@ -73,12 +80,24 @@ func (s *snapshot) maybeBlind(sid string) bool {
 	return s.blind == nil || s.blind[sid]
 }
 
-// gather fills in what evaluating v needs besides its buckets. It runs
-// before the bucket scan: a read inside the scan's fn could wait behind a
-// writer that waits for the scan's own transaction to end.
-func (s *snapshot) gather(v *verdict) error {
+// gather fills in what evaluating v at now needs besides its buckets,
+// reading back as far as from. It runs before the bucket scan: a read
+// inside the scan's fn could wait behind a writer that waits for the
+// scan's own transaction to end.
+func (s *snapshot) gather(v *verdict, from, now time.Time) error {
 	sid := v.acct.SID
 	var err error
+	v.offenceDays = s.spendDays[sid]
+	// A window that starts at a reinstatement starts exactly there: the
+	// part of its first bucket after it is recounted from the raw
+	// messages.
+	if r := v.br.ReinstatedAt.UTC(); !r.IsZero() && r.After(from) && r.Before(now) && !traffic.BucketStart(r).Equal(r) {
+		head, err := s.st.CountRange(sid, r, traffic.CeilBucket(r))
+		if err != nil {
+			return err
+		}
+		v.head = &head
+	}
 	if s.coverage != nil {
 		v.cov = s.coverage[sid]
 	} else if v.cov, err = s.st.Coverage(sid); err != nil {
@@ -120,6 +139,13 @@ type verdict struct {
 	usage     []traffic.Usage
 	usageAsOf time.Time
 	stored    map[string]store.RuleState
+	// head is the bucket from a reinstatement that is not a bucket
+	// boundary to the next one (see policy.Subject.Buckets); nil if none.
+	head        *traffic.Bucket
+	offenceDays map[string]bool
+	// spendFired is set when a spend rule fired on a day not yet marked in
+	// offenceDays: that day is marked after the cycle's scan.
+	spendFired string
 
 	done bool // evaluated
 	// next holds the new rule states when they differ from stored in
@@ -174,9 +200,10 @@ func statesChanged(stored map[string]store.RuleState, next map[string]policy.Sta
 
 // evaluator judges the accounts of one cycle against one policy set.
 type evaluator struct {
-	set  *policy.Set
-	now  time.Time
-	prev map[string]policy.State // scratch, reused for every account
+	set   *policy.Set
+	now   time.Time
+	spend []bool                  // by rule index: a spend signal
+	prev  map[string]policy.State // scratch, reused for every account
 	// evals counts decisions by rule (index in set order) and result, for
 	// sentinel_policy_evaluations_total: one Add per pair and cycle.
 	evals map[evalKey]int
@@ -194,6 +221,14 @@ func (e *evaluator) judge(v *verdict, buckets []traffic.Bucket, examples traffic
 	for k, s := range v.stored {
 		e.prev[k] = policy.State(s)
 	}
+	if v.head != nil {
+		// The scan's buckets are its own: insert the head into a copy.
+		i, _ := slices.BinarySearchFunc(buckets, v.head.Start, func(b traffic.Bucket, t time.Time) int { return b.Start.Compare(t) })
+		buckets = slices.Insert(slices.Clone(buckets), i, *v.head)
+		if examples != nil {
+			examples = withHead(examples, *v.head)
+		}
+	}
 	subj := policy.Subject{
 		Account:      v.acct.SID,
 		Name:         v.acct.FriendlyName,
@@ -205,6 +240,9 @@ func (e *evaluator) judge(v *verdict, buckets []traffic.Bucket, examples traffic
 		UsageAsOf:    v.usageAsOf,
 		ReinstatedAt: v.br.ReinstatedAt,
 		Offences:     v.br.Offences,
+		SpendDay:     v.br.SpendDay,
+		SpendBase:    v.br.SpendBase,
+		OffenceDays:  v.offenceDays,
 	}
 	decs, next := e.set.Evaluate(subj, e.prev, e.now)
 	v.done = true
@@ -214,13 +252,31 @@ func (e *evaluator) judge(v *verdict, buckets []traffic.Bucket, examples traffic
 			v.next[k] = store.RuleState(s)
 		}
 	}
+	today := e.now.UTC().Format(time.DateOnly)
 	for i, d := range decs {
 		e.evals[evalKey{i, d.Result}]++
 		if p := e.prev[d.Rule]; consequential(d, p) {
 			v.decs = append(v.decs, judged{d, p})
 		}
+		if e.spend[i] && d.Result == policy.Firing && !v.offenceDays[today] {
+			v.spendFired = today
+		}
 	}
 	v.usage, v.stored = nil, nil // the snapshot's; not needed any more
+}
+
+// withHead returns examples followed by those of head, the oldest bucket
+// of a window that starts at a reinstatement, which the scan's examples do
+// not know of.
+func withHead(examples traffic.ExampleFunc, head traffic.Bucket) traffic.ExampleFunc {
+	hb := []traffic.Bucket{head}
+	return func(from, to time.Time, n int, keys ...int) []string {
+		out := examples(from, to, n, keys...)
+		if len(out) < n {
+			out = append(out, traffic.Examples(hb, from, to, n-len(out), keys...)...)
+		}
+		return out
+	}
 }
 
 // evaluate judges every account of vs at now: the accounts with buckets in
@@ -231,16 +287,19 @@ func (e *evaluator) judge(v *verdict, buckets []traffic.Bucket, examples traffic
 // error, if any, after judging the accounts the scan did not reach one at
 // a time; it stops early only when ctx is done.
 func (a *Actor) evaluate(ctx context.Context, set *policy.Set, snap *snapshot, vs []*verdict, now time.Time) error {
+	from := traffic.WindowStart(now, set.MaxWindow())
 	bySID := make(map[string]*verdict, len(vs))
 	for _, v := range vs {
-		if v.err = snap.gather(v); v.err == nil {
+		if v.err = snap.gather(v, from, now); v.err == nil {
 			bySID[v.acct.SID] = v
 		}
 	}
 	e := &evaluator{set: set, now: now, prev: map[string]policy.State{}, evals: map[evalKey]int{}}
+	for _, r := range set.Rules() {
+		e.spend = append(e.spend, r.Signal == policy.SignalSpendBudget || r.Signal == policy.SignalSpendSpike)
+	}
 	defer a.countEvaluations(set, e.evals)
 
-	from := traffic.WindowStart(now, set.MaxWindow())
 	plain := set.Cuts(now, time.Time{}) // shared by every account never reinstated
 	cuts := func(sid string) []time.Time {
 		if v := bySID[sid]; v != nil && !v.br.ReinstatedAt.IsZero() {
@@ -288,14 +347,21 @@ func (a *Actor) countEvaluations(set *policy.Set, evals map[evalKey]int) {
 	}
 }
 
-// saveStates stores, in one transaction, the rule states that changed.
+// saveStates stores, in one transaction, the rule states that changed, and
+// marks the days on which a spend rule fired.
 func (a *Actor) saveStates(vs []*verdict) error {
 	changed := map[string]map[string]store.RuleState{}
+	var errs []error
 	for _, v := range vs {
 		if v.next != nil {
 			changed[v.acct.SID] = v.next
 			v.next = nil
 		}
+		if v.spendFired != "" {
+			if err := a.st.MarkSpendDays(v.acct.SID, v.spendFired); err != nil {
+				errs = append(errs, err)
+			}
+		}
 	}
-	return a.st.PutRuleStatesBatch(changed)
+	return errors.Join(append(errs, a.st.PutRuleStatesBatch(changed))...)
 }

@@ -207,7 +207,7 @@ func (e *env) syncAccounts() {
 	e.t.Helper()
 	var accts []store.Account
 	for _, a := range e.fake.Accounts() {
-		accts = append(accts, store.Account{SID: a.SID, FriendlyName: a.FriendlyName, Status: a.Status, Parent: a.Parent})
+		accts = append(accts, store.Account{SID: a.SID, FriendlyName: a.FriendlyName, Status: a.Status, Parent: a.Parent, Updated: a.Updated})
 	}
 	if _, err := e.st.SyncAccounts(accts, e.clock.Now()); err != nil {
 		e.t.Fatal(err)

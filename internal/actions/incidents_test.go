@@ -86,7 +86,12 @@ func TestBlindWhenUnknown(t *testing.T) {
 	if n := e.allPosts(); n != 0 {
 		t.Fatalf("%d POSTs while blind", n)
 	}
-	blind := e.notes.of(slack.KindBlind)
+	var blind []slack.Event
+	for _, ev := range e.notes.of(slack.KindBlind) {
+		if ev.Subaccount == sid {
+			blind = append(blind, ev)
+		}
+	}
 	if len(blind) != 1 || !strings.Contains(blind[0].Detail, "filtered") {
 		t.Fatalf("blind alerts = %+v, want one naming the rule", blind)
 	}

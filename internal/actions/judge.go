@@ -45,8 +45,8 @@ type Summary struct {
 
 // fleet counts what the blast-radius rail needs.
 type fleet struct {
-	active int // subaccounts sentinel could suspend: active, or suspended by sentinel
-	open   int // subaccounts suspended by sentinel now
+	active int // subaccounts sentinel could suspend: active, or suspended by sentinel itself
+	open   int // subaccounts sentinel itself suspended, open now (a person's suspensions are not counted)
 }
 
 // Judge runs one evaluation and action cycle over every account in the
@@ -115,16 +115,22 @@ func (a *Actor) Judge(ctx context.Context) (Summary, error) {
 		signals[r.Name] = r.Signal
 	}
 	var cands []candidate
+	var blind []slack.Event
 	for _, v := range vs {
 		if err := ctx.Err(); err != nil {
 			return cancelled(err)
 		}
-		cs, err := a.judgeAccount(ctx, snap, v, signals, now, &sum)
+		cs, ev, err := a.judgeAccount(ctx, snap, v, signals, now, &sum)
 		if err != nil {
 			errs = append(errs, err)
 		}
 		cands = append(cands, cs...)
+		if ev != nil {
+			blind = append(blind, *ev)
+		}
 	}
+	a.m.blind.Set(float64(len(sum.Blind)))
+	a.tellBlind(ctx, blind, sum.Accounts, now)
 	if err := a.enforce(ctx, set, cands, fl, &sum); err != nil {
 		errs = append(errs, err)
 	}
@@ -149,10 +155,11 @@ func (a *Actor) syncAccount(ctx context.Context, set *policy.Set, snap *snapshot
 	state := stateOf(br)
 	a.m.breakers.set(sid, state)
 	if !acct.Parent && acct.Status != statusClosed && state != StateAccountClosed {
-		if state == StateOpen {
+		automatic := state == StateOpen && !br.Manual
+		if automatic {
 			fl.open++
 		}
-		if acct.Status == statusActive || state == StateOpen {
+		if (acct.Status == statusActive && !suspendedState(state)) || automatic {
 			fl.active++
 		}
 	}
@@ -165,20 +172,21 @@ func (a *Actor) syncAccount(ctx context.Context, set *policy.Set, snap *snapshot
 }
 
 // judgeAccount handles the incidents of one evaluated account. It returns
-// the account's suspension candidates.
-func (a *Actor) judgeAccount(ctx context.Context, snap *snapshot, v *verdict, signals map[string]string, now time.Time, sum *Summary) ([]candidate, error) {
+// the account's suspension candidates, and the blind alert to send for it,
+// if any (see tellBlind).
+func (a *Actor) judgeAccount(ctx context.Context, snap *snapshot, v *verdict, signals map[string]string, now time.Time, sum *Summary) ([]candidate, *slack.Event, error) {
 	if v.err != nil {
-		return nil, v.err
+		return nil, nil, v.err
 	}
 	if !v.done {
-		return nil, nil
+		return nil, nil, nil
 	}
 	sum.Accounts++
 	acct := *v.acct
 	stale := v.cov.Until.Before(now.Add(-a.cfg.MaxStaleness))
 	var errs []error
 	var cands []candidate
-	var blind []string
+	var rules []string // suspension rules sentinel cannot judge on fresh data
 	for _, j := range v.decs {
 		d, p := j.d, j.prev
 		inc, err := a.track(ctx, acct, d, signals[d.Rule], now)
@@ -194,9 +202,9 @@ func (a *Actor) judgeAccount(ctx context.Context, snap *snapshot, v *verdict, si
 		}
 		switch {
 		case d.Result == policy.Firing && stale:
-			blind = append(blind, fmt.Sprintf("%s is firing", d.Rule))
+			rules = append(rules, fmt.Sprintf("%s is firing", d.Rule))
 		case d.Result == policy.Unknown && (p.Firing || p.Consecutive > 0):
-			blind = append(blind, fmt.Sprintf("%s was over its threshold and is now unknown: %s", d.Rule, d.Evidence.Reason))
+			rules = append(rules, fmt.Sprintf("%s was over its threshold and is now unknown: %s", d.Rule, d.Evidence.Reason))
 		}
 		if d.Result == policy.Firing {
 			cands = append(cands, candidate{acct: acct, br: v.br, dec: d, inc: inc, stale: stale,
@@ -204,15 +212,22 @@ func (a *Actor) judgeAccount(ctx context.Context, snap *snapshot, v *verdict, si
 		}
 	}
 	v.decs = nil
-	if len(blind) > 0 || snap.maybeBlind(acct.SID) {
-		if err := a.blindAlert(ctx, acct, blind, v.cov, now); err != nil {
+	// Stale data is blindness whether or not a rule was near its threshold:
+	// a subaccount that sentinel cannot read could be doing anything. A
+	// subaccount seen for the first time gets the staleness bound to be
+	// read once.
+	blind := len(rules) > 0 || (stale && now.Sub(acct.FirstSeen) > a.cfg.MaxStaleness)
+	var ev *slack.Event
+	if blind || snap.maybeBlind(acct.SID) {
+		var err error
+		if ev, err = a.blindAlert(acct, blind, rules, v.cov, now); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if len(blind) > 0 {
+	if blind {
 		sum.Blind = append(sum.Blind, acct.SID)
 	}
-	return cands, errors.Join(errs...)
+	return cands, ev, errors.Join(errs...)
 }
 
 // track opens, reminds and resolves the incident of one decision and
@@ -253,47 +268,85 @@ func (a *Actor) track(ctx context.Context, acct store.Account, d policy.Decision
 	return inc, nil
 }
 
-// blindAlert tells, at most once per reminder period, that sentinel cannot
-// judge an account's suspension rules on fresh data, and closes the blind
-// incident silently once it can again.
-func (a *Actor) blindAlert(ctx context.Context, acct store.Account, why []string, cov traffic.Coverage, now time.Time) error {
+// blindAlert keeps an account's blind incident: opened when sentinel
+// cannot judge the account on fresh data, closed (silently) when it can
+// again. It returns the alert to send: one when the incident opens, and a
+// reminder each reminder period while a suspension rule that was over its
+// threshold cannot be judged (rules); staleness alone is told once.
+func (a *Actor) blindAlert(acct store.Account, blind bool, rules []string, cov traffic.Coverage, now time.Time) (*slack.Event, error) {
 	inc, err := a.st.Incident(acct.SID, blindRule)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return err
+		return nil, err
 	}
 	open := err == nil && inc.State == incidentFiring
-	if len(why) == 0 {
+	if !blind {
 		if open {
 			inc.State, inc.Resolved = incidentResolved, now
-			return a.st.PutIncident(inc)
+			return nil, a.st.PutIncident(inc)
 		}
-		return nil
+		return nil, nil
 	}
-	if open && now.Sub(inc.LastNotified) < a.cfg.Reminder {
-		return nil
+	if open && (len(rules) == 0 || now.Sub(inc.LastNotified) < a.cfg.Reminder) {
+		return nil, nil
 	}
 	if !open {
 		inc = store.Incident{Subaccount: acct.SID, Rule: blindRule, Opened: now, State: incidentFiring}
 	}
 	inc.LastNotified = now
 	if err := a.st.PutIncident(inc); err != nil {
-		return err
+		return nil, err
 	}
-	covered := "the message log has not been read yet"
+	covered := "its message log has not been read yet"
 	if !cov.Until.IsZero() {
-		covered = fmt.Sprintf("the message log is known complete only until %s (%s ago)",
+		covered = fmt.Sprintf("its message log is known complete only until %s (%s ago)",
 			cov.Until.UTC().Format(time.RFC3339), now.Sub(cov.Until).Round(time.Second))
 	}
-	a.notify(ctx, slack.Event{
+	detail := covered
+	if len(rules) > 0 {
+		detail += "; " + strings.Join(rules, "; ")
+	}
+	return &slack.Event{
 		Kind:       slack.KindBlind,
 		Severity:   slack.SeverityWarning,
 		Subaccount: acct.SID,
 		Name:       acct.FriendlyName,
 		Action:     "not suspending on stale data",
-		Detail:     covered + "; " + strings.Join(why, "; "),
+		Detail:     detail,
 		At:         now,
+	}, nil
+}
+
+// foldBlind returns how many blind alerts one cycle sends one by one; past
+// it they are folded into one: many subaccounts going blind together is
+// Twilio, the network or sentinel itself, and one alert says so better
+// than hundreds.
+func foldBlind(judged int) int { return max(3, judged/10) }
+
+// tellBlind sends a cycle's blind alerts (see foldBlind).
+func (a *Actor) tellBlind(ctx context.Context, evs []slack.Event, judged int, now time.Time) {
+	if len(evs) <= foldBlind(judged) {
+		for _, ev := range evs {
+			a.notify(ctx, ev)
+		}
+		return
+	}
+	names := make([]string, 0, 10)
+	for _, ev := range evs[:min(len(evs), 10)] {
+		names = append(names, ev.Subaccount)
+	}
+	more := ""
+	if len(evs) > len(names) {
+		more = fmt.Sprintf(" and %d more", len(evs)-len(names))
+	}
+	a.notify(ctx, slack.Event{
+		Kind:     slack.KindBlind,
+		Severity: slack.SeverityCritical,
+		Action:   "not suspending on stale data",
+		Detail: fmt.Sprintf("%d of %d subaccounts went blind at once: their message logs could not be read completely "+
+			"within -max-staleness. That is usually Twilio, the network or sentinel itself (see sentinel_poll_failures_total "+
+			"and the log), not the subaccounts. Blind: %s%s", len(evs), judged, strings.Join(names, ", "), more),
+		At: now,
 	})
-	return nil
 }
 
 // decisionEvent fills an event from a decision's evidence.

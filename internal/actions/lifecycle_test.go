@@ -147,7 +147,8 @@ func TestReinstateProbation(t *testing.T) {
 	}
 	b := e.breaker(sid)
 	want := store.Breaker{State: actions.StateProbation, Since: reinstatedAt, ReinstatedAt: reinstatedAt,
-		Offences: 1, ProbationUntil: reinstatedAt.Add(24 * time.Hour)}
+		Offences: 1, ProbationUntil: reinstatedAt.Add(24 * time.Hour),
+		SpendDay: reinstatedAt.Format(time.DateOnly)} // and no spend yet
 	if diff := cmp.Diff(want, b); diff != "" {
 		t.Errorf("breaker (-want +got):\n%s", diff)
 	}

@@ -79,7 +79,10 @@ func (a *Actor) reinstated(ctx context.Context, o order, intent store.AuditRecor
 		br = o.br
 	}
 	out := outcomeOf(intent, a.now(), OutcomeOK, intent.Detail)
-	if err := a.enterProbation(ctx, o.acct, br, out); err != nil {
+	// The account was suspended until the request went out: the intent's
+	// time is the earliest it can have been reactivated, so nothing sent
+	// after the reactivation is left out of the windows.
+	if err := a.enterProbation(ctx, o.acct, br, out, intent.At); err != nil {
 		return fmt.Errorf("reinstate %s: %w", o.acct.SID, err)
 	}
 	a.m.reinstatements.Inc()

@@ -23,6 +23,7 @@ type metrics struct {
 	blocked        *prometheus.CounterVec
 	evaluations    *prometheus.CounterVec
 	refusals       *prometheus.CounterVec
+	blind          prometheus.Gauge
 	breakers       *breakerCollector
 }
 
@@ -48,6 +49,10 @@ func newMetrics(reg prometheus.Registerer, noSubaccount bool) (*metrics, error) 
 			Name: "sentinel_twilio_refusals_total",
 			Help: "Account status updates Twilio refused, by Twilio error code.",
 		}, []string{"code"}),
+		blind: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sentinel_blind_subaccounts",
+			Help: "Subaccounts sentinel could not judge on fresh data at the last cycle: their message log is older than -max-staleness, or a suspension rule that was over its threshold is unknown.",
+		}),
 		breakers: &breakerCollector{noSubaccount: noSubaccount, state: map[string]string{}},
 	}
 	for _, mode := range []string{"enforce", "dry_run"} {
@@ -66,7 +71,7 @@ func newMetrics(reg prometheus.Registerer, noSubaccount bool) (*metrics, error) 
 			"1 for the current breaker state of each subaccount.", []string{"subaccount", "state"}, nil)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.suspensions, m.reinstatements, m.blocked, m.evaluations, m.refusals, m.breakers} {
+		for _, c := range []prometheus.Collector{m.suspensions, m.reinstatements, m.blocked, m.evaluations, m.refusals, m.blind, m.breakers} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -222,6 +222,10 @@ func (a *Actor) enforce(ctx context.Context, set *policy.Set, cands []candidate,
 	}
 
 	if len(blocked) > 0 {
+		tripped := map[string]bool{}
+		for i := range cands {
+			tripped[cands[i].acct.SID] = true
+		}
 		sum.Systemic = true
 		a.notify(ctx, slack.Event{
 			Kind:     slack.KindSystemic,
@@ -230,7 +234,7 @@ func (a *Actor) enforce(ctx context.Context, set *policy.Set, cands []candidate,
 			Detail: fmt.Sprintf("%d subaccounts tripped suspension rules in one cycle; the safety rails allow %d per hour "+
 				"and %d of %d active subaccounts suspended at once. Many subaccounts at once usually means a carrier "+
 				"or Twilio incident, not many customers misbehaving: check before suspending by hand. Blocked: %s",
-				len(cands), a.cfg.MaxPerHour, maxOpen, fl.active, strings.Join(blocked, ", ")),
+				len(tripped), a.cfg.MaxPerHour, maxOpen, fl.active, strings.Join(blocked, ", ")),
 			At: now,
 		})
 		a.log.Error("blast-radius limit reached", "action", "suspend", "blocked", len(blocked), "suspended", suspended)
@@ -436,7 +440,13 @@ func (a *Actor) suspended(ctx context.Context, o order, intent store.AuditRecord
 		br = o.br
 	}
 	out := outcomeOf(intent, now, OutcomeOK, intent.Detail)
-	nb := store.Breaker{State: StateOpen, Since: now, ReinstatedAt: br.ReinstatedAt, Offences: br.Offences + 1}
+	manual := intent.Actor != ActorSentinel
+	// Only sentinel's own suspensions are offences (they lengthen the next
+	// probation) and count against its blast radius; a person's is neither.
+	nb := store.Breaker{State: StateOpen, Since: now, ReinstatedAt: br.ReinstatedAt, Offences: br.Offences, Manual: manual}
+	if !manual {
+		nb.Offences++
+	}
 	if stateOf(br) == StateOpen {
 		// Already recorded (a reconciliation of a completed suspension).
 		if _, err := a.st.AppendAudit(out); err != nil {
@@ -454,7 +464,6 @@ func (a *Actor) suspended(ctx context.Context, o order, intent store.AuditRecord
 	if err := a.markIncidents(sid, incidentSuspended, now); err != nil {
 		errs = append(errs, err)
 	}
-	manual := intent.Actor != ActorSentinel
 	actorLabel := "sentinel"
 	if manual {
 		actorLabel = "manual"

@@ -243,7 +243,7 @@ func TestCuts(t *testing.T) {
 		want       []time.Time
 	}{
 		{"never reinstated", time.Time{}, []time.Time{at(2, 9, 35), at(1, 10, 35), now}},
-		{"reinstated inside the day", at(2, 7, 31), []time.Time{at(2, 9, 35), at(2, 7, 35), now}},
+		{"reinstated inside the day", at(2, 7, 31), []time.Time{at(2, 9, 35), at(2, 7, 31), now}},
 		{"reinstated inside the hour", at(2, 10, 0), []time.Time{at(2, 10, 0), at(2, 10, 0), now}},
 	}
 	for _, tc := range tests {

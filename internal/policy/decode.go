@@ -289,3 +289,30 @@ func (d *decoder) sequence(n *yaml.Node, path string) ([]item, bool) {
 	d.errorf(n, path, "want a list, got %s", describe(n))
 	return nil, false
 }
+
+// FormatDuration writes d the way policy files do: days, hours, minutes
+// and seconds, leaving out what is zero ("7d", "1d12h", "90s" reads
+// "1m30s"); "0s" for zero.
+func FormatDuration(d time.Duration) string {
+	if d == 0 {
+		return "0s"
+	}
+	var b strings.Builder
+	if d < 0 {
+		b.WriteByte('-')
+		d = -d
+	}
+	for _, u := range []struct {
+		unit time.Duration
+		name string
+	}{{24 * time.Hour, "d"}, {time.Hour, "h"}, {time.Minute, "m"}, {time.Second, "s"}} {
+		if n := d / u.unit; n > 0 {
+			fmt.Fprintf(&b, "%d%s", n, u.name)
+			d -= n * u.unit
+		}
+	}
+	if d > 0 {
+		b.WriteString(d.String()) // below a second
+	}
+	return b.String()
+}

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"sentinel/internal/traffic"
@@ -18,7 +19,12 @@ type Subject struct {
 	// Buckets that start at or after now are ignored. They may be wider
 	// than traffic.BucketWidth (store.HourBuckets) as long as none
 	// straddles a time of Set.Cuts: a window with a bucket across its start
-	// cannot be summed exactly, and its rules are Unknown.
+	// cannot be summed exactly, and its rules are Unknown. When
+	// ReinstatedAt is not a bucket boundary and lies within MaxWindow,
+	// windows start exactly there: Buckets must then hold the head bucket
+	// [ReinstatedAt, CeilBucket(ReinstatedAt)) recounted from the raw
+	// messages (store.CountRange), after the bucket that holds
+	// ReinstatedAt, which no window counts any more.
 	Buckets []traffic.Bucket
 	// Examples, when set, supplies the evidence's example SIDs in place of
 	// the buckets' samples: store.ScanHourBuckets leaves samples out and
@@ -31,10 +37,21 @@ type Subject struct {
 	Usage []traffic.Usage
 	// UsageAsOf is when usage was last read successfully; zero = never.
 	UsageAsOf time.Time
-	// ReinstatedAt is the last reinstatement by a person; zero = never.
+	// ReinstatedAt is the last reactivation, by anyone; zero = never.
 	ReinstatedAt time.Time
 	// Offences is how many times sentinel has suspended the account.
 	Offences int
+	// SpendDay and SpendBase are the UTC day of the last reinstatement and
+	// the account's spend that day as known at the reinstatement: on that
+	// day, spend rules judge the spend less SpendBase. SpendDay is empty
+	// when the spend at the reinstatement is not known; spend rules then
+	// skip the rest of a reinstatement's day.
+	SpendDay  string
+	SpendBase float64
+	// OffenceDays are the UTC days ("2006-01-02") on which a spend rule
+	// fired for the account: spend_spike's baseline leaves them out, so
+	// that an offence does not raise its own bar.
+	OffenceDays map[string]bool
 }
 
 // State is what a rule remembers about one account between evaluations.
@@ -244,13 +261,14 @@ func (e *evaluation) prepare() {
 }
 
 // windowFrom returns the first bucket start of a message window at now:
-// never before the reinstatement, whose traffic a person has reviewed.
+// never before the reinstatement, whose traffic a person has reviewed, and
+// exactly at it when it is later than the window's own start, so that
+// traffic sent a second after a reinstatement counts (from the head bucket
+// that starts there; see Subject.Buckets).
 func windowFrom(now time.Time, window time.Duration, reinstatedAt time.Time) time.Time {
 	from := traffic.WindowStart(now, window)
-	if !reinstatedAt.IsZero() {
-		if r := traffic.CeilBucket(reinstatedAt); from.Before(r) {
-			from = r
-		}
+	if r := reinstatedAt.UTC(); !reinstatedAt.IsZero() && from.Before(r) {
+		from = r
 	}
 	return from
 }
@@ -355,11 +373,12 @@ func (e *evaluation) rule(r *rule, st State) (d Decision, _ State, keep bool) {
 		switch res {
 		case Skipped:
 			return skip(reason)
-		case Unknown, Insufficient:
+		case Unknown:
 			d.Result, ev.Reason = res, reason
-			if res == Unknown {
-				return d, st, true
-			}
+			st.Consecutive = 0 // `for` counts consecutive judgements
+			return d, st, true
+		case Insufficient:
+			d.Result, ev.Reason = res, reason
 			st.Consecutive, st.LastValue, st.LastEval = 0, ev.Value, e.now
 			return d, st, true
 		}
@@ -367,12 +386,16 @@ func (e *evaluation) rule(r *rule, st State) (d Decision, _ State, keep bool) {
 		k := r.win
 		ev.From, ev.To = e.froms[k], e.now
 		if !e.covered[k] {
+			// A gap breaks a streak, as a missing series resets a
+			// Prometheus alert's `for`; a firing rule stays firing.
 			d.Result, ev.Reason = Unknown, e.gapReason(ev.From)
+			st.Consecutive = 0
 			return d, st, true
 		}
 		if j := e.coarse[k]; j >= 0 {
 			bk := &subj.Buckets[j]
 			d.Result = Unknown
+			st.Consecutive = 0
 			ev.Reason = fmt.Sprintf("the bucket [%s, %s) straddles the window [%s, %s): buckets must be read split at the set's cuts",
 				bk.Start.UTC().Format(time.RFC3339), bk.End().UTC().Format(time.RFC3339),
 				ev.From.UTC().Format(time.RFC3339), e.now.UTC().Format(time.RFC3339))
@@ -455,11 +478,17 @@ func (e *evaluation) spend(r *rule, l limits, ev *Evidence) (num, den float64, r
 	subj, now := e.subj, e.now.UTC()
 	midnight := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
 	ev.From, ev.To = midnight, e.now
+	// Days compared as bytes formatted on the stack: no allocation per call.
+	var todayBuf, firstBuf [len(time.DateOnly)]byte
+	today := midnight.AppendFormat(todayBuf[:0], time.DateOnly)
+	reinstatedToday := !subj.ReinstatedAt.IsZero() && !subj.ReinstatedAt.Before(midnight)
 	switch {
 	case r.Signal == SignalSpendBudget && l.budget <= 0:
 		return 0, 0, Skipped, "no budget configured for this account"
-	case !subj.ReinstatedAt.IsZero() && !subj.ReinstatedAt.Before(midnight):
-		return 0, 0, Skipped, fmt.Sprintf("reinstated today at %s: daily usage cannot be split at the reinstatement",
+	case reinstatedToday && subj.SpendDay != string(today):
+		// Without a snapshot of the spend at the reinstatement, today's
+		// spend cannot be split at it.
+		return 0, 0, Skipped, fmt.Sprintf("reinstated today at %s, and today's spend at the reinstatement is not known",
 			subj.ReinstatedAt.UTC().Format("15:04"))
 	case subj.UsageAsOf.IsZero():
 		return 0, 0, Unknown, "usage has never been read"
@@ -467,15 +496,27 @@ func (e *evaluation) spend(r *rule, l limits, ev *Evidence) (num, den float64, r
 		return 0, 0, Unknown, fmt.Sprintf("usage last read at %s, more than %v ago",
 			subj.UsageAsOf.UTC().Format(time.RFC3339), e.s.settings.UsageStaleness)
 	}
-	// Days compared as bytes formatted on the stack: no allocation per call.
-	var todayBuf, firstBuf [len(time.DateOnly)]byte
-	today := midnight.AppendFormat(todayBuf[:0], time.DateOnly)
+	first := midnight.AddDate(0, 0, -r.Days).AppendFormat(firstBuf[:0], time.DateOnly)
 	var spend float64
 	for i := len(subj.Usage) - 1; i >= 0; i-- {
-		if subj.Usage[i].Day == string(today) {
-			spend = subj.Usage[i].TotalPrice
+		u := &subj.Usage[i]
+		if u.Day < string(first) {
 			break
 		}
+		if r.Signal == SignalSpendBudget && u.Day != string(today) {
+			continue
+		}
+		if u.Currency != "" && !strings.EqualFold(u.Currency, e.s.settings.Currency) {
+			return 0, 0, Unknown, fmt.Sprintf("cannot judge spend: currency %s (the policies' amounts are in %s)",
+				u.Currency, e.s.settings.Currency)
+		}
+		if u.Day == string(today) {
+			spend = u.TotalPrice
+		}
+	}
+	if subj.SpendDay == string(today) {
+		// Only what was spent since the reinstatement counts.
+		spend = max(spend-subj.SpendBase, 0)
 	}
 	ev.Numerator = spend
 	if r.Signal == SignalSpendBudget {
@@ -483,17 +524,25 @@ func (e *evaluation) spend(r *rule, l limits, ev *Evidence) (num, den float64, r
 		return spend, l.budget, OK, ""
 	}
 
-	first := midnight.AddDate(0, 0, -r.Days).AppendFormat(firstBuf[:0], time.DateOnly)
 	if len(subj.Usage) == 0 || subj.Usage[0].Day > string(first) {
 		return 0, 0, Insufficient, fmt.Sprintf("usage history does not reach back to %s", first)
 	}
 	var total float64
+	days := 0
+	for d := midnight.AddDate(0, 0, -r.Days); d.Before(midnight); d = d.AddDate(0, 0, 1) {
+		if !subj.OffenceDays[d.Format(time.DateOnly)] {
+			days++
+		}
+	}
+	if days == 0 {
+		return 0, 0, Insufficient, fmt.Sprintf("a spend rule fired on every one of the %d days before today: no baseline", r.Days)
+	}
 	for _, u := range subj.Usage {
-		if u.Day >= string(first) && u.Day < string(today) {
+		if u.Day >= string(first) && u.Day < string(today) && !subj.OffenceDays[u.Day] {
 			total += u.TotalPrice // days without a record spent nothing
 		}
 	}
-	mean := max(total/float64(r.Days), minTrailingMean)
+	mean := max(total/float64(days), minTrailingMean)
 	ev.Denominator, ev.Value = mean, spend/mean
 	if spend < l.minVolume {
 		return 0, 0, Insufficient, fmt.Sprintf("$%.2f spent today, below the $%.2f minimum", spend, l.minVolume)

@@ -117,8 +117,9 @@ func TestEvaluateSequence(t *testing.T) {
 	}
 }
 
-// TestEvaluateUnknownKeepsState: a coverage gap neither trips nor resolves;
-// the state comes back exactly as it went in.
+// TestEvaluateUnknownKeepsState: a coverage gap neither trips nor resolves,
+// and breaks a streak: `for` counts consecutive judgements, as a missing
+// series resets a Prometheus alert's `for`. A firing rule stays firing.
 func TestEvaluateUnknownKeepsState(t *testing.T) {
 	set := mustSet(t, filteringDoc)
 	now := t0
@@ -141,8 +142,10 @@ func TestEvaluateUnknownKeepsState(t *testing.T) {
 			if d.Result != Unknown || d.Fired || d.Evidence.Reason == "" {
 				t.Errorf("got %s fired=%t reason %q, want unknown with a reason", d.Result, d.Fired, d.Evidence.Reason)
 			}
-			if diff := cmp.Diff(tc.prev, next["filtering"]); diff != "" {
-				t.Errorf("state changed on unknown (-want +got):\n%s", diff)
+			want := tc.prev
+			want.Consecutive = 0
+			if diff := cmp.Diff(want, next["filtering"]); diff != "" {
+				t.Errorf("state on unknown (-want +got):\n%s", diff)
 			}
 		})
 	}
@@ -235,14 +238,19 @@ func sampleCode(b []traffic.Bucket, sid string) int {
 func TestEvaluateReinstatement(t *testing.T) {
 	set := mustSet(t, filteringDoc)
 	b := mustBuckets(t, t0, series{From: hours(-2), To: hours(2), Finished: 100, Errors: map[int]int{30007: 10}})
-	reinstated := t0.Add(-32 * time.Minute) // 09:28 -> the window starts 09:30
+	reinstated := t0.Add(-32 * time.Minute) // 09:28: the window starts there
 	prev := map[string]State{"filtering": {Consecutive: 5, Firing: true, Since: t0.Add(-time.Hour), LastEval: t0.Add(-35 * time.Minute)}}
 	subj := Subject{Account: sidA, Buckets: b, Coverage: traffic.Coverage{From: t0.Add(-3 * time.Hour), Until: t0},
 		ReinstatedAt: reinstated, Offences: 1}
 	ds, next := set.Evaluate(subj, prev, t0)
 	d := decisionFor(t, ds, "filtering")
-	if want := t0.Add(-30 * time.Minute); !d.Evidence.From.Equal(want) {
-		t.Errorf("window starts %v, want %v (the bucket after the reinstatement)", d.Evidence.From, want)
+	if !d.Evidence.From.Equal(reinstated) {
+		t.Errorf("window starts %v, want %v (the reinstatement itself)", d.Evidence.From, reinstated)
+	}
+	// The bucket that holds the reinstatement (09:25) is not counted: only
+	// the buckets from 09:30 are, 6 of them (no head bucket was given).
+	if d.Evidence.Denominator != 600 {
+		t.Errorf("denominator %g, want 600", d.Evidence.Denominator)
 	}
 	// The firing state predates the reinstatement: the rule starts afresh and,
 	// on probation, fires again on its first evaluation over the threshold.

@@ -149,6 +149,7 @@ type setting struct {
 	line           int
 	dur            time.Duration
 	num            float64
+	str            string
 }
 
 // File is one parsed policy file. Its list references are resolved, and its
@@ -252,6 +253,9 @@ func locateSyntaxError(data []byte, line int, msg string) int {
 	return line
 }
 
+// currencyRE matches an ISO 4217 currency code, in either case.
+var currencyRE = regexp.MustCompile(`^[A-Za-z]{3}$`)
+
 // yamlError splits a yaml syntax error into its line and message.
 func yamlError(err error) (int, string) {
 	msg := err.Error()
@@ -264,9 +268,18 @@ func yamlError(err error) (int, string) {
 }
 
 func (d *decoder) settings(f *File, n *yaml.Node) {
-	m := d.fields(n, "settings", "staleness", "usage_staleness", "probation")
+	m := d.fields(n, "settings", "staleness", "usage_staleness", "probation", "currency")
 	add := func(key string, v *yaml.Node, dur time.Duration, num float64) {
 		f.settings = append(f.settings, setting{key: key, file: d.file, raw: v.Value, line: v.Line, dur: dur, num: num})
+	}
+	if v := m["currency"]; v != nil {
+		if c, ok := d.str(v, "settings.currency"); ok {
+			if !currencyRE.MatchString(c) {
+				d.errorf(v, "settings.currency", "%q is not a currency code: want three letters, such as USD or EUR", c)
+			} else {
+				f.settings = append(f.settings, setting{key: "settings.currency", file: d.file, raw: v.Value, line: v.Line, str: strings.ToUpper(c)})
+			}
+		}
 	}
 	for _, key := range []string{"staleness", "usage_staleness"} {
 		if v := m[key]; v != nil {

@@ -39,6 +39,10 @@ type ReloaderConfig struct {
 	OnReload func(*Set, error)
 	// Now is the clock for the last-success metric; nil means time.Now.
 	Now func() time.Time
+	// Validate, when set, checks a loaded Set against what the daemon can
+	// do (Set.FitsRetention): a Set it rejects is rejected like an invalid
+	// one, at start-up and on reload.
+	Validate func(*Set) error
 }
 
 // Reloader keeps the current policy Set, replacing it atomically when the
@@ -91,7 +95,7 @@ func NewReloader(cfg ReloaderConfig) (*Reloader, error) {
 		}
 	}
 	hash, _ := dirHash(cfg.Dir)
-	set, err := Load(cfg.Dir)
+	set, err := r.load()
 	if err != nil {
 		r.reloads.WithLabelValues("error").Inc()
 		return nil, err
@@ -136,7 +140,7 @@ func (r *Reloader) reload(force bool) bool {
 		return false
 	}
 	r.lastHash = hash
-	set, err := Load(r.cfg.Dir)
+	set, err := r.load()
 	if err != nil {
 		r.reloads.WithLabelValues("error").Inc()
 		r.cfg.Logger.Error("policy reload rejected; the previous policies stay in force", "dir", r.cfg.Dir, "err", err)
@@ -148,6 +152,18 @@ func (r *Reloader) reload(force bool) bool {
 		r.cfg.OnReload(set, err)
 	}
 	return true
+}
+
+// load loads and validates the directory.
+func (r *Reloader) load() (*Set, error) {
+	set, err := Load(r.cfg.Dir)
+	if err == nil && r.cfg.Validate != nil {
+		err = r.cfg.Validate(set)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return set, nil
 }
 
 func (r *Reloader) store(set *Set) {

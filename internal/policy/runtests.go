@@ -53,6 +53,13 @@ type testSubject struct {
 	Parent       bool    `yaml:"parent"`
 	ReinstatedAt *offset `yaml:"reinstated_at"` // seen from evaluations at or after it
 	Offences     int     `yaml:"offences"`
+	// SpendAtReinstatement is the day's spend known at the reinstatement
+	// (the snapshot sentinel takes); without it, spend rules skip the rest
+	// of a reinstatement's day.
+	SpendAtReinstatement *float64 `yaml:"spend_at_reinstatement"`
+	// OffenceDays are days (0 = start's UTC day, -1 the day before) on
+	// which a spend rule fired: spend_spike's baseline leaves them out.
+	OffenceDays []int `yaml:"offence_days"`
 }
 
 // series is traffic repeated in every 5-minute bucket of [from, to).
@@ -74,8 +81,9 @@ type series struct {
 }
 
 type usage struct {
-	Day   int     `yaml:"day"` // 0 = start's UTC day, -1 the day before
-	Spend float64 `yaml:"spend"`
+	Day      int     `yaml:"day"` // 0 = start's UTC day, -1 the day before
+	Spend    float64 `yaml:"spend"`
+	Currency string  `yaml:"currency"` // default: the policies' own
 	At    *offset `yaml:"at"` // known from this offset on; default always
 }
 
@@ -305,10 +313,20 @@ func (tc testCase) subject(start, now time.Time, buckets []traffic.Bucket) (Subj
 			s.Coverage.Until = start.Add(time.Duration(*c.Until))
 		}
 	}
+	day0 := start.Truncate(24 * time.Hour)
 	if r := tc.Subject.ReinstatedAt; r != nil {
 		if at := start.Add(time.Duration(*r)); !at.After(now) {
 			s.ReinstatedAt = at
+			if b := tc.Subject.SpendAtReinstatement; b != nil {
+				s.SpendDay, s.SpendBase = at.UTC().Format(time.DateOnly), *b
+			}
 		}
+	}
+	for _, d := range tc.Subject.OffenceDays {
+		if s.OffenceDays == nil {
+			s.OffenceDays = map[string]bool{}
+		}
+		s.OffenceDays[day0.AddDate(0, 0, d).Format(time.DateOnly)] = true
 	}
 	switch tc.UsageAsOf {
 	case "":
@@ -337,11 +355,11 @@ func (tc testCase) subject(start, now time.Time, buckets []traffic.Bucket) (Subj
 		order = append(order, day)
 	}
 	sort.Ints(order)
-	day0 := start.Truncate(24 * time.Hour)
 	for _, day := range order {
 		s.Usage = append(s.Usage, traffic.Usage{
 			Day:        day0.AddDate(0, 0, day).Format(time.DateOnly),
 			TotalPrice: days[day].Spend,
+			Currency:   days[day].Currency,
 			AsOf:       s.UsageAsOf,
 		})
 	}

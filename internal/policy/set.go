@@ -67,6 +67,9 @@ type Settings struct {
 	// Unknown. Default 1h: Twilio's usage records lag by minutes.
 	UsageStaleness time.Duration
 	Probation      Probation
+	// Currency is the ISO 4217 code that budgets and spend minimums are in;
+	// spend billed in another currency is not judged. Default "USD".
+	Currency string
 }
 
 // DefaultSettings returns the settings used for whatever no file sets.
@@ -75,6 +78,7 @@ func DefaultSettings() Settings {
 		Staleness:      15 * time.Minute,
 		UsageStaleness: time.Hour,
 		Probation:      Probation{Duration: 24 * time.Hour, Factor: 0.5, Cap: 7 * 24 * time.Hour},
+		Currency:       "USD",
 	}
 }
 
@@ -122,6 +126,22 @@ func (s *Set) MaxWindow() time.Duration {
 // UsageDays returns how many UTC days of usage evaluation reads, today
 // included (spend_spike's trailing days plus today).
 func (s *Set) UsageDays() int { return s.usageDays }
+
+// FitsRetention checks that every rule's window fits in the raw message
+// retention: windows longer than what is kept would be computed over
+// partly pruned data (or be unknown for ever), and a number's opt-outs are
+// counted once only within the retention (store.Options.ConsentWindow).
+// The error is a *LoadError naming each rule that does not fit.
+func (s *Set) FitsRetention(retention time.Duration) error {
+	var probs problems
+	for _, r := range s.rules {
+		if r.Window > retention {
+			probs.add(r.file, r.line, r.path+".window", "rule %q has a %s window, longer than the %s of messages sentinel keeps (-retention): shorten the window or raise -retention to at least %s",
+				r.Name, FormatDuration(r.Window), FormatDuration(retention), FormatDuration(r.Window))
+		}
+	}
+	return probs.err()
+}
 
 // Check loads the policies in dir and returns every problem found, for
 // `sentinel -check-policies`.
@@ -237,7 +257,7 @@ func NewSet(files ...*File) (*Set, error) {
 	for _, f := range files {
 		for _, st := range f.settings {
 			if prev, ok := seen[st.key]; ok {
-				if prev.dur != st.dur || prev.num != st.num {
+				if prev.dur != st.dur || prev.num != st.num || prev.str != st.str {
 					probs.add(st.file, st.line, st.key, "%s conflicts with %s set at %s:%d", st.raw, prev.raw, prev.file, prev.line)
 				}
 				continue
@@ -254,6 +274,8 @@ func NewSet(files ...*File) (*Set, error) {
 				s.settings.Probation.Cap = st.dur
 			case "settings.probation.factor":
 				s.settings.Probation.Factor = st.num
+			case "settings.currency":
+				s.settings.Currency = st.str
 			}
 		}
 	}
