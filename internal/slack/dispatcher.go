@@ -304,16 +304,17 @@ func (d *Dispatcher) deliver(ctx context.Context, it OutboxItem) (stop bool, err
 		return d.failed(it, ev, err)
 	}
 
+	// Slack has it: the outbox forgets it before anything else is written.
+	// A crash before this commit sends it again (at least once, as
+	// promised); that window is one bbolt commit wide.
+	if err := d.outbox.Delivered(it.ID); err != nil {
+		return true, fmt.Errorf("delivered %d: %w", it.ID, err)
+	}
 	if d.threads != nil && ev.incident() && opener && ts != "" {
 		if err := d.threads.SetThread(ev.Subaccount, ev.Rule, ev.Opened, ts); err != nil {
 			// Delivered all the same; follow-ups will start a thread of their own.
 			d.log.Warn("slack thread not recorded", "subaccount", ev.Subaccount, "rule", ev.Rule, "err", err)
 		}
-	}
-	if err := d.outbox.Delivered(it.ID); err != nil {
-		// Slack has it; the outbox does not know. It will be sent again:
-		// at least once, as promised.
-		return true, fmt.Errorf("delivered %d: %w", it.ID, err)
 	}
 	d.messages.WithLabelValues("sent").Inc()
 	if d.failures > 0 {

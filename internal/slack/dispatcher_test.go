@@ -150,6 +150,42 @@ func TestBotThreads(t *testing.T) {
 	}
 }
 
+// orderThreads records how many alerts the outbox held each time a thread
+// was recorded.
+type orderThreads struct {
+	*memThreads
+	ob   *memOutbox
+	held []int
+}
+
+func (th *orderThreads) SetThread(sub, rule string, opened time.Time, ts string) error {
+	th.held = append(th.held, th.ob.len())
+	return th.memThreads.SetThread(sub, rule, opened, ts)
+}
+
+// Between Slack's answer and the outbox forgetting the alert, a crash means
+// a duplicate: nothing else is written in between. Recording the thread
+// comes after; a crash there costs a thread, not a duplicate.
+func TestDeliveredBeforeThreadRecorded(t *testing.T) {
+	_, c := newBot(t)
+	ob := newOutbox()
+	th := &orderThreads{memThreads: newThreads(), ob: ob}
+	logger, _ := newLogger()
+	d, err := NewDispatcher(ob, c, th, logger, Options{Now: newClock().Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustNotify(t, d, suspendedEvent())
+	mustFlush(t, d)
+	if diff := cmp.Diff([]int{0}, th.held); diff != "" {
+		t.Errorf("outbox length when the thread was recorded (-want +got):\n%s", diff)
+	}
+	ev := suspendedEvent()
+	if ts, _ := th.Thread(ev.Subaccount, ev.Rule, ev.Opened); ts != "1700000000.000001" {
+		t.Errorf("thread = %q, want the opener's ts", ts)
+	}
+}
+
 func TestRateLimitedRetryAfter(t *testing.T) {
 	for _, mode := range []string{"webhook", "bot"} {
 		t.Run(mode, func(t *testing.T) {
