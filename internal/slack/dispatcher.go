@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -224,12 +225,26 @@ func (d *Dispatcher) Flush(ctx context.Context) error {
 	return d.pass(ctx)
 }
 
+// nextWait is how long Run sleeps after a pass: until the hold ends or the
+// oldest item's own retry is due, whichever comes first, and at most Poll.
+// The outbox is asked rather than remembered, so a restarted process
+// retries an item that the previous one deferred as soon as it is due.
 func (d *Dispatcher) nextWait() time.Duration {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	now := d.opt.Now()
 	wait := d.opt.Poll
-	if rest := d.holdUntil.Sub(d.opt.Now()); rest > 0 && rest < wait {
-		wait = rest
+	if rest := d.holdUntil.Sub(now); rest > 0 {
+		wait = min(wait, rest)
+	}
+	// Due at the end of time returns the head whatever its NotBefore.
+	// A head that is due already is not waited for here: a full batch
+	// kicks the next pass, and a pass that failed waits for Poll rather
+	// than spin.
+	if head, err := d.outbox.Due(now.Add(math.MaxInt64), 1); err == nil && len(head) == 1 {
+		if rest := head[0].NotBefore.Sub(now); rest > 0 {
+			wait = min(wait, rest)
+		}
 	}
 	return wait
 }
