@@ -173,7 +173,11 @@ func (a *app) buildNotifier(terminal io.Writer) error {
 	if err != nil {
 		return err
 	}
-	a.disp, err = slack.NewDispatcher(outbox{a.st}, client, a.st, a.log, slack.Options{Registerer: a.reg})
+	a.disp, err = slack.NewDispatcher(outbox{a.st}, client, a.st, a.log, slack.Options{
+		Registerer: a.reg,
+		Holds:      holds{a.st},
+		Config:     sc.Fingerprint(),
+	})
 	if err != nil {
 		return err
 	}
@@ -332,5 +336,15 @@ func (o outbox) Due(at time.Time, limit int) ([]slack.OutboxItem, error) {
 	}
 	return out, err
 }
+
+// holds adapts the store's record of the Slack hold to the slack package's.
+type holds struct{ *store.Store }
+
+func (h holds) Hold() (slack.Hold, error) {
+	sh, err := h.SlackHold()
+	return slack.Hold(sh), err
+}
+
+func (h holds) SetHold(sh slack.Hold) error { return h.SetSlackHold(store.SlackHold(sh)) }
 
 var errNoTwilio = errors.New("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN must be set")

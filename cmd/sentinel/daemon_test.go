@@ -131,6 +131,7 @@ func TestDaemon(t *testing.T) {
 			"sentinel_breaker_state",
 			"sentinel_slack_messages_total",
 			"sentinel_slack_outbox_depth",
+			"sentinel_slack_hold",
 			"sentinel_subaccount_outbound_messages_1h",
 			"sentinel_subaccount_filtered_ratio",
 			"sentinel_subaccount_opt_out_ratio",

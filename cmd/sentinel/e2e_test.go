@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -188,4 +190,65 @@ func TestOnceSuspendsOnlyTheOffender(t *testing.T) {
 				reinstated, suspended, r.stdout)
 		}
 	})
+}
+
+// TestNewWebhookReleasesHeldAlerts: Slack refusing the webhook (404, as
+// for one removed from its workspace) holds the alerts in the outbox; once
+// the operator configures a new webhook, the next run delivers them at once
+// instead of waiting out a hold earned by the old one.
+func TestNewWebhookReleasesHeldAlerts(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, twiliofake.Options{})
+	offender, _ := w.fleet(t, 3, true)
+	w.slack.revoke(w.webhook)
+
+	if r := w.run(t, w.args("-once")...); r.code != 0 {
+		t.Fatalf("-once: %s", r)
+	}
+	if posts := w.slack.Posts(); len(posts) != 0 {
+		t.Fatalf("the revoked webhook accepted %d posts", len(posts))
+	}
+	st, err := store.Open(w.db, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := st.OutboxLen()
+	if err != nil || held == 0 {
+		t.Fatalf("outbox after the refusal: %d items, %v; want the alerts held", held, err)
+	}
+	hold, err := st.SlackHold()
+	st.Close()
+	if err != nil || hold.Cause != "refused" || hold.Config == "" {
+		t.Errorf("stored hold after the refusal = %+v, %v; want cause refused with a configuration fingerprint", hold, err)
+	}
+	// The fingerprint, not the webhook, is what the database keeps.
+	db, err := os.ReadFile(w.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{w.webhook, "xoxsecretwebhookpath"} {
+		if bytes.Contains(db, []byte(secret)) {
+			t.Errorf("the database holds the secret %q", secret)
+		}
+	}
+
+	w.webhook = w.slack.srv.URL + "/services/T0SECRET/B0SECRET/xoxsecretreplacement"
+	r := w.run(t, w.args("-once")...)
+	if r.code != 0 {
+		t.Fatalf("-once with the new webhook: %s", r)
+	}
+	if len(w.slack.find(offender, "carrier-filtering-warning")) == 0 {
+		t.Errorf("the held warning was not delivered through the new webhook; posts: %q\n%s", w.slack.Posts(), r.stderr)
+	}
+	if !strings.Contains(r.stderr, "slack configuration changed") {
+		t.Errorf("the lifted hold is not logged:\n%s", r.stderr)
+	}
+	st, err = store.Open(w.db, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if n, err := st.OutboxLen(); err != nil || n != 0 {
+		t.Errorf("outbox after the new webhook: %d items, %v; want it empty", n, err)
+	}
 }

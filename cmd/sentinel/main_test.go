@@ -353,10 +353,18 @@ func (b *syncBuffer) String() string {
 
 // slackRecorder is an incoming webhook that records every post.
 type slackRecorder struct {
-	srv   *httptest.Server
-	mu    sync.Mutex
-	posts []string
-	down  bool // answer 503 to every post
+	srv     *httptest.Server
+	mu      sync.Mutex
+	posts   []string
+	down    bool            // answer 503 to every post
+	revoked map[string]bool // paths answered 404 no_service, as Slack does for a removed webhook
+}
+
+// revoke makes the webhook at url answer 404 from now on.
+func (r *slackRecorder) revoke(url string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.revoked[strings.TrimPrefix(url, r.srv.URL)] = true
 }
 
 // setDown makes the webhook unavailable (503) or available again.
@@ -368,7 +376,7 @@ func (r *slackRecorder) setDown(down bool) {
 
 func newSlackRecorder(t *testing.T) *slackRecorder {
 	t.Helper()
-	r := &slackRecorder{}
+	r := &slackRecorder{revoked: map[string]bool{}}
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, err := io.ReadAll(req.Body)
 		if err != nil || req.Method != http.MethodPost || !strings.HasPrefix(req.URL.Path, "/services/") {
@@ -379,6 +387,10 @@ func newSlackRecorder(t *testing.T) *slackRecorder {
 		defer r.mu.Unlock()
 		if r.down {
 			http.Error(w, "service unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		if r.revoked[req.URL.Path] {
+			http.Error(w, "no_service", http.StatusNotFound)
 			return
 		}
 		r.posts = append(r.posts, string(body))

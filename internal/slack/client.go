@@ -2,6 +2,8 @@ package slack
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -83,6 +85,20 @@ func (c Config) String() string {
 		return "slack incoming webhook at " + host
 	}
 	return "no slack configured: alerts go to the log only"
+}
+
+// Fingerprint identifies the configuration without revealing it: the
+// hex SHA-256 of its mode, webhook URL, bot token, channel and API URL. The
+// Dispatcher stores it with its hold (Options.Config), so that a hold earned
+// by one webhook or token does not outlive it. The webhook URL and the token
+// carry long random keys, so their hash gives nothing away.
+func (c Config) Fingerprint() string {
+	h := sha256.New()
+	for _, f := range []string{"sentinel slack config 1", string(c.Mode()), c.WebhookURL, c.BotToken, c.Channel, c.APIURL} {
+		// Length-prefixed, so that no two configurations hash the same text.
+		fmt.Fprintf(h, "%d:%s;", len(f), f)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // Client posts rendered messages to Slack through an incoming webhook or

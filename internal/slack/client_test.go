@@ -66,6 +66,41 @@ func TestConfig(t *testing.T) {
 	}
 }
 
+// A fingerprint changes with every field that decides where alerts go, is
+// stable otherwise, and holds no secret.
+func TestConfigFingerprint(t *testing.T) {
+	bot := Config{BotToken: testToken, Channel: "C0COMPLIANCE"}
+	hook := Config{WebhookURL: "https://hooks.slack.com" + testWebhookPath}
+	configs := map[string]Config{
+		"bot":             bot,
+		"webhook":         hook,
+		"other token":     {BotToken: testToken + "2", Channel: "C0COMPLIANCE"},
+		"other channel":   {BotToken: testToken, Channel: "C0OTHER"},
+		"other api":       {BotToken: testToken, Channel: "C0COMPLIANCE", APIURL: "https://proxy.example/api/"},
+		"other webhook":   {WebhookURL: "https://hooks.slack.com/services/T0001/B0002/OTHERKEY"},
+		"fields shuffled": {BotToken: "C0COMPLIANCE", Channel: testToken},
+		"none":            {},
+	}
+	seen := map[string]string{}
+	for name, cfg := range configs {
+		fp := cfg.Fingerprint()
+		if len(fp) != 64 {
+			t.Errorf("%s: fingerprint %q is not a hex SHA-256", name, fp)
+		}
+		if other, ok := seen[fp]; ok {
+			t.Errorf("%s and %s share a fingerprint", name, other)
+		}
+		seen[fp] = name
+		noSecret(t, name+" fingerprint", fp)
+	}
+	// Only what decides where alerts go counts; the HTTP client does not.
+	again := hook
+	again.HTTPClient = &http.Client{}
+	if hook.Fingerprint() != again.Fingerprint() {
+		t.Error("the fingerprint depends on the HTTP client")
+	}
+}
+
 // TestClientErrors checks how each failure Slack can produce is classified,
 // and that no error, down its whole chain, quotes a secret.
 func TestClientErrors(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -50,6 +51,38 @@ type Poster interface {
 	Post(ctx context.Context, m Message, thread string) (ts string, err error)
 }
 
+// Hold is the Dispatcher's hold on the whole outbox: after Slack refused
+// sentinel or was unavailable, no delivery is attempted before Until. The
+// zero Hold is none. It mirrors store.SlackHold field for field.
+type Hold struct {
+	Until time.Time
+	// Cause is CauseRefused or CauseUnavailable.
+	Cause string
+	// Failures counts consecutive failed attempts; the backoff doubles
+	// with each.
+	Failures int
+	// Config is the Config.Fingerprint of the configuration that failed.
+	Config string
+}
+
+// Causes of a hold, also the values of sentinel_slack_hold's cause label.
+const (
+	// CauseRefused: Slack refuses sentinel (ClassConfig): a revoked webhook,
+	// a bad token, an unknown or archived channel. A person must act.
+	CauseRefused = "refused"
+	// CauseUnavailable: Slack or the network failed, or Slack is rate
+	// limiting (ClassUnavailable).
+	CauseUnavailable = "unavailable"
+)
+
+// HoldStore keeps the hold across restarts: the store's meta bucket, which
+// cmd/sentinel adapts. Hold returns the zero Hold when none is stored;
+// SetHold of the zero Hold removes it.
+type HoldStore interface {
+	Hold() (Hold, error)
+	SetHold(Hold) error
+}
+
 // Threads remembers the Slack thread of each incident: the ts of the first
 // message delivered for it. The actions package (over store.Incident and
 // PutIncident, keeping the ts in Incident.Thread) implements it. Opened tells
@@ -69,16 +102,16 @@ type Options struct {
 	// Batch is the most items taken from the outbox per pass; default 50.
 	// A full batch triggers another pass at once.
 	Batch int
-	// MinBackoff and MaxBackoff bound the wait after Slack is unavailable
-	// (transport error, 5xx, 429 without Retry-After): MinBackoff doubled
-	// per attempt of the failing item, capped, with jitter over the upper
-	// half. Defaults 2s and 5m.
+	// MinBackoff and MaxBackoff bound the wait after any failure: Slack
+	// unavailable (transport error, 5xx, 429 without Retry-After), Slack
+	// refusing sentinel (invalid_auth, channel_not_found, a revoked
+	// webhook) or Slack rejecting one message. The wait is MinBackoff
+	// doubled per consecutive failure, capped at MaxBackoff, with jitter
+	// over its upper half. Defaults 2s and 5m: however long Slack refuses,
+	// it is asked again within MaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
 	// MaxRetryAfter caps a Retry-After from Slack; default 1h.
 	MaxRetryAfter time.Duration
-	// LongBackoff is the wait after Slack refuses sentinel (invalid_auth,
-	// channel_not_found, a revoked webhook) or one message; default 30m.
-	LongBackoff time.Duration
 	// MaxAttempts is how many attempts a message Slack keeps rejecting gets
 	// before it is dead-lettered; default 10. Messages that fail because
 	// Slack is unavailable or refuses sentinel are never dead-lettered.
@@ -87,19 +120,30 @@ type Options struct {
 	PostTimeout time.Duration
 	// Registerer receives the metrics; nil means none are registered.
 	Registerer prometheus.Registerer
+	// Holds keeps the hold across restarts; nil keeps it in memory only,
+	// and a restart then tries Slack at once.
+	Holds HoldStore
+	// Config is the Config.Fingerprint of the poster's configuration. A
+	// stored hold earned under another one is lifted at the first pass:
+	// a new webhook or token is tried at once.
+	Config string
 }
 
 // Dispatcher delivers the outbox to Slack. Notify queues an event and wakes
 // it; Run drains the outbox until its context ends; Flush makes one pass.
 //
-// Delivery is at least once and in order. While Slack is unavailable (or
-// refuses sentinel), the first undelivered item is retried with backoff and
-// nothing after it is attempted, so alerts arrive in the order they were
-// raised once Slack is back, and an incident's first message is delivered
-// (and its thread recorded) before its follow-ups. A message Slack rejects
-// on its own is retried as plain text at once, then with LongBackoff, and
-// after MaxAttempts it is dead-lettered: logged at error level with its full
-// text and counted, then removed. An outbox item that cannot be decoded is
+// Delivery is at least once and in order. While Slack is unavailable or
+// refuses sentinel, the Dispatcher holds the whole outbox: it probes with
+// the oldest undelivered item after a capped backoff and attempts nothing
+// after it, so alerts arrive in the order they were raised once Slack is
+// back, and an incident's first message is delivered (and its thread
+// recorded) before its follow-ups. The first accepted probe lifts the hold
+// and the rest of the queue follows in the same pass. The hold is kept
+// through Options.Holds, so a restart neither forgets it nor, with a new
+// Slack configuration, keeps it. A message Slack rejects on its own is
+// retried as plain text at once, then with backoff, and after MaxAttempts
+// it is dead-lettered: logged at error level with its full text and
+// counted, then removed. An outbox item that cannot be decoded is
 // dead-lettered the same way at once, so it cannot stick the queue.
 type Dispatcher struct {
 	outbox  Outbox
@@ -112,11 +156,12 @@ type Dispatcher struct {
 	messages *prometheus.CounterVec
 	depth    prometheus.Gauge
 	retries  prometheus.Counter
+	held     *prometheus.GaugeVec // by cause: 1 while the outbox is held
 
-	mu        sync.Mutex // one pass at a time; guards the fields below
-	holdUntil time.Time  // no attempts before: Slack is unavailable or refuses sentinel
-	failures  int        // consecutive passes that ended in an unavailable or config failure
-	lastWarn  time.Time  // rate limit for repeated failure logs
+	mu       sync.Mutex // one pass at a time; guards the fields below
+	hold     Hold       // the zero Hold while Slack takes alerts
+	loaded   bool       // hold was read from opt.Holds
+	lastWarn time.Time  // rate limit for repeated failure logs
 }
 
 // NewDispatcher returns a Dispatcher that drains outbox through poster.
@@ -133,11 +178,10 @@ func NewDispatcher(outbox Outbox, poster Poster, threads Threads, logger *slog.L
 	opt.MinBackoff = cmp.Or(opt.MinBackoff, 2*time.Second)
 	opt.MaxBackoff = cmp.Or(opt.MaxBackoff, 5*time.Minute)
 	opt.MaxRetryAfter = cmp.Or(opt.MaxRetryAfter, time.Hour)
-	opt.LongBackoff = cmp.Or(opt.LongBackoff, 30*time.Minute)
 	opt.MaxAttempts = cmp.Or(opt.MaxAttempts, 10)
 	opt.PostTimeout = cmp.Or(opt.PostTimeout, 30*time.Second)
 	if opt.Poll < 0 || opt.Batch < 0 || opt.MinBackoff < 0 || opt.MaxBackoff < opt.MinBackoff ||
-		opt.MaxRetryAfter < 0 || opt.LongBackoff < 0 || opt.MaxAttempts < 0 || opt.PostTimeout < 0 {
+		opt.MaxRetryAfter < 0 || opt.MaxAttempts < 0 || opt.PostTimeout < 0 {
 		return nil, errors.New("new slack dispatcher: negative option or MaxBackoff below MinBackoff")
 	}
 
@@ -156,12 +200,19 @@ func NewDispatcher(outbox Outbox, poster Poster, threads Threads, logger *slog.L
 			Name: "sentinel_slack_retries_total",
 			Help: "Alerts rescheduled for another delivery attempt.",
 		}),
+		held: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sentinel_slack_hold",
+			Help: "1 while no alert is sent because Slack refused sentinel (cause=refused: token, channel or webhook) or was unavailable (cause=unavailable); until Slack accepts one.",
+		}, []string{"cause"}),
 	}
 	for _, r := range []string{"sent", "failed", "dead"} {
 		d.messages.WithLabelValues(r)
 	}
+	for _, c := range []string{CauseRefused, CauseUnavailable} {
+		d.held.WithLabelValues(c)
+	}
 	if opt.Registerer != nil {
-		for _, c := range []prometheus.Collector{d.messages, d.depth, d.retries} {
+		for _, c := range []prometheus.Collector{d.messages, d.depth, d.retries, d.held} {
 			if err := opt.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("new slack dispatcher: register metrics: %w", err)
 			}
@@ -224,12 +275,26 @@ func (d *Dispatcher) Flush(ctx context.Context) error {
 	return d.pass(ctx)
 }
 
+// nextWait is how long Run sleeps after a pass: until the hold ends or the
+// oldest item's own retry is due, whichever comes first, and at most Poll.
+// The outbox is asked rather than remembered, so a restarted process
+// retries an item that the previous one deferred as soon as it is due.
 func (d *Dispatcher) nextWait() time.Duration {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	now := d.opt.Now()
 	wait := d.opt.Poll
-	if rest := d.holdUntil.Sub(d.opt.Now()); rest > 0 && rest < wait {
-		wait = rest
+	if rest := d.hold.Until.Sub(now); rest > 0 {
+		wait = min(wait, rest)
+	}
+	// Due at the end of time returns the head whatever its NotBefore.
+	// A head that is due already is not waited for here: a full batch
+	// kicks the next pass, and a pass that failed waits for Poll rather
+	// than spin.
+	if head, err := d.outbox.Due(now.Add(math.MaxInt64), 1); err == nil && len(head) == 1 {
+		if rest := head[0].NotBefore.Sub(now); rest > 0 {
+			wait = min(wait, rest)
+		}
 	}
 	return wait
 }
@@ -242,7 +307,10 @@ func (d *Dispatcher) pass(ctx context.Context) error {
 	defer d.updateDepth()
 
 	now := d.opt.Now()
-	if now.Before(d.holdUntil) {
+	if err := d.loadHold(now); err != nil {
+		return err
+	}
+	if now.Before(d.hold.Until) {
 		return nil
 	}
 	items, err := d.outbox.Due(now, d.opt.Batch)
@@ -304,21 +372,26 @@ func (d *Dispatcher) deliver(ctx context.Context, it OutboxItem) (stop bool, err
 		return d.failed(it, ev, err)
 	}
 
+	// Slack has it: the outbox forgets it before anything else is written.
+	// A crash before this commit sends it again (at least once, as
+	// promised); that window is one bbolt commit wide.
+	if err := d.outbox.Delivered(it.ID); err != nil {
+		return true, fmt.Errorf("delivered %d: %w", it.ID, err)
+	}
 	if d.threads != nil && ev.incident() && opener && ts != "" {
 		if err := d.threads.SetThread(ev.Subaccount, ev.Rule, ev.Opened, ts); err != nil {
 			// Delivered all the same; follow-ups will start a thread of their own.
 			d.log.Warn("slack thread not recorded", "subaccount", ev.Subaccount, "rule", ev.Rule, "err", err)
 		}
 	}
-	if err := d.outbox.Delivered(it.ID); err != nil {
-		// Slack has it; the outbox does not know. It will be sent again:
-		// at least once, as promised.
-		return true, fmt.Errorf("delivered %d: %w", it.ID, err)
-	}
 	d.messages.WithLabelValues("sent").Inc()
-	if d.failures > 0 {
-		d.log.Info("slack delivery recovered", "failures", d.failures)
-		d.failures, d.lastWarn = 0, time.Time{}
+	if d.hold != (Hold{}) {
+		d.log.Info("slack delivery recovered", "failures", d.hold.Failures, "cause", d.hold.Cause)
+		if err := d.setHold(Hold{}); err != nil {
+			// The next start may wait out a hold that is over: no loss.
+			d.log.Warn("slack hold not cleared", "err", err)
+		}
+		d.lastWarn = time.Time{}
 	}
 	return false, nil
 }
@@ -340,38 +413,109 @@ func (d *Dispatcher) failed(it OutboxItem, ev Event, err error) (stop bool, _ er
 	}
 	attrs := []any{"subaccount", ev.Subaccount, "rule", ev.Rule, "kind", ev.Kind, "id", it.ID, "attempts", it.Attempts + 1, "err", err}
 
-	var next time.Time
-	switch class {
-	case ClassRejected:
+	if class == ClassRejected {
+		// Only this message is at fault: it alone waits, and the pass goes
+		// on. Until it is due again it is the head of the queue, so later
+		// alerts wait too, at most MaxBackoff at a time.
 		if it.Attempts+1 >= d.opt.MaxAttempts {
 			d.log.Error("slack alert dead-lettered after repeated rejection", append(attrs, "alert", Text(ev))...)
 			return false, d.bury(it.ID)
 		}
-		next = now.Add(d.opt.LongBackoff)
+		next := now.Add(d.backoff(it.Attempts))
 		d.log.Error("slack rejected alert, will retry", append(attrs, "next", next)...)
-	case ClassConfig:
-		next = now.Add(d.opt.LongBackoff)
-		d.failures++
-		// Spaced by LongBackoff already: say it every time.
-		d.log.Error("slack refuses sentinel's alerts: check the token, channel or webhook", append(attrs, "next", next)...)
-	default:
-		if retryAfter > 0 {
-			next = now.Add(min(retryAfter, d.opt.MaxRetryAfter))
-		} else {
-			next = now.Add(d.backoff(it.Attempts))
+		if err := d.outbox.Retry(it.ID, next, err.Error()); err != nil {
+			return true, fmt.Errorf("retry %d: %w", it.ID, err)
 		}
-		d.failures++
-		d.warn(slog.LevelWarn, "slack unavailable, alerts kept in the outbox", append(attrs, "failures", d.failures, "next", next)...)
+		d.retries.Inc()
+		return false, nil
 	}
-	if err := d.outbox.Retry(it.ID, next, err.Error()); err != nil {
+
+	// Every message would fail the same way: hold the whole outbox. The
+	// item stays due; the hold says when it is tried again, so that a new
+	// Slack configuration can lift it.
+	h := Hold{Cause: CauseUnavailable, Failures: d.hold.Failures + 1, Config: d.opt.Config}
+	if class == ClassConfig {
+		h.Cause = CauseRefused
+	}
+	if retryAfter > 0 {
+		h.Until = now.Add(min(retryAfter, d.opt.MaxRetryAfter))
+	} else {
+		h.Until = now.Add(d.backoff(d.hold.Failures))
+	}
+	if h.Cause != d.hold.Cause {
+		d.lastWarn = time.Time{} // a new kind of trouble is said at once
+	}
+	if err := d.outbox.Retry(it.ID, now, err.Error()); err != nil {
 		return true, fmt.Errorf("retry %d: %w", it.ID, err)
 	}
 	d.retries.Inc()
-	if class == ClassRejected {
-		return false, nil
+	attrs = append(attrs, "failures", h.Failures, "next", h.Until)
+	if h.Cause == CauseRefused {
+		d.warn(slog.LevelError, "slack refuses sentinel's alerts: check the token, channel or webhook", attrs...)
+	} else {
+		d.warn(slog.LevelWarn, "slack unavailable, alerts kept in the outbox", attrs...)
 	}
-	d.holdUntil = next
+	if err := d.setHold(h); err != nil {
+		return true, err
+	}
 	return true, nil
+}
+
+// loadHold reads the stored hold at the first pass. A hold earned under
+// another Slack configuration is lifted: the new one is tried at once. A
+// hold reaching further than any backoff (the clock went back) is cut to
+// the longest wait this Dispatcher would set. d.mu must be held.
+func (d *Dispatcher) loadHold(now time.Time) error {
+	if d.loaded {
+		return nil
+	}
+	if d.opt.Holds == nil {
+		d.loaded = true
+		return nil
+	}
+	h, err := d.opt.Holds.Hold()
+	if err != nil {
+		return fmt.Errorf("load hold: %w", err)
+	}
+	d.loaded = true
+	switch {
+	case h == (Hold{}):
+		return nil
+	case h.Config != d.opt.Config:
+		d.log.Info("slack configuration changed: held alerts are retried at once",
+			"cause", h.Cause, "failures", h.Failures)
+		return d.setHold(Hold{})
+	}
+	if limit := now.Add(max(d.opt.MaxBackoff, d.opt.MaxRetryAfter)); h.Until.After(limit) {
+		h.Until = limit
+	}
+	d.hold = h
+	d.updateHeld()
+	return nil
+}
+
+// setHold makes h the hold, in memory, in the metric and in opt.Holds.
+// d.mu must be held.
+func (d *Dispatcher) setHold(h Hold) error {
+	d.hold = h
+	d.updateHeld()
+	if d.opt.Holds == nil {
+		return nil
+	}
+	if err := d.opt.Holds.SetHold(h); err != nil {
+		return fmt.Errorf("store hold: %w", err)
+	}
+	return nil
+}
+
+func (d *Dispatcher) updateHeld() {
+	for _, c := range []string{CauseRefused, CauseUnavailable} {
+		v := 0.0
+		if d.hold.Cause == c {
+			v = 1
+		}
+		d.held.WithLabelValues(c).Set(v)
+	}
 }
 
 // bury removes a dead letter (already logged) from the outbox and counts it.
@@ -383,7 +527,7 @@ func (d *Dispatcher) bury(id uint64) error {
 	return nil
 }
 
-// backoff is MinBackoff doubled per earlier attempt, capped at MaxBackoff,
+// backoff is MinBackoff doubled per earlier failure, capped at MaxBackoff,
 // with jitter over its upper half so that a fleet does not retry in step.
 func (d *Dispatcher) backoff(attempts int) time.Duration {
 	b := d.opt.MinBackoff

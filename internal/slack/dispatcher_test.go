@@ -150,6 +150,42 @@ func TestBotThreads(t *testing.T) {
 	}
 }
 
+// orderThreads records how many alerts the outbox held each time a thread
+// was recorded.
+type orderThreads struct {
+	*memThreads
+	ob   *memOutbox
+	held []int
+}
+
+func (th *orderThreads) SetThread(sub, rule string, opened time.Time, ts string) error {
+	th.held = append(th.held, th.ob.len())
+	return th.memThreads.SetThread(sub, rule, opened, ts)
+}
+
+// Between Slack's answer and the outbox forgetting the alert, a crash means
+// a duplicate: nothing else is written in between. Recording the thread
+// comes after; a crash there costs a thread, not a duplicate.
+func TestDeliveredBeforeThreadRecorded(t *testing.T) {
+	_, c := newBot(t)
+	ob := newOutbox()
+	th := &orderThreads{memThreads: newThreads(), ob: ob}
+	logger, _ := newLogger()
+	d, err := NewDispatcher(ob, c, th, logger, Options{Now: newClock().Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustNotify(t, d, suspendedEvent())
+	mustFlush(t, d)
+	if diff := cmp.Diff([]int{0}, th.held); diff != "" {
+		t.Errorf("outbox length when the thread was recorded (-want +got):\n%s", diff)
+	}
+	ev := suspendedEvent()
+	if ts, _ := th.Thread(ev.Subaccount, ev.Rule, ev.Opened); ts != "1700000000.000001" {
+		t.Errorf("thread = %q, want the opener's ts", ts)
+	}
+}
+
 func TestRateLimitedRetryAfter(t *testing.T) {
 	for _, mode := range []string{"webhook", "bot"} {
 		t.Run(mode, func(t *testing.T) {
@@ -165,7 +201,8 @@ func TestRateLimitedRetryAfter(t *testing.T) {
 				return ok(n, r)
 			})
 			clk := newClock()
-			d, ob, reg, _ := newDispatcher(t, c, newThreads(), clk, Options{})
+			holds := &memHolds{}
+			d, ob, reg, _ := newDispatcher(t, c, newThreads(), clk, Options{Holds: holds})
 			first, second := suspendedEvent(), suspendedEvent()
 			first.Detail, second.Detail, second.Kind = "first", "second", KindReminder
 			mustNotify(t, d, first)
@@ -173,8 +210,8 @@ func TestRateLimitedRetryAfter(t *testing.T) {
 
 			mustFlush(t, d)
 			it := ob.item(t, 1)
-			if want := clk.Now().Add(7 * time.Second); !it.NotBefore.Equal(want) || it.Attempts != 1 {
-				t.Errorf("after 429: NotBefore %v attempts %d, want %v and 1", it.NotBefore, it.Attempts, want)
+			if want := clk.Now().Add(7 * time.Second); !holds.get().Until.Equal(want) || it.Attempts != 1 {
+				t.Errorf("after 429: held until %v, attempts %d; want %v and 1", holds.get().Until, it.Attempts, want)
 			}
 			if !strings.Contains(it.LastError, "retry after 7s") {
 				t.Errorf("LastError = %q", it.LastError)
@@ -211,23 +248,44 @@ func TestRateLimitedRetryAfter(t *testing.T) {
 	}
 }
 
+// Slack unavailable or refusing sentinel: attempt n waits MinBackoff*2^(n-1),
+// capped, jittered over its upper half.
 func TestBackoffWithoutRetryAfter(t *testing.T) {
-	f, c := newWebhook(t)
-	f.setRespond(func(int, request) (int, http.Header, string) { return http.StatusTooManyRequests, nil, "" })
-	clk := newClock()
-	d, ob, _, _ := newDispatcher(t, c, nil, clk, Options{MinBackoff: 2 * time.Second, MaxBackoff: 10 * time.Second})
-	mustNotify(t, d, suspendedEvent())
-	// Attempt n waits MinBackoff*2^(n-1), capped, jittered over its upper half.
-	for i, ceiling := range []time.Duration{2, 4, 8, 10, 10} {
-		ceiling *= time.Second
-		start := clk.Now()
-		mustFlush(t, d)
-		it := ob.item(t, 1)
-		wait := it.NotBefore.Sub(start)
-		if it.Attempts != i+1 || wait < ceiling/2 || wait > ceiling {
-			t.Errorf("attempt %d: waits %v, want within [%v, %v]", it.Attempts, wait, ceiling/2, ceiling)
-		}
-		clk.Add(wait)
+	for _, tt := range []struct {
+		name   string
+		status int
+		cause  string
+	}{
+		{"rate limited", http.StatusTooManyRequests, CauseUnavailable},
+		{"webhook revoked", http.StatusNotFound, CauseRefused},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f, c := newWebhook(t)
+			f.setRespond(func(int, request) (int, http.Header, string) { return tt.status, nil, "" })
+			clk := newClock()
+			holds := &memHolds{}
+			d, ob, _, _ := newDispatcher(t, c, nil, clk, Options{MinBackoff: 2 * time.Second, MaxBackoff: 10 * time.Second, Holds: holds, Config: "fp"})
+			mustNotify(t, d, suspendedEvent())
+			for i, ceiling := range []time.Duration{2, 4, 8, 10, 10} {
+				ceiling *= time.Second
+				start := clk.Now()
+				mustFlush(t, d)
+				h := holds.get()
+				wait := h.Until.Sub(start)
+				if it := ob.item(t, 1); it.Attempts != i+1 || h.Failures != i+1 || wait < ceiling/2 || wait > ceiling {
+					t.Errorf("attempt %d (hold says %d): waits %v, want within [%v, %v]", it.Attempts, h.Failures, wait, ceiling/2, ceiling)
+				}
+				if h.Cause != tt.cause || h.Config != "fp" {
+					t.Errorf("hold = %+v, want cause %s under config fp", h, tt.cause)
+				}
+				clk.Add(wait - time.Nanosecond)
+				mustFlush(t, d)
+				if n := len(f.requests()); n != i+1 {
+					t.Fatalf("%d requests before the hold ended, want %d", n, i+1)
+				}
+				clk.Add(time.Nanosecond)
+			}
+		})
 	}
 }
 
@@ -334,24 +392,25 @@ func refused(f *fakeSlack, _ func(int, request) (int, http.Header, string), down
 	f.setDown(down)
 }
 
-// Slack refusing sentinel (a revoked token) holds every alert, complains at
-// error level at each attempt, and never dead-letters.
+// Slack refusing sentinel (a revoked token) holds every alert, says so at
+// error level (at most every ten minutes), shows in sentinel_slack_hold,
+// and never dead-letters.
 func TestConfigErrorHoldsAlerts(t *testing.T) {
 	f, c := newBot(t)
 	f.setRespond(slackError("invalid_auth"))
 	clk := newClock()
-	d, ob, reg, logs := newDispatcher(t, c, newThreads(), clk, Options{LongBackoff: time.Hour, MaxAttempts: 3})
+	d, ob, reg, logs := newDispatcher(t, c, newThreads(), clk, Options{MaxAttempts: 3})
 	mustNotify(t, d, suspendedEvent())
 	mustNotify(t, d, suspendedEvent())
-	for range 10 {
+	for range 12 { // an hour
 		mustFlush(t, d)
 		mustFlush(t, d) // held: no request
-		clk.Add(time.Hour)
+		clk.Add(5 * time.Minute)
 	}
-	if n := len(f.requests()); n != 10 {
-		t.Errorf("%d requests, want 10: one per LongBackoff", n)
+	if n := len(f.requests()); n != 12 {
+		t.Errorf("%d requests, want 12: one per MaxBackoff", n)
 	}
-	if it := ob.item(t, 1); it.Attempts != 10 || it.LastError != "post message: slack error invalid_auth" {
+	if it := ob.item(t, 1); it.Attempts != 12 || it.LastError != "post message: slack error invalid_auth" {
 		t.Errorf("first alert: %d attempts, last error %q", it.Attempts, it.LastError)
 	}
 	if n := ob.len(); n != 2 {
@@ -360,9 +419,14 @@ func TestConfigErrorHoldsAlerts(t *testing.T) {
 	if got := metric(t, reg, "sentinel_slack_messages_total", "dead"); got != 0 {
 		t.Errorf("dead = %v: a configuration error dead-lettered an alert", got)
 	}
+	for cause, want := range map[string]float64{CauseRefused: 1, CauseUnavailable: 0} {
+		if got := metric(t, reg, "sentinel_slack_hold", cause); got != want {
+			t.Errorf("hold{cause=%q} = %v while Slack refuses, want %v", cause, got, want)
+		}
+	}
 	log := logs.String()
-	if n := strings.Count(log, `"level":"ERROR","msg":"slack refuses sentinel's alerts: check the token, channel or webhook"`); n != 10 {
-		t.Errorf("configuration error logged %d times at error level, want 10:\n%s", n, log)
+	if n := strings.Count(log, `"level":"ERROR","msg":"slack refuses sentinel's alerts: check the token, channel or webhook"`); n != 6 {
+		t.Errorf("configuration error logged %d times at error level in an hour, want 6 (every ten minutes):\n%s", n, log)
 	}
 	noSecret(t, "log", log)
 	var exposition bytes.Buffer
@@ -378,6 +442,9 @@ func TestConfigErrorHoldsAlerts(t *testing.T) {
 	mustFlush(t, d)
 	if n := ob.len(); n != 0 {
 		t.Errorf("outbox holds %d after the token was fixed", n)
+	}
+	if got := metric(t, reg, "sentinel_slack_hold", CauseRefused); got != 0 {
+		t.Errorf("hold{cause=refused} = %v after Slack accepted an alert, want 0", got)
 	}
 }
 
@@ -425,14 +492,14 @@ func TestRejectedDeadLettered(t *testing.T) {
 	f, c := newWebhook(t)
 	f.setRespond(func(int, request) (int, http.Header, string) { return http.StatusBadRequest, nil, "invalid_payload" })
 	clk := newClock()
-	d, ob, reg, logs := newDispatcher(t, c, nil, clk, Options{LongBackoff: time.Hour, MaxAttempts: 3})
+	d, ob, reg, logs := newDispatcher(t, c, nil, clk, Options{MaxAttempts: 3})
 	mustNotify(t, d, suspendedEvent())
 	for range 2 {
 		mustFlush(t, d)
 		if ob.len() != 1 {
 			t.Fatal("dead-lettered before MaxAttempts")
 		}
-		clk.Add(time.Hour)
+		clk.Add(5 * time.Minute)
 	}
 	mustFlush(t, d)
 	if n := ob.len(); n != 0 {
@@ -579,11 +646,11 @@ func TestOutboxErrorReturned(t *testing.T) {
 func TestNewDispatcherOptions(t *testing.T) {
 	logger, _ := newLogger()
 	for name, opt := range map[string]Options{
-		"negative poll":       {Poll: -1},
-		"max below min":       {MinBackoff: time.Minute, MaxBackoff: time.Second},
-		"negative batch":      {Batch: -1},
-		"negative attempts":   {MaxAttempts: -2},
-		"negative long delay": {LongBackoff: -time.Second},
+		"negative poll":        {Poll: -1},
+		"max below min":        {MinBackoff: time.Minute, MaxBackoff: time.Second},
+		"negative batch":       {Batch: -1},
+		"negative attempts":    {MaxAttempts: -2},
+		"negative retry-after": {MaxRetryAfter: -time.Second},
 	} {
 		if _, err := NewDispatcher(newOutbox(), &Client{}, nil, logger, opt); err == nil {
 			t.Errorf("%s accepted", name)
@@ -611,19 +678,20 @@ func TestNewDispatcherOptions(t *testing.T) {
 	for _, mf := range mfs {
 		names = append(names, mf.GetName())
 	}
-	if diff := cmp.Diff([]string{"sentinel_slack_messages_total", "sentinel_slack_outbox_depth", "sentinel_slack_retries_total"}, names); diff != "" {
+	if diff := cmp.Diff([]string{"sentinel_slack_hold", "sentinel_slack_messages_total", "sentinel_slack_outbox_depth", "sentinel_slack_retries_total"}, names); diff != "" {
 		t.Errorf("metrics (-want +got):\n%s", diff)
 	}
 }
 
-// A restarted process has no memory of the previous one's backoff: the
-// outbox itself keeps the order, so a new alert waits behind an older one
-// whose retry is not yet due.
+// A restarted process with the same Slack configuration keeps the previous
+// one's hold: a new alert waits behind an older one whose retry is not yet
+// due, and the hold still ends within MaxBackoff.
 func TestOrderAcrossRestart(t *testing.T) {
 	f, c := newWebhook(t)
 	ok := f.respond
 	clk := newClock()
-	opt := Options{MinBackoff: time.Minute, MaxBackoff: time.Minute}
+	holds := &memHolds{}
+	opt := Options{MinBackoff: time.Minute, MaxBackoff: time.Minute, Holds: holds, Config: "same"}
 	d, ob, _, _ := newDispatcher(t, c, newThreads(), clk, opt)
 	f.setRespond(func(int, request) (int, http.Header, string) { return http.StatusServiceUnavailable, nil, "down" })
 	first := suspendedEvent()
@@ -636,7 +704,8 @@ func TestOrderAcrossRestart(t *testing.T) {
 
 	f.setRespond(ok)
 	logger, _ := newLogger()
-	restarted, err := NewDispatcher(ob, c, newThreads(), logger, Options{Now: clk.Now})
+	opt.Now = clk.Now
+	restarted, err := NewDispatcher(ob, c, newThreads(), logger, opt)
 	if err != nil {
 		t.Fatal(err)
 	}

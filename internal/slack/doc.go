@@ -21,17 +21,30 @@
 // finds it. A webhook cannot thread: every message names its incident
 // ("incident AC…/carrier-filtering opened 2026-11-26 22:40 UTC").
 //
-// Delivery guarantees. An alert is never lost silently. Delivery is at least
-// once (a crash between Slack's answer and the outbox update re-sends) and in
-// order: while Slack is down, rate limiting (Retry-After is honoured) or
-// refusing sentinel, only the oldest item is retried, with capped exponential
-// backoff and jitter, and nothing overtakes it. A message that Slack rejects
-// on its own is sent again as plain text; if that fails too, it is retried
-// rarely and after Options.MaxAttempts dead-lettered: logged at error level
-// with its full text, counted in sentinel_slack_messages_total{result="dead"}
-// and removed. Outbox items that cannot be decoded are dead-lettered at once.
-// Outages and configuration errors never dead-letter: the outbox holds the
-// alerts and sentinel_slack_outbox_depth shows them waiting.
+// Delivery guarantees. An alert is never lost silently. Delivery is in
+// order and at least once. While Slack is down, rate limiting or refusing
+// sentinel (a revoked webhook, a bad token, an unknown channel), the
+// Dispatcher holds the whole outbox: it probes with the oldest alert only,
+// after a backoff that doubles from Options.MinBackoff to at most
+// Options.MaxBackoff (5 minutes), or after Slack's Retry-After (at most
+// Options.MaxRetryAfter), and nothing overtakes it. The first probe Slack
+// accepts lifts the hold and the rest of the queue follows in the same pass.
+// The hold is stored (Options.Holds) with a fingerprint of the Slack
+// configuration (Config.Fingerprint, a hash, never the secret): a restart
+// keeps it, a restart with another webhook, token or channel lifts it, and
+// sentinel_slack_hold{cause} shows it. The outbox forgets an alert in the
+// first write after Slack accepts it, so a crash can duplicate at most the
+// one alert whose post was in flight: Slack had taken it and that bbolt
+// commit had not completed. A post that times out or is cut short by
+// shutdown after Slack took it is sent again too. A message that Slack
+// rejects on its own is sent again as plain text; if that fails too, it is
+// retried with the same capped backoff (later alerts wait behind it at most
+// that long) and after Options.MaxAttempts dead-lettered: logged at error
+// level with its full text, counted in
+// sentinel_slack_messages_total{result="dead"} and removed. Outbox items
+// that cannot be decoded are dead-lettered at once. Outages and refusals
+// never dead-letter: the outbox holds the alerts and
+// sentinel_slack_outbox_depth shows them waiting.
 //
 // Secrets. The bot token and the webhook URL (whose path is the credential)
 // never appear in errors, logs or metrics: errors from slack-go that quote the

@@ -139,6 +139,33 @@ func (o *memOutbox) len() int {
 	return n
 }
 
+// memHolds is a HoldStore in memory, shared by a dispatcher and its
+// restarted successor as the store's meta bucket would be.
+type memHolds struct {
+	mu   sync.Mutex
+	h    Hold
+	sets int
+}
+
+func (m *memHolds) Hold() (Hold, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.h, nil
+}
+
+func (m *memHolds) SetHold(h Hold) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.h = h
+	m.sets++
+	return nil
+}
+
+func (m *memHolds) get() Hold {
+	h, _ := m.Hold()
+	return h
+}
+
 // memThreads is Threads as the actions package will implement it over the
 // store's Incident: one thread per (subaccount, rule), valid only for the
 // incident opened at that time.

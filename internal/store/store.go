@@ -11,7 +11,8 @@
 // SIDs never contain it; T8 is a time as 8 big-endian bytes with the sign bit
 // flipped, so keys sort by time; ID8 is a big-endian uint64):
 //
-//	meta        "app" = "sentinel", "schema" = uint64, "horizon" = prune horizon
+//	meta        "app" = "sentinel", "schema" = uint64, "horizon" = prune horizon,
+//	            "slackhold" = SlackHold
 //	accounts    accountSID                   → Account
 //	messages    accountSID/messageSID        → traffic.Message
 //	msgtime     accountSID/T8(UnixNano)/sid  → empty (per-account time index)
