@@ -90,7 +90,7 @@ func status(ctx context.Context, cfg *config, stdout io.Writer) error {
 // printStatus prints rows as a table.
 func printStatus(stdout io.Writer, rows []actions.StatusRow) error {
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SID\tNAME\tTWILIO\tBREAKER\tOUT 1H\t30007 24H\tOPT-OUT 24H\tSPEND TODAY\tLAST POLL")
+	fmt.Fprintln(tw, "SID\tNAME\tTWILIO\tBREAKER\tOUT 1H\t30007 24H\tOPT-OUT 24H\tIGNORED STOPS 24H\tSPEND TODAY\tLAST POLL")
 	for _, r := range rows {
 		name := r.Name
 		if r.Parent {
@@ -100,8 +100,8 @@ func printStatus(stdout io.Writer, rows []actions.StatusRow) error {
 		if !r.LastPoll.IsZero() {
 			last = r.LastPoll.UTC().Format(time.DateTime)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.2f%%\t%.2f%%\t$%.2f\t%s\n", r.SID, name, r.Status, r.Breaker,
-			r.Outbound1h, 100*r.Filtered24h, 100*r.OptOut24h, r.SpendToday, last)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.2f%%\t%.2f%%\t%d\t$%.2f\t%s\n", r.SID, name, r.Status, r.Breaker,
+			r.Outbound1h, 100*r.Filtered24h, 100*r.OptOut24h, r.IgnoredOptOuts24h, r.SpendToday, last)
 	}
 	return tw.Flush()
 }

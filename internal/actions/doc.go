@@ -9,10 +9,14 @@
 //   - closed: sending normally; rules are evaluated.
 //   - open: suspended by sentinel. Rules are not evaluated (a suspended
 //     subaccount sends nothing) until a person reinstates it.
-//   - probation: reinstated by a person; evaluated with the policy's stricter
-//     probation thresholds until ProbationUntil, then closed again. Windows
-//     never reach before ReinstatedAt, so traffic a person already reviewed
-//     cannot trip it again.
+//   - probation: reactivated, by anyone (sentinel -reinstate, the console,
+//     the API, Twilio support): every reactivation is a reinstatement.
+//     Evaluated with the policy's stricter probation thresholds until
+//     ProbationUntil, then closed again. Windows start exactly at
+//     ReinstatedAt (Twilio's date_updated for a reactivation sentinel did
+//     not make), so traffic a person already reviewed cannot trip it again
+//     and traffic sent after it is judged; spend is judged from the day's
+//     spend noted then (SpendBase).
 //   - external_suspended: suspended by someone else (the console, another
 //     tool); noticed through the account status the poller syncs.
 //   - twilio_suspended: suspended by Twilio itself (error 21478); only Twilio
@@ -38,7 +42,9 @@
 // The parent comes first so that nothing, not even a status read, is done
 // for it. The blast-radius stage allows at most MaxPerHour suspensions by
 // sentinel per rolling hour (counted from the audit log) and never more
-// than MaxFraction of the active subaccounts suspended at once; past either
+// than MaxFraction of the active subaccounts suspended by sentinel itself
+// at once (a person's suspensions are Manual and count toward neither, nor
+// are they offences that lengthen probation); past either
 // limit the remaining candidates are recorded as blocked and one critical
 // "systemic" alert is raised for the cycle, because many subaccounts
 // tripping together is usually a carrier or Twilio incident, not many

@@ -26,6 +26,11 @@ type StatusRow struct {
 	// OptOut24h is the opt-out rate over the last 24h: inbound opt-outs /
 	// outbound messages; 0 without traffic.
 	OptOut24h float64 `json:"opt_out_rate_24h"`
+	// IgnoredOptOuts24h counts the last 24h's opt-outs that did not count:
+	// repeats from a number whose opt-out already counted, and STOPs from
+	// numbers the subaccount never messaged. Many of them is an attack on
+	// the subaccount's opt-out rate, or a list problem worth a look.
+	IgnoredOptOuts24h int64 `json:"ignored_opt_outs_24h"`
 	// SpendToday is today's (UTC) spend in USD as Twilio last reported it.
 	SpendToday float64 `json:"spend_today_usd"`
 	// LastPoll is the last successful read of the message log.
@@ -76,6 +81,7 @@ func StatusRows(st *store.Store, now time.Time) ([]StatusRow, error) {
 		if c.Outbound > 0 {
 			row.OptOut24h = float64(c.OptOuts) / float64(c.Outbound)
 		}
+		row.IgnoredOptOuts24h = c.RepeatedOptOuts + c.UnsolicitedOptOuts
 		for _, u := range usage {
 			if u.Day == day {
 				row.SpendToday = u.TotalPrice

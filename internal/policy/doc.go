@@ -10,6 +10,7 @@
 //	settings:                     # at most one value per key across files
 //	  staleness: 15m              # message log may lag this much before "unknown"
 //	  usage_staleness: 1h         # usage may be this old before spend rules are "unknown"
+//	  currency: USD               # budgets and min_spend are in this currency
 //	  probation: {duration: 24h, factor: 0.5, cap: 7d}
 //	lists:                        # named lists of error codes or account SIDs
 //	  carrier_filtering: [30007]
@@ -48,7 +49,7 @@
 //	no_service_rate   outbound without a Messaging Service / outbound   rate, min_volume
 //	no_service_count  outbound without a Messaging Service              count
 //	parent_outbound   outbound in the parent's own log   count (parent only)
-//	spend_budget      today's spend / budget (USD)       ratio, window today, budget
+//	spend_budget      today's spend / budget             ratio, window today, budget
 //	spend_spike       today's spend / mean of the previous `days` (default 7)
 //	                                                     ratio, window today, min_spend (USD)
 //
@@ -68,13 +69,17 @@
 //     subaccounts never on them. A rule applies to every subaccount unless
 //     its scope names some; exclusions win. Out of scope is Skipped.
 //   - Window: buckets that start in [max(WindowStart(now, window),
-//     CeilBucket(ReinstatedAt)), now). A window never reaches back before the
-//     last reinstatement: that traffic was reviewed by the person who
-//     reinstated.
+//     ReinstatedAt), now). A window never reaches back before the last
+//     reinstatement (that traffic was reviewed by the person who
+//     reinstated) and starts exactly at it: the caller supplies the head
+//     bucket from the reinstatement to the next bucket boundary (see
+//     Subject.Buckets).
 //   - Gaps: when the message log's Coverage does not span [window start,
 //     now - staleness] the result is Unknown; spend rules are Unknown when
-//     usage was never read or is older than usage_staleness. Unknown never
-//     trips and never resolves: the state is returned unchanged.
+//     usage was never read, is older than usage_staleness, or is billed in
+//     a currency other than the set's. Unknown never trips and never
+//     resolves, and it resets a pending streak (Consecutive = 0), as a
+//     missing series resets a Prometheus alert's `for`.
 //   - Volume: a rate whose denominator is below min_volume (or zero) is
 //     Insufficient. That breaks a pending streak (Consecutive = 0) but does
 //     not resolve a firing rule: too little traffic is not evidence of health.
@@ -105,10 +110,12 @@
 // the times to split at, and a window with a bucket across its start is
 // Unknown rather than summed inexactly. Examples from an hour bucket are its
 // smallest sample SIDs; Subject.Examples, which ScanHourBuckets supplies,
-// gives the five-minute buckets' examples instead. Spend rules read Twilio's daily usage (UTC days): they
-// are skipped for the rest of the day of a reinstatement, because a day's
-// usage cannot be split at the reinstatement. spend_spike counts days without
-// a usage record as no spend, floors the trailing mean at $1 a day, and is
+// gives the five-minute buckets' examples instead. Spend rules read Twilio's
+// daily usage (UTC days): on the day of a reinstatement they judge the day's
+// spend less Subject.SpendBase, the spend noted at the reinstatement, and
+// without that note they are skipped for the rest of the day. spend_spike
+// counts days without a usage record as no spend, leaves out the days in
+// Subject.OffenceDays, floors the trailing mean at $1 a day, and is
 // Insufficient while usage history does not reach back `days` days. A new
 // account is Unknown for a rule until its coverage spans that rule's window.
 //

@@ -84,7 +84,7 @@ type usage struct {
 	Day      int     `yaml:"day"` // 0 = start's UTC day, -1 the day before
 	Spend    float64 `yaml:"spend"`
 	Currency string  `yaml:"currency"` // default: the policies' own
-	At    *offset `yaml:"at"` // known from this offset on; default always
+	At       *offset `yaml:"at"`       // known from this offset on; default always
 }
 
 type testEval struct {
