@@ -132,18 +132,27 @@ func benchFleet(b *testing.B, clk *clock, n, perAccount int, latency time.Durati
 	return fake, sids, heapMB() - before
 }
 
-// benchPoller returns a Poller on the fake with a fresh store.
+// benchPoller returns a Poller on the fake with a fresh store, wired as
+// the daemon wires it: numbers hashed for the consent records.
 func benchPoller(b *testing.B, fake *twiliofake.Server, clk *clock, concurrency int) (*Poller, *store.Store) {
 	b.Helper()
-	tw, err := twilioapi.New(twilioapi.Config{BaseURL: fake.URL(), AccountSID: fake.ParentSID(), AuthToken: fake.ParentToken()})
-	if err != nil {
-		b.Fatal(err)
-	}
 	st, err := store.Open(filepath.Join(b.TempDir(), "sentinel.db"), store.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { st.Close() })
+	key, err := st.PeerKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	peers, err := traffic.NewPeers(key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tw, err := twilioapi.New(twilioapi.Config{BaseURL: fake.URL(), AccountSID: fake.ParentSID(), AuthToken: fake.ParentToken(), Peers: peers})
+	if err != nil {
+		b.Fatal(err)
+	}
 	p, err := New(Config{Parent: fake.ParentSID(), Concurrency: concurrency}, tw, st, nil,
 		slog.New(slog.NewTextHandler(io.Discard, nil)), clk.Now)
 	if err != nil {

@@ -222,7 +222,8 @@ func fleetIngest(b *testing.B) {
 
 // fleetBatch returns n new messages of acct as a first poll reads them:
 // random SIDs, sorted, times in the 20 hours before testBase, mostly
-// delivered, with some inbound, failed, opted-out and unbilled ones.
+// delivered, with some inbound, failed, opted-out and unbilled ones, to and
+// from a pool of 2,000 numbers (their hashes, as the poller stores them).
 func fleetBatch(rng *rand.Rand, acct string, n int) []traffic.Message {
 	msgs := make([]traffic.Message, n)
 	for i := range msgs {
@@ -231,6 +232,7 @@ func fleetBatch(rng *rand.Rand, acct string, n int) []traffic.Message {
 			AccountSID: acct, Direction: traffic.OutboundAPI, Status: "delivered",
 			Time:        testBase.Add(-time.Duration(rng.Int64N(int64(20 * time.Hour)))),
 			PriceMicros: 7900, MessagingService: true,
+			Peer: 1 + rng.Uint64N(2000)*0x9e3779b97f4a7c15, // spread like a hash
 		}
 		switch r := rng.IntN(100); {
 		case r < 10:

@@ -104,6 +104,42 @@ func newConsentIndex(tx *bolt.Tx, account string, window time.Duration) consentI
 		window: int64(window / time.Second), recs: map[uint64]*consentRec{}}
 }
 
+// load reads the records of peers (in any order, repeats allowed) with
+// one cursor walking the account's records in key order, as ingest.stored
+// does for messages: a first poll of a busy account reads thousands of
+// numbers, and a lookup each would cost a tree descent each.
+func (c *consentIndex) load(peers []uint64) error {
+	slices.Sort(peers)
+	peers = slices.Compact(peers)
+	cur := c.b.Cursor()
+	var k, v []byte
+	for n, p := range peers {
+		if _, ok := c.recs[p]; ok {
+			continue
+		}
+		key := consentKey(c.account, p)
+		if n == 0 || k == nil || bytes.Compare(k, key) > 0 {
+			k, v = cur.Seek(key)
+		}
+		for steps := 0; k != nil && bytes.Compare(k, key) < 0; steps++ {
+			if steps == maxSteps {
+				k, v = cur.Seek(key)
+				break
+			}
+			k, v = cur.Next()
+		}
+		r := &consentRec{}
+		if bytes.Equal(k, key) {
+			var err error
+			if r, err = decodeRec(v, decodeConsent); err != nil {
+				return corrupt(bkConsent, k, err)
+			}
+		}
+		c.recs[p] = r
+	}
+	return nil
+}
+
 // rec returns the record of peer, loading it on first use.
 func (c *consentIndex) rec(peer uint64) (*consentRec, error) {
 	if r, ok := c.recs[peer]; ok {

@@ -345,8 +345,17 @@ func (w *ingest) put(m traffic.Message, old []byte, in *Ingest) ([]byte, error) 
 }
 
 // noteOutbound records, in the account's consent records, every number that
-// msgs send to.
+// msgs send to, having loaded the records of every number in msgs.
 func (w *ingest) noteOutbound(msgs []traffic.Message) error {
+	peers := make([]uint64, 0, len(msgs))
+	for i := range msgs {
+		if m := &msgs[i]; m.Peer != 0 && (m.Direction.Outbound() || m.Keyword == traffic.OptOut) {
+			peers = append(peers, m.Peer)
+		}
+	}
+	if err := w.consent.load(peers); err != nil {
+		return err
+	}
 	for i := range msgs {
 		m := &msgs[i]
 		if m.Direction.Outbound() && m.Peer != 0 && validTime(m.Time) {
