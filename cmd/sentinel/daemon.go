@@ -33,6 +33,23 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger) error {
 	return a.serve(ctx, nil)
 }
 
+// recoverTimeout bounds start-up reconciliation.
+const recoverTimeout = 2 * time.Minute
+
+// recoverIntents reconciles every open intent (see serve).
+func (a *app) recoverIntents(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, recoverTimeout)
+	defer cancel()
+	intents, err := a.st.OpenIntents()
+	if err == nil && len(intents) == 0 {
+		return
+	}
+	a.log.Info("reconciling actions left open by the last run", "intents", len(intents))
+	if err := a.act.Reconcile(ctx); err != nil {
+		a.log.Error("some actions are not reconciled yet; those subaccounts wait until Twilio answers", "err", err)
+	}
+}
+
 // serve runs the daemon's actors until ctx ends. ready, if not nil, is
 // closed once the HTTP listener is bound (the demo prints its address).
 func (a *app) serve(ctx context.Context, ready chan<- string) error {
@@ -41,6 +58,12 @@ func (a *app) serve(ctx context.Context, ready chan<- string) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.listen, err)
 	}
+	// Recover before serving: the actions a crash left between intent and
+	// outcome are reconciled with Twilio before the control socket, the
+	// scheduler or anything else can act on those subaccounts. One that
+	// stays open (Twilio unreachable) is reconciled again by the first
+	// action on its subaccount, which waits for it.
+	a.recoverIntents(ctx)
 	ctrl, err := control.New(cfg.socket, a.act, a.st, log, time.Now)
 	if err != nil {
 		ln.Close()

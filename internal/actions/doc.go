@@ -87,7 +87,11 @@
 // at start-up and at the start of every Judge, reads the account's actual
 // status from Twilio and writes the missing outcome. No action is lost and
 // none is done twice: setting a status is idempotent, and an abandoned
-// suspension is simply decided again by the next Judge.
+// suspension is simply decided again by the next Judge. An account with an
+// open intent is never acted on over it: a manual action reconciles the
+// account's intents first and refuses (ErrUnreconciled) while one stays
+// open, and Judge leaves such an account alone, since its breaker and
+// status are what they were before the action.
 //
 // # Caveats
 //

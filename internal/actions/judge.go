@@ -79,6 +79,17 @@ func (a *Actor) Judge(ctx context.Context) (Summary, error) {
 		return sum, errors.Join(append(errs, fmt.Errorf("judge: %w", err))...)
 	}
 
+	// An account whose last action's outcome is still unknown (Twilio
+	// could not be asked) is left alone until it is known: its breaker and
+	// status are what they were before that action.
+	unknown := map[string]bool{}
+	if intents, err := a.st.OpenIntents(); err != nil {
+		errs = append(errs, err)
+	} else {
+		for _, in := range intents {
+			unknown[in.Subaccount] = true
+		}
+	}
 	snap := &snapshot{st: a.st}
 	snap.loadBreakers()
 	var fl fleet
@@ -86,6 +97,10 @@ func (a *Actor) Judge(ctx context.Context) (Summary, error) {
 	for i := range accts {
 		if err := ctx.Err(); err != nil {
 			return cancelled(err)
+		}
+		if unknown[accts[i].SID] {
+			errs = append(errs, fmt.Errorf("judge %s: %w", accts[i].SID, ErrUnreconciled))
+			continue
 		}
 		v, err := a.syncAccount(ctx, set, snap, &accts[i], &fl)
 		if err != nil {

@@ -50,6 +50,9 @@ func (a *Actor) Reinstate(ctx context.Context, sid, by, reason string) error {
 	if err != nil {
 		return fmt.Errorf("reinstate: %w", err)
 	}
+	if err := a.reconcileAccount(ctx, sid); err != nil {
+		return fmt.Errorf("reinstate %s: %w", sid, err)
+	}
 	br, err := a.st.Breaker(sid)
 	if err != nil {
 		return fmt.Errorf("reinstate %s: %w", sid, err)
@@ -105,6 +108,9 @@ func (a *Actor) Suspend(ctx context.Context, sid, by, reason string) error {
 	if err != nil {
 		return fmt.Errorf("suspend: %w", err)
 	}
+	if err := a.reconcileAccount(ctx, sid); err != nil {
+		return fmt.Errorf("suspend %s: %w", sid, err)
+	}
 	br, err := a.st.Breaker(sid)
 	if err != nil {
 		return fmt.Errorf("suspend %s: %w", sid, err)
@@ -158,12 +164,39 @@ func (a *Actor) Reconcile(ctx context.Context) error {
 }
 
 func (a *Actor) reconcile(ctx context.Context) error {
+	return a.reconcileWhere(ctx, func(string) bool { return true })
+}
+
+// ErrUnreconciled means an action found an earlier action on the same
+// subaccount whose outcome is still unknown (Twilio could not be asked):
+// acting on top of it could record the earlier one wrongly.
+var ErrUnreconciled = errors.New("an earlier action on it has no known outcome yet")
+
+// reconcileAccount reconciles sid's open intents, so that an action on sid
+// never runs on top of one whose outcome is unknown: after a crash, the
+// breaker and the account status are what they were before that action,
+// not what Twilio now says, and acting on them would record the earlier
+// action as abandoned, or sentinel's own suspension as someone else's. It
+// fails, wrapping ErrUnreconciled, when an intent stays open.
+func (a *Actor) reconcileAccount(ctx context.Context, sid string) error {
+	if err := a.reconcileWhere(ctx, func(s string) bool { return s == sid }); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnreconciled, err)
+	}
+	return nil
+}
+
+// reconcileWhere reconciles the open intents of the subaccounts keep
+// accepts.
+func (a *Actor) reconcileWhere(ctx context.Context, keep func(sid string) bool) error {
 	intents, err := a.st.OpenIntents()
 	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)
 	}
 	var errs []error
 	for _, in := range intents {
+		if !keep(in.Subaccount) {
+			continue
+		}
 		if err := a.reconcileOne(ctx, in); err != nil {
 			errs = append(errs, fmt.Errorf("reconcile intent %d (%s %s): %w", in.ID, in.Action, in.Subaccount, err))
 		}

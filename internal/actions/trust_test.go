@@ -2,6 +2,7 @@ package actions_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"sentinel/internal/actions"
 	"sentinel/internal/slack"
+	"sentinel/internal/store"
 	"sentinel/internal/traffic"
 	"sentinel/internal/twiliofake"
 )
@@ -263,4 +265,48 @@ func TestBlindOnStaleData(t *testing.T) {
 	if len(blind) != 1 || blind[0].Subaccount != "" || blind[0].Severity != slack.SeverityCritical {
 		t.Fatalf("blind alerts for a fleet-wide stall = %d (%+v), want one fleet alert", len(blind), blind)
 	}
+}
+
+// TestManualActionReconcilesFirst: a person's action on a subaccount whose
+// last action was left open by a crash first finds out what came of it,
+// and refuses to act while Twilio cannot say.
+func TestManualActionReconcilesFirst(t *testing.T) {
+	e := newEnv(t, envOptions{subs: 3})
+	ctx := context.Background()
+	sid := e.subs[0]
+	// A crash after sentinel's suspension reached Twilio: the intent is on
+	// disk, Twilio shows it done, nothing else was recorded.
+	if _, err := e.st.AppendAudit(storeIntent(sid, e.clock.Now())); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.fake.SetStatus(sid, "suspended"); err != nil {
+		t.Fatal(err)
+	}
+	e.syncAccounts()
+
+	e.fake.Inject(twiliofake.Fault{Kind: twiliofake.FaultDrop, Times: 50})
+	err := e.actor.Reinstate(ctx, sid, "ana", "reviewed")
+	if !errors.Is(err, actions.ErrUnreconciled) {
+		t.Fatalf("Reinstate while Twilio cannot be asked = %v, want ErrUnreconciled", err)
+	}
+	e.fake.ClearFaults()
+
+	if err := e.actor.Reinstate(ctx, sid, "ana", "reviewed"); err != nil {
+		t.Fatalf("Reinstate: %v", err)
+	}
+	var outcomes []string
+	for _, r := range e.audit(sid, actions.KindOutcome) {
+		outcomes = append(outcomes, r.Action+" "+r.Outcome)
+	}
+	if diff := cmp.Diff([]string{"suspend ok", "reinstate ok"}, outcomes); diff != "" {
+		t.Errorf("outcomes (-want +got):\n%s", diff)
+	}
+	if b := e.breaker(sid); b.State != actions.StateProbation || b.Offences != 1 {
+		t.Errorf("breaker = %+v, want probation after sentinel's one offence", b)
+	}
+}
+
+func storeIntent(sid string, at time.Time) store.AuditRecord {
+	return store.AuditRecord{At: at, Subaccount: sid, Kind: actions.KindIntent, Action: actions.ActionSuspend,
+		Rule: "filtered", Actor: actions.ActorSentinel, Reason: "filtered"}
 }
