@@ -198,3 +198,22 @@ func TestHostileManualSuspension(t *testing.T) {
 		t.Errorf("a systemic alert; posts:\n%s", strings.Join(w.slack.Posts(), "\n"))
 	}
 }
+
+// -log-level debug says what an operator looks for: each poll's pages and
+// watermarks, each decision with its numbers, each Slack attempt.
+func TestDebugLog(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, twiliofake.Options{})
+	w.fleet(t, 2, true)
+	r := w.once(t, "-log-level", "debug")
+	for _, want := range []string{
+		`msg="messages polled"`, "pages=", "coverage_until=",
+		`msg="usage polled"`,
+		"msg=decision ", "rule=carrier-filtering-warning", "denominator=", "trip=",
+		`msg="slack delivery attempt"`, `msg="slack delivered"`,
+	} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("debug log lacks %q:\n%s", want, r.stderr)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package actions
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -202,6 +203,8 @@ func statesChanged(stored map[string]store.RuleState, next map[string]policy.Sta
 type evaluator struct {
 	set   *policy.Set
 	now   time.Time
+	log   *slog.Logger
+	debug bool                    // log every decision (-log-level debug)
 	spend []bool                  // by rule index: a spend signal
 	prev  map[string]policy.State // scratch, reused for every account
 	// evals counts decisions by rule (index in set order) and result, for
@@ -255,6 +258,12 @@ func (e *evaluator) judge(v *verdict, buckets []traffic.Bucket, examples traffic
 	today := e.now.UTC().Format(time.DateOnly)
 	for i, d := range decs {
 		e.evals[evalKey{i, d.Result}]++
+		if e.debug && d.Result != policy.Skipped {
+			ev := d.Evidence
+			e.log.Debug("decision", "subaccount", v.acct.SID, "rule", d.Rule, "result", d.Result, "fired", d.Fired,
+				"value", ev.Value, "numerator", ev.Numerator, "denominator", ev.Denominator, "trip", ev.Threshold,
+				"resolve", ev.ResolveAt, "from", ev.From, "to", ev.To, "probation", d.Probation, "reason", ev.Reason)
+		}
 		if p := e.prev[d.Rule]; consequential(d, p) {
 			v.decs = append(v.decs, judged{d, p})
 		}
@@ -294,7 +303,8 @@ func (a *Actor) evaluate(ctx context.Context, set *policy.Set, snap *snapshot, v
 			bySID[v.acct.SID] = v
 		}
 	}
-	e := &evaluator{set: set, now: now, prev: map[string]policy.State{}, evals: map[evalKey]int{}}
+	e := &evaluator{set: set, now: now, prev: map[string]policy.State{}, evals: map[evalKey]int{},
+		log: a.log, debug: a.log.Enabled(ctx, slog.LevelDebug)}
 	for _, r := range set.Rules() {
 		e.spend = append(e.spend, r.Signal == policy.SignalSpendBudget || r.Signal == policy.SignalSpendSpike)
 	}

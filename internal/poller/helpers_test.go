@@ -2,11 +2,11 @@ package poller
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -82,6 +82,25 @@ type env struct {
 	reg    *prometheus.Registry
 	p      *Poller
 	cfg    Config
+	logs   logBuffer // what the poller logged
+}
+
+// logBuffer collects log output written from many goroutines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // envOptions adjust an env before it is built.
@@ -145,7 +164,7 @@ func (e *env) open() {
 	e.st = st
 	e.tb.Cleanup(func() { _ = st.Close() })
 	e.reg = prometheus.NewRegistry()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.NewTextHandler(&e.logs, nil))
 	if e.p, err = New(e.cfg, e.tw, e.st, e.reg, log, e.clock.Now); err != nil {
 		e.tb.Fatalf("poller.New: %v", err)
 	}

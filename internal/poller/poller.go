@@ -514,9 +514,10 @@ func (p *Poller) pollMessages(ctx context.Context, a store.Account) (func() erro
 		p.m.optOuts.WithLabelValues("reclassified").Add(float64(ing.Reclassified))
 		return nil
 	}
-	read := 0
+	read, pages := 0, 0
 	opts := twilioapi.MessageList{FirstPage: p.firstPage(a.SID)}
 	err = p.tw.Messages(ctx, a.SID, opts, func(page *twilioapi.Page) (bool, error) {
+		pages = page.Number
 		p.skipped(a.SID, page.Skipped)
 		if len(page.Messages) == 0 {
 			// Nothing on the page converted (or the log is empty): only
@@ -572,6 +573,8 @@ func (p *Poller) pollMessages(ctx context.Context, a store.Account) (func() erro
 		}
 		p.noteRead(a.SID, read)
 		p.m.coverageEnd.WithLabelValues(label...).Set(float64(now.Unix()))
+		p.log.Debug("messages polled", "subaccount", a.SID, "pages", pages, "first_page", opts.FirstPage,
+			"read", read, "since", since, "coverage_from", from, "coverage_until", now)
 		return nil
 	}, nil
 }
@@ -716,6 +719,8 @@ func (p *Poller) pollUsage(ctx context.Context, a store.Account) (func() error, 
 			days = append(completeDays(past, now, p.cfg.UsageDays), today)
 		}
 	}
+	p.log.Debug("usage polled", "subaccount", a.SID, "day", today.Day, "spend", today.TotalPrice,
+		"currency", today.Currency, "as_of", today.AsOf, "days", len(days))
 	return func() error { return p.st.PutUsage(a.SID, days) }, nil
 }
 

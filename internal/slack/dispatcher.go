@@ -354,6 +354,8 @@ func (d *Dispatcher) deliver(ctx context.Context, it OutboxItem) (stop bool, err
 	}
 	opener := thread == "" // this message starts the incident's thread
 	msg := Render(ev)
+	d.log.Debug("slack delivery attempt", "id", it.ID, "kind", ev.Kind, "subaccount", ev.Subaccount, "rule", ev.Rule,
+		"attempts", it.Attempts, "threaded", !opener)
 	ts, err := d.post(ctx, msg, thread)
 	var de *DeliveryError
 	if err != nil && errors.As(err, &de) && de.Class == ClassRejected && ctx.Err() == nil {
@@ -369,8 +371,10 @@ func (d *Dispatcher) deliver(ctx context.Context, it OutboxItem) (stop bool, err
 		return true, nil
 	}
 	if err != nil {
+		d.log.Debug("slack delivery failed", "id", it.ID, "err", err)
 		return d.failed(it, ev, err)
 	}
+	d.log.Debug("slack delivered", "id", it.ID, "ts", ts)
 
 	// Slack has it: the outbox forgets it before anything else is written.
 	// A crash before this commit sends it again (at least once, as

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -88,7 +89,7 @@ func (c *Client) do(ctx context.Context, endpoint string, op func(api *openapi.A
 			return err
 		}
 		a := &attempt{c: c, ctx: ctx, endpoint: endpoint}
-		err := op(c.service(a))
+		err := c.calledURL(op(c.service(a)))
 		timedOut := a.done()
 		if err == nil {
 			return nil
@@ -109,6 +110,21 @@ func (c *Client) do(ctx context.Context, endpoint string, op func(api *openapi.A
 			return err
 		}
 	}
+}
+
+// calledURL makes err name the URL that was actually called: twilio-go
+// builds every URL on https://api.twilio.com, which the attempt's
+// RoundTripper rewrites to Config.BaseURL, and an error from the HTTP
+// client would name the former.
+func (c *Client) calledURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if u, perr := url.Parse(ue.URL); perr == nil {
+			u.Scheme, u.Host, u.User = c.base.Scheme, c.base.Host, nil
+			ue.URL = u.String()
+		}
+	}
+	return err
 }
 
 // classify says whether err, the outcome of attempt a, is worth retrying, and

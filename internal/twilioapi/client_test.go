@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -529,5 +530,24 @@ func TestMetricsLabelsAreBounded(t *testing.T) {
 	}
 	if m := tc.metric(t, "sentinel_twilio_request_duration_seconds", map[string]string{"endpoint": "messages"}); m.GetHistogram().GetSampleCount() != 1 {
 		t.Errorf("duration histogram for messages: got %v samples, want 1", m.GetHistogram().GetSampleCount())
+	}
+}
+
+// An error names the URL that was called, not the Twilio host that
+// twilio-go builds every URL on.
+func TestErrorNamesCalledURL(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens: every request fails to connect
+	tc := newTestClient(t, "http://"+addr, func(c *Config) { c.MaxRetries = -1 })
+	_, err = tc.FetchAccount(context.Background(), subSID)
+	if err == nil {
+		t.Fatal("FetchAccount: no error")
+	}
+	if msg := err.Error(); strings.Contains(msg, "api.twilio.com") || !strings.Contains(msg, addr) {
+		t.Errorf("error %q names the wrong host, want %s", msg, addr)
 	}
 }
