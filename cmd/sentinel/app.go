@@ -189,7 +189,7 @@ func (a *app) buildNotifier(terminal io.Writer) error {
 // onReload is called by the policy reloader after every reload attempt.
 func (a *app) onReload(set *policy.Set, err error) {
 	if err != nil {
-		a.log.Error("policy change rejected; the previous policies keep running", "err", err)
+		// The reloader has logged it, once; Slack hears it too.
 		ev := slack.Event{
 			Kind:     slack.KindPolicyRejected,
 			Severity: slack.SeverityWarning,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -157,6 +158,42 @@ func TestPolicyCommands(t *testing.T) {
 	r = runEnv(t, env, nil, append([]string{"-test-policies", "-policies", "../../policies"}, tests...)...)
 	if r.code != 0 {
 		t.Errorf("-test-policies: %s", r)
+	}
+
+	// From any directory, without -policies: each file's policies: key,
+	// relative to the file, names the policies it tests.
+	var abs []string
+	for _, f := range tests {
+		abs = append(abs, mustAbs(t, f))
+	}
+	elsewhere := exec.Command(bin, append([]string{"-test-policies"}, abs...)...)
+	elsewhere.Dir, elsewhere.Env = t.TempDir(), env
+	if out, err := elsewhere.CombinedOutput(); err != nil {
+		t.Errorf("-test-policies from another directory: %v\n%s", err, out)
+	}
+
+	// The compliance team adds a rule: the checks and tests still pass.
+	team := t.TempDir()
+	shipped, _ := filepath.Glob("../../policies/*.yaml")
+	for _, f := range shipped {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(team, filepath.Base(f)), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	extra := "rules:\n  - name: no-service-warning\n    description: Many messages without a Messaging Service.\n" +
+		"    signal: no_service_rate\n    window: 1h\n    min_volume: 50\n    trip: 50%\n    severity: warning\n    action: alert\n"
+	if err := os.WriteFile(filepath.Join(team, "extra.yaml"), []byte(extra), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := runEnv(t, env, nil, "-check-policies", "-policies", team); r.code != 0 {
+		t.Errorf("-check-policies with an added rule: %s", r)
+	}
+	if r := runEnv(t, env, nil, append([]string{"-test-policies", "-policies", team}, tests...)...); r.code != 0 {
+		t.Errorf("-test-policies with an added rule: %s", r)
 	}
 
 	// A failing test case fails the command.

@@ -32,8 +32,15 @@ func checkPolicies(cfg *config, stdout io.Writer) error {
 	return nil
 }
 
+// testPolicies runs policy test files against the directory each names
+// (its policies: key, relative to the file), or against -policies when it
+// is given.
 func testPolicies(cfg *config, stdout io.Writer) error {
-	failed, err := policy.RunTests(stdout, cfg.policies, cfg.testFiles...)
+	dir := ""
+	if cfg.policiesSet {
+		dir = cfg.policies
+	}
+	failed, err := policy.RunTests(stdout, dir, cfg.testFiles...)
 	if err != nil {
 		return err
 	}

@@ -21,8 +21,11 @@ type config struct {
 	authToken  string
 	db         string
 	policies   string
-	listen     string
-	socket     string
+	// policiesSet: -policies was given; otherwise policy test files name
+	// their own policy directory.
+	policiesSet bool
+	listen      string
+	socket      string
 
 	slackWebhook string
 	slackToken   string
@@ -126,6 +129,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 		}
 		return nil, err
 	}
+	fs.Visit(func(f *flag.Flag) { c.policiesSet = c.policiesSet || f.Name == "policies" })
 	if c.testPolicies {
 		c.testFiles = fs.Args()
 		if len(c.testFiles) == 0 {

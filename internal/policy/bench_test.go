@@ -18,7 +18,7 @@ import (
 //
 //	go test -run '^$' -bench Evaluate10k -benchmem ./internal/policy/
 func BenchmarkEvaluate10k(b *testing.B) {
-	set, err := Load("../../policies")
+	set, err := Load("testdata/engine")
 	if err != nil {
 		b.Fatal(err)
 	}

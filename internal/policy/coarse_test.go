@@ -79,7 +79,7 @@ func coarseHistory(rng *rand.Rand, now time.Time, profile int) []traffic.Bucket 
 // results, states and evidence, with examples that are samples from the
 // window whenever the five-minute buckets have any.
 func TestEvaluateHourBuckets(t *testing.T) {
-	set, err := Load("../../policies")
+	set, err := Load("testdata/engine")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +179,7 @@ func inWindow(buckets []traffic.Bucket, sid string, from, to time.Time) bool {
 // TestEvaluateStraddlingBucket checks that a window whose start or end
 // falls inside a wide bucket is Unknown rather than summed inexactly.
 func TestEvaluateStraddlingBucket(t *testing.T) {
-	set, err := Load("../../policies")
+	set, err := Load("testdata/engine")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -384,7 +384,7 @@ func TestEvaluateDoesNotMutatePrev(t *testing.T) {
 }
 
 func TestSetAccessors(t *testing.T) {
-	set, err := Load("../../policies")
+	set, err := Load("testdata/engine")
 	if err != nil {
 		t.Fatal(err)
 	}

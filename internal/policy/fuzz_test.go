@@ -14,7 +14,7 @@ import (
 // report problems as a *LoadError naming the file, and whatever it accepts
 // must combine into a Set that evaluates.
 func FuzzParse(f *testing.F) {
-	for _, glob := range []string{"../../policies/*.yaml", "testdata/invalid/*.yaml", "testdata/invalid/*/*.yaml"} {
+	for _, glob := range []string{"testdata/engine/*.yaml", "testdata/invalid/*.yaml", "testdata/invalid/*/*.yaml"} {
 		files, _ := filepath.Glob(glob)
 		for _, file := range files {
 			data, err := os.ReadFile(file)

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -23,9 +24,17 @@ type ReloaderConfig struct {
 	Dir string
 	// Interval is how often the directory's files are compared with what was
 	// last loaded (by content hash, so editors that keep mtimes and atomic
-	// renames are both seen). 0 means 30s; negative disables polling, leaving
-	// only Trigger.
+	// renames are both seen), besides the file notifications that make a
+	// change take effect within Settle. The poll only catches what
+	// notifications miss (some network file systems send none). 0 means
+	// 30s; negative disables polling.
 	Interval time.Duration
+	// Settle is how long the directory must be quiet after a notification
+	// before it is loaded: an editor's save is several events, and a
+	// half-written file would be rejected for nothing. 0 means 500ms.
+	Settle time.Duration
+	// NoWatch disables file notifications (tests of the poll alone).
+	NoWatch bool
 	// Trigger forces a reload, changed or not (main turns SIGHUP into a
 	// send). May be nil.
 	Trigger <-chan struct{}
@@ -68,6 +77,9 @@ func NewReloader(cfg ReloaderConfig) (*Reloader, error) {
 	if cfg.Interval == 0 {
 		cfg.Interval = 30 * time.Second
 	}
+	if cfg.Settle == 0 {
+		cfg.Settle = 500 * time.Millisecond
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -108,8 +120,9 @@ func NewReloader(cfg ReloaderConfig) (*Reloader, error) {
 // Current returns the policies in force. It is safe for concurrent use.
 func (r *Reloader) Current() *Set { return r.current.Load() }
 
-// Run polls the directory and serves triggers until ctx is done, then
-// returns nil.
+// Run watches the directory (file notifications, and a poll as a
+// fallback) and serves triggers until ctx is done, then returns nil. A
+// directory that cannot be watched is polled only, and says so in the log.
 func (r *Reloader) Run(ctx context.Context) error {
 	var tick <-chan time.Time
 	if r.cfg.Interval > 0 {
@@ -117,6 +130,26 @@ func (r *Reloader) Run(ctx context.Context) error {
 		defer t.Stop()
 		tick = t.C
 	}
+	var events <-chan fsnotify.Event
+	var watchErrs <-chan error
+	if !r.cfg.NoWatch {
+		w, err := fsnotify.NewWatcher()
+		if err == nil {
+			err = w.Add(r.cfg.Dir)
+		}
+		if err != nil {
+			r.cfg.Logger.Warn("policy directory not watched; changes are seen by polling only",
+				"dir", r.cfg.Dir, "interval", r.cfg.Interval, "err", err)
+		} else {
+			defer w.Close()
+			events, watchErrs = w.Events, w.Errors
+		}
+	}
+	settle := time.NewTimer(0)
+	if !settle.Stop() {
+		<-settle.C
+	}
+	defer settle.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -125,8 +158,30 @@ func (r *Reloader) Run(ctx context.Context) error {
 			r.reload(true)
 		case <-tick:
 			r.reload(false)
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			if policyFile(filepath.Base(ev.Name)) {
+				settle.Reset(r.cfg.Settle)
+			}
+		case err, ok := <-watchErrs:
+			if !ok {
+				watchErrs = nil
+				continue
+			}
+			r.cfg.Logger.Warn("watching the policy directory", "dir", r.cfg.Dir, "err", err)
+		case <-settle.C:
+			r.reload(false)
 		}
 	}
+}
+
+// policyFile reports whether name is a file Load reads.
+func policyFile(name string) bool {
+	ext := filepath.Ext(name)
+	return ext == ".yaml" || ext == ".yml"
 }
 
 // reload loads the directory when forced or when its files changed since the

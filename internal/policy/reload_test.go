@@ -2,8 +2,11 @@ package policy
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,7 +56,7 @@ func newTestReloader(t *testing.T, dir string, interval time.Duration, trigger c
 	results := make(chan reloadResult, 10)
 	clock := time.Unix(1_700_000_000, 0)
 	r, err := NewReloader(ReloaderConfig{
-		Dir: dir, Interval: interval, Trigger: trigger, Registerer: reg,
+		Dir: dir, Interval: interval, Trigger: trigger, Registerer: reg, NoWatch: true,
 		OnReload: func(s *Set, err error) { results <- reloadResult{s, err} },
 		Now:      func() time.Time { return clock },
 	})
@@ -74,6 +77,75 @@ func runReloader(t *testing.T, r *Reloader) {
 			t.Errorf("Run returned %v, want nil", err)
 		}
 	})
+}
+
+// TestReloaderWatches: a change is picked up from the file notification
+// within the settle time, with no poll at all; a rejected change is logged
+// once, however many notifications the editor's save makes.
+func TestReloaderWatches(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "a.yaml"), ruleA)
+	var logs lockedLog
+	results := make(chan reloadResult, 10)
+	r, err := NewReloader(ReloaderConfig{
+		Dir: dir, Interval: -1, Settle: 50 * time.Millisecond,
+		Logger:   slog.New(slog.NewTextHandler(&logs, nil)),
+		OnReload: func(s *Set, err error) { results <- reloadResult{s, err} },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runReloader(t, r)
+	time.Sleep(100 * time.Millisecond) // the watch is set up in Run
+
+	writeFile(t, filepath.Join(dir, "b.yaml"), ruleB)
+	select {
+	case res := <-results:
+		if res.err != nil || len(res.set.Rules()) != 2 {
+			t.Fatalf("reload = %v, %v; want the set of 2", res.set, res.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a changed file was not picked up from its notification")
+	}
+
+	for range 3 { // an editor writing in several steps
+		writeFile(t, filepath.Join(dir, "b.yaml"), "rules: [oops")
+	}
+	select {
+	case res := <-results:
+		if res.err == nil {
+			t.Fatal("invalid policies accepted")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("an invalid change was not seen")
+	}
+	select {
+	case res := <-results:
+		t.Fatalf("one change reloaded twice: %v", res.err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if n := strings.Count(logs.String(), "policy reload rejected"); n != 1 {
+		t.Errorf("the rejection was logged %d times, want once:\n%s", n, logs.String())
+	}
+}
+
+// lockedLog collects log output written from other goroutines.
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func TestReloaderTrigger(t *testing.T) {
