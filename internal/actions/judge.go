@@ -125,9 +125,9 @@ func (a *Actor) Judge(ctx context.Context) (Summary, error) {
 		errs = append(errs, err)
 	}
 
-	signals := map[string]string{}
+	rules := map[string]policy.Rule{}
 	for _, r := range set.Rules() {
-		signals[r.Name] = r.Signal
+		rules[r.Name] = r
 	}
 	var cands []candidate
 	var blind []slack.Event
@@ -135,7 +135,7 @@ func (a *Actor) Judge(ctx context.Context) (Summary, error) {
 		if err := ctx.Err(); err != nil {
 			return cancelled(err)
 		}
-		cs, ev, err := a.judgeAccount(ctx, snap, v, signals, now, &sum)
+		cs, ev, err := a.judgeAccount(ctx, snap, v, rules, now, &sum)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -189,7 +189,7 @@ func (a *Actor) syncAccount(ctx context.Context, set *policy.Set, snap *snapshot
 // judgeAccount handles the incidents of one evaluated account. It returns
 // the account's suspension candidates, and the blind alert to send for it,
 // if any (see tellBlind).
-func (a *Actor) judgeAccount(ctx context.Context, snap *snapshot, v *verdict, signals map[string]string, now time.Time, sum *Summary) ([]candidate, *slack.Event, error) {
+func (a *Actor) judgeAccount(ctx context.Context, snap *snapshot, v *verdict, rules map[string]policy.Rule, now time.Time, sum *Summary) ([]candidate, *slack.Event, error) {
 	if v.err != nil {
 		return nil, nil, v.err
 	}
@@ -201,10 +201,10 @@ func (a *Actor) judgeAccount(ctx context.Context, snap *snapshot, v *verdict, si
 	stale := v.cov.Until.Before(now.Add(-a.cfg.MaxStaleness))
 	var errs []error
 	var cands []candidate
-	var rules []string // suspension rules sentinel cannot judge on fresh data
+	var unjudged []string // suspension rules sentinel cannot judge on fresh data
 	for _, j := range v.decs {
 		d, p := j.d, j.prev
-		inc, err := a.track(ctx, acct, d, signals[d.Rule], now)
+		inc, err := a.track(ctx, acct, d, rules[d.Rule], now)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -217,13 +217,13 @@ func (a *Actor) judgeAccount(ctx context.Context, snap *snapshot, v *verdict, si
 		}
 		switch {
 		case d.Result == policy.Firing && stale:
-			rules = append(rules, fmt.Sprintf("%s is firing", d.Rule))
+			unjudged = append(unjudged, fmt.Sprintf("%s is firing", d.Rule))
 		case d.Result == policy.Unknown && (p.Firing || p.Consecutive > 0):
-			rules = append(rules, fmt.Sprintf("%s was over its threshold and is now unknown: %s", d.Rule, d.Evidence.Reason))
+			unjudged = append(unjudged, fmt.Sprintf("%s was over its threshold and is now unknown: %s", d.Rule, d.Evidence.Reason))
 		}
 		if d.Result == policy.Firing {
 			cands = append(cands, candidate{acct: acct, br: v.br, dec: d, inc: inc, stale: stale,
-				signal: signals[d.Rule], coverage: v.cov})
+				rule: rules[d.Rule], coverage: v.cov})
 		}
 	}
 	v.decs = nil
@@ -231,11 +231,11 @@ func (a *Actor) judgeAccount(ctx context.Context, snap *snapshot, v *verdict, si
 	// a subaccount that sentinel cannot read could be doing anything. A
 	// subaccount seen for the first time gets the staleness bound to be
 	// read once.
-	blind := len(rules) > 0 || (stale && now.Sub(acct.FirstSeen) > a.cfg.MaxStaleness)
+	blind := len(unjudged) > 0 || (stale && now.Sub(acct.FirstSeen) > a.cfg.MaxStaleness)
 	var ev *slack.Event
 	if blind || snap.maybeBlind(acct.SID) {
 		var err error
-		if ev, err = a.blindAlert(acct, blind, rules, v.cov, now); err != nil {
+		if ev, err = a.blindAlert(acct, blind, unjudged, v.cov, now); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -247,7 +247,7 @@ func (a *Actor) judgeAccount(ctx context.Context, snap *snapshot, v *verdict, si
 
 // track opens, reminds and resolves the incident of one decision and
 // returns it as it is afterwards.
-func (a *Actor) track(ctx context.Context, acct store.Account, d policy.Decision, signal string, now time.Time) (store.Incident, error) {
+func (a *Actor) track(ctx context.Context, acct store.Account, d policy.Decision, rule policy.Rule, now time.Time) (store.Incident, error) {
 	inc, err := a.st.Incident(acct.SID, d.Rule)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return inc, err
@@ -270,7 +270,7 @@ func (a *Actor) track(ctx context.Context, acct store.Account, d policy.Decision
 	if err := a.st.PutIncident(inc); err != nil {
 		return inc, err
 	}
-	ev := decisionEvent(kind, acct, d, signal, inc, now)
+	ev := decisionEvent(kind, acct, d, rule, inc, now)
 	switch {
 	case kind == slack.KindResolved:
 		ev.Severity = slack.SeverityInfo
@@ -278,6 +278,8 @@ func (a *Actor) track(ctx context.Context, acct store.Account, d policy.Decision
 		ev.Action = "alert only: protected account, never suspended"
 	case d.Action == policy.ActionSuspend && (d.DryRun || a.cfg.DryRun):
 		ev.Action = "suspension rule in dry-run"
+	case d.Action == policy.ActionAlert && kind != slack.KindResolved:
+		ev.Action = "alert only: the subaccount keeps sending"
 	}
 	a.notify(ctx, ev)
 	return inc, nil
@@ -365,7 +367,7 @@ func (a *Actor) tellBlind(ctx context.Context, evs []slack.Event, judged int, no
 }
 
 // decisionEvent fills an event from a decision's evidence.
-func decisionEvent(kind string, acct store.Account, d policy.Decision, signal string, inc store.Incident, now time.Time) slack.Event {
+func decisionEvent(kind string, acct store.Account, d policy.Decision, rule policy.Rule, inc store.Incident, now time.Time) slack.Event {
 	ev := d.Evidence
 	sev := d.Severity
 	if sev == "" {
@@ -379,7 +381,8 @@ func decisionEvent(kind string, acct store.Account, d policy.Decision, signal st
 		Rule:        d.Rule,
 		Opened:      inc.Opened,
 		Signal:      ev.Signal,
-		Unit:        unitOf(signal),
+		Unit:        unitOf(rule.Signal),
+		Measure:     describe(rule, d),
 		Value:       ev.Value,
 		Threshold:   ev.Threshold,
 		Numerator:   ev.Numerator,
@@ -402,10 +405,10 @@ func unitOf(signal string) string {
 }
 
 // evidence renders a decision's evidence for the audit log.
-func evidence(d policy.Decision, signal string) string {
+func evidence(d policy.Decision, rule policy.Rule) string {
 	ev := d.Evidence
 	var b strings.Builder
-	if unitOf(signal) == slack.UnitRatio {
+	if unitOf(rule.Signal) == slack.UnitRatio {
 		fmt.Fprintf(&b, "%s %.4g (%g/%g), trip %.4g", ev.Signal, ev.Value, ev.Numerator, ev.Denominator, ev.Threshold)
 	} else {
 		fmt.Fprintf(&b, "%s %g, trip %g", ev.Signal, ev.Value, ev.Threshold)

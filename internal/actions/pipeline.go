@@ -23,7 +23,7 @@ type candidate struct {
 	br       store.Breaker
 	dec      policy.Decision
 	inc      store.Incident
-	signal   string
+	rule     policy.Rule
 	stale    bool
 	coverage traffic.Coverage
 }
@@ -207,7 +207,7 @@ func (a *Actor) enforce(ctx context.Context, set *policy.Set, cands []candidate,
 		}
 		done[c.acct.SID] = true
 		o := order{acct: c.acct, br: c.br, rule: c.dec.Rule, actor: ActorSentinel, reason: c.dec.Description,
-			detail: evidence(c.dec, c.signal), event: decisionEvent("", c.acct, c.dec, c.signal, c.inc, now)}
+			detail: evidence(c.dec, c.rule), event: decisionEvent("", c.acct, c.dec, c.rule, c.inc, now)}
 		res, err := a.suspend(ctx, o)
 		if err != nil && !errors.Is(err, ErrRefused) { // a refusal is reported, not an error of the cycle
 			errs = append(errs, err)
@@ -254,7 +254,7 @@ func (a *Actor) block(ctx context.Context, c *candidate, rail, why string, now t
 	rec := store.AuditRecord{
 		At: now, Subaccount: c.acct.SID, Kind: KindRefusal, Action: ActionSuspend, Rule: c.dec.Rule,
 		Actor: ActorSentinel, Reason: c.dec.Description, Outcome: OutcomeBlocked,
-		Detail: fmt.Sprintf("rail=%s: %s; %s", rail, why, evidence(c.dec, c.signal)),
+		Detail: fmt.Sprintf("rail=%s: %s; %s", rail, why, evidence(c.dec, c.rule)),
 	}
 	if _, err := a.st.AppendAudit(rec); err != nil {
 		return false, err
@@ -262,7 +262,7 @@ func (a *Actor) block(ctx context.Context, c *candidate, rail, why string, now t
 	a.m.blocked.WithLabelValues(rail).Inc()
 	a.log.Warn("suspension blocked", "subaccount", c.acct.SID, "rule", c.dec.Rule, "action", "suspend", "rail", rail)
 	if rail != RailStale { // the blind alert tells about stale data
-		ev := decisionEvent(slack.KindBlocked, c.acct, c.dec, c.signal, c.inc, now)
+		ev := decisionEvent(slack.KindBlocked, c.acct, c.dec, c.rule, c.inc, now)
 		ev.Action = why
 		a.notify(ctx, ev)
 	}
@@ -285,7 +285,7 @@ func (a *Actor) dryRun(ctx context.Context, c *candidate, now time.Time, sum *Su
 	rec := store.AuditRecord{
 		At: now, Subaccount: c.acct.SID, Kind: KindDecision, Action: ActionSuspend, Rule: c.dec.Rule,
 		Actor: ActorSentinel, Reason: c.dec.Description, DryRun: true, Outcome: OutcomeDryRun,
-		Detail: why + "; " + evidence(c.dec, c.signal),
+		Detail: why + "; " + evidence(c.dec, c.rule),
 	}
 	if _, err := a.st.AppendAudit(rec); err != nil {
 		return err
@@ -294,7 +294,7 @@ func (a *Actor) dryRun(ctx context.Context, c *candidate, now time.Time, sum *Su
 	a.m.blocked.WithLabelValues(RailDryRun).Inc()
 	sum.WouldSuspend = append(sum.WouldSuspend, c.acct.SID)
 	a.log.Info("would suspend (dry-run)", "subaccount", c.acct.SID, "rule", c.dec.Rule, "action", "suspend")
-	ev := decisionEvent(slack.KindWouldSuspend, c.acct, c.dec, c.signal, c.inc, now)
+	ev := decisionEvent(slack.KindWouldSuspend, c.acct, c.dec, c.rule, c.inc, now)
 	ev.Action = "would suspend (dry-run: " + why + ")"
 	a.notify(ctx, ev)
 	return nil

@@ -53,7 +53,7 @@ func TestWebhookDelivery(t *testing.T) {
 		"*Window*\n2026-11-26 21:40–22:40 UTC (1h)",
 		"*Volume*\n25 of 200",
 		"`SM00000000000000000000000000000001`",
-		"*Action*\nsuspended",
+		"*Done*\nsuspended",
 		"*To reinstate*\n`sentinel -reinstate AC0123456789abcdef0123456789abcdef -reason \"...\"`",
 		"incident AC0123456789abcdef0123456789abcdef/carrier-filtering opened 2026-11-26 22:40 UTC",
 	} {

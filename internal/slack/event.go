@@ -65,6 +65,11 @@ type Event struct {
 	From        time.Time `json:"from,omitzero"` // the measured window [From, To)
 	To          time.Time `json:"to,omitzero"`
 	Examples    []string  `json:"examples,omitempty"` // message SIDs; the first few are shown
+	// Measure says the evidence in plain words, with the threshold and
+	// what crossing it does: "30007 filtering: 9.1% of 220 finished
+	// messages in the last hour (suspends at 5%)". It replaces the
+	// measured value, window and volume when set.
+	Measure string `json:"measure,omitempty"`
 
 	Action    string    `json:"action,omitempty"`    // what was done: "suspended", "would suspend (dry-run)", "blocked by safety rail: max 3 per hour", ...
 	Reinstate string    `json:"reinstate,omitempty"` // the exact command, e.g. sentinel -reinstate AC... -reason "..."

@@ -69,7 +69,9 @@ func Render(ev Event) Message {
 		}
 		summary = append(summary, strings.TrimSpace(s))
 	}
-	if m := measured(ev); m != "" {
+	if ev.Measure != "" {
+		summary = append(summary, esc(sentence(ev.Measure)))
+	} else if m := measured(ev); m != "" {
 		summary = append(summary, esc(m))
 	}
 	if ev.Kind == KindReminder && !ev.Opened.IsZero() && !ev.At.IsZero() {
@@ -89,17 +91,19 @@ func Render(ev Event) Message {
 	if ev.Rule != "" {
 		field("Rule", code(ev.Rule))
 	}
-	if ev.Signal != "" || ev.Threshold != 0 {
-		field("Measured", esc(valueAgainst(ev)))
+	if ev.Measure == "" {
+		if ev.Signal != "" || ev.Threshold != 0 {
+			field("Measured", esc(valueAgainst(ev)))
+		}
+		field("Window", esc(window(ev.From, ev.To)))
+		field("Volume", esc(volume(ev)))
 	}
-	field("Window", esc(window(ev.From, ev.To)))
-	field("Volume", esc(volume(ev)))
-	field("Action", esc(line(ev.Action)))
+	field("Done", esc(line(ev.Action)))
 	if ev.Actor != "" {
 		field("By", esc(line(ev.Actor)))
 	}
 	if ev.Reason != "" {
-		field("Reason", esc(line(ev.Reason)))
+		field("Why", esc(whole(ev.Reason)))
 	}
 	if len(fields) > 0 {
 		blocks = append(blocks, goslack.NewSectionBlock(nil, fields, nil))
@@ -151,7 +155,9 @@ func Text(ev Event) string {
 	if ev.Name != "" && ev.Subaccount != "" {
 		fmt.Fprintf(&b, " (%s)", line(ev.Subaccount))
 	}
-	if m := measured(ev); m != "" {
+	if ev.Measure != "" {
+		b.WriteString("\n  " + sentence(ev.Measure))
+	} else if m := measured(ev); m != "" {
 		b.WriteString("\n  " + m)
 	}
 	if ev.Kind == KindReminder && !ev.Opened.IsZero() && !ev.At.IsZero() {
@@ -165,9 +171,9 @@ func Text(ev Event) string {
 	}
 	switch {
 	case ev.Actor != "":
-		fmt.Fprintf(&b, "\n  by: %s, reason: %s", line(ev.Actor), line(ev.Reason))
+		fmt.Fprintf(&b, "\n  by: %s, reason: %s", line(ev.Actor), whole(ev.Reason))
 	case ev.Reason != "":
-		b.WriteString("\n  why: " + line(ev.Reason))
+		b.WriteString("\n  why: " + whole(ev.Reason))
 	}
 	if ev.Reinstate != "" {
 		b.WriteString("\n  reinstate: " + line(ev.Reinstate))
@@ -381,6 +387,39 @@ func line(s string) string {
 		return r
 	}, s)
 	return truncate(strings.TrimSpace(s), maxLine)
+}
+
+// maxWhole bounds a text that is shown whole (a rule's description, a
+// person's reason): long enough for any sensible one, bounded for a hostile
+// one, and cut at a word when it must be.
+const maxWhole = 1500
+
+// whole flattens s to one line and keeps it whole up to maxWhole, cutting
+// at a word beyond.
+func whole(s string) string {
+	s = strings.Join(strings.Fields(strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+			return ' '
+		}
+		return r
+	}, s)), " ")
+	if len(s) <= maxWhole {
+		return s
+	}
+	cut := strings.LastIndexByte(s[:maxWhole-len("…")], ' ')
+	if cut <= 0 {
+		return truncate(s, maxWhole)
+	}
+	return s[:cut] + " …"
+}
+
+// sentence is whole(s) with a capital first letter.
+func sentence(s string) string {
+	s = whole(s)
+	if r, n := utf8.DecodeRuneInString(s); n > 0 {
+		return string(unicode.ToUpper(r)) + s[n:]
+	}
+	return s
 }
 
 // truncate cuts s to at most n bytes on a rune boundary, marking the cut.

@@ -73,7 +73,7 @@ func TestRenderBlocks(t *testing.T) {
 		"*Measured*\n30007 rate 12.5% against threshold 5%",
 		"*Window*\n2026-11-26 21:40–22:40 UTC (1h)",
 		"*Volume*\n25 of 200",
-		"*Action*\nsuspended",
+		"*Done*\nsuspended",
 		"*Example messages*\n`SM00000000000000000000000000000001` `SM00000000000000000000000000000002`",
 		"*To reinstate*\n`sentinel -reinstate AC0123456789abcdef0123456789abcdef -reason \"...\"`",
 		"sentinel · incident AC0123456789abcdef0123456789abcdef/carrier-filtering opened 2026-11-26 22:40 UTC · 2026-11-26 22:45 UTC",
@@ -192,5 +192,35 @@ func TestTruncateKeepsRunes(t *testing.T) {
 	}
 	if strings.ContainsRune(got, '\uFFFD') {
 		t.Error("truncate split a rune")
+	}
+}
+
+// An event that says its evidence in plain words shows that sentence, not
+// internal signal names and raw decimals, and its whole "why".
+func TestRenderPlainWords(t *testing.T) {
+	why := strings.Repeat("Carriers filter this account's messages, which gets the parent's senders blocked. ", 5)
+	ev := Event{Kind: KindFiring, Severity: SeverityWarning, Subaccount: "AC0123456789abcdef0123456789abcdef", Name: "acme",
+		Rule: "carrier-filtering-warning", Signal: "error_rate 30007", Unit: UnitRatio, Value: 0.0909, Threshold: 0.01,
+		Numerator: 20, Denominator: 220, Measure: "30007 filtering: 9.1% of 220 finished messages in the last hour (alerts at 1%)",
+		Action: "alert only: the subaccount keeps sending", Reason: why, At: time.Date(2026, 3, 2, 10, 32, 0, 0, time.UTC)}
+	text := Text(ev)
+	for _, want := range []string{"30007 filtering: 9.1% of 220 finished messages in the last hour (alerts at 1%)",
+		"done: alert only", strings.TrimSpace(why)} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text lacks %q:\n%s", want, text)
+		}
+	}
+	for _, bad := range []string{"error_rate", "0.0909", "against threshold", "…"} {
+		if strings.Contains(text, bad) {
+			t.Errorf("text has %q:\n%s", bad, text)
+		}
+	}
+	var all strings.Builder
+	for _, b := range Render(ev).Blocks {
+		js, _ := json.Marshal(b)
+		all.Write(js)
+	}
+	if s := all.String(); strings.Contains(s, "error_rate") || !strings.Contains(s, "9.1% of 220 finished messages") {
+		t.Errorf("blocks do not say it in plain words:\n%s", s)
 	}
 }
