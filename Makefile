@@ -19,8 +19,11 @@ BENCH       ?= .
 
 .PHONY: build test tools chromium vet staticcheck alerts bench demo clean
 
+# -buildvcs=auto, Go's default, spelled out so that a GOFLAGS=-buildvcs=false
+# in the environment cannot drop the commit from -version and
+# sentinel_build_info.
 build:
-	$(GO) build -o $(BIN)/sentinel ./cmd/sentinel
+	$(GO) build -buildvcs=auto -o $(BIN)/sentinel ./cmd/sentinel
 
 # The one test command: README, CI (.ci/run) and developers run exactly this.
 test: tools vet staticcheck alerts

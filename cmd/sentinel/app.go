@@ -64,13 +64,18 @@ func build(cfg *config, log *slog.Logger, terminal io.Writer) (_ *app, err error
 			a.close()
 		}
 	}()
+	bi := readBuildInfo()
 	a.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name:        "sentinel_build_info",
-			Help:        "Always 1; the version label says which build runs.",
-			ConstLabels: prometheus.Labels{"version": version},
+			Name: "sentinel_build_info",
+			Help: "Always 1; the labels say which build runs (revision is empty when the binary carries none).",
+			ConstLabels: prometheus.Labels{
+				"version":   bi.version,
+				"revision":  bi.revision,
+				"goversion": bi.goVersion,
+			},
 		}, func() float64 { return 1 }),
 	)
 
