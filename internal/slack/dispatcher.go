@@ -108,10 +108,7 @@ type Dispatcher struct {
 	log     *slog.Logger
 	opt     Options
 	wake    chan struct{}
-
-	messages *prometheus.CounterVec
-	depth    prometheus.Gauge
-	retries  prometheus.Counter
+	*metrics
 
 	mu        sync.Mutex // one pass at a time; guards the fields below
 	holdUntil time.Time  // no attempts before: Slack is unavailable or refuses sentinel
@@ -141,33 +138,15 @@ func NewDispatcher(outbox Outbox, poster Poster, threads Threads, logger *slog.L
 		return nil, errors.New("new slack dispatcher: negative option or MaxBackoff below MinBackoff")
 	}
 
-	d := &Dispatcher{
+	m, err := newMetrics(opt.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("new slack dispatcher: %w", err)
+	}
+	return &Dispatcher{
 		outbox: outbox, poster: poster, threads: threads, log: logger, opt: opt,
-		wake: make(chan struct{}, 1),
-		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sentinel_slack_messages_total",
-			Help: "Slack delivery attempts by result: sent, failed (kept for retry) or dead (given up, logged at error level).",
-		}, []string{"result"}),
-		depth: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "sentinel_slack_outbox_depth",
-			Help: "Alerts waiting in the outbox for delivery to Slack.",
-		}),
-		retries: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "sentinel_slack_retries_total",
-			Help: "Alerts rescheduled for another delivery attempt.",
-		}),
-	}
-	for _, r := range []string{"sent", "failed", "dead"} {
-		d.messages.WithLabelValues(r)
-	}
-	if opt.Registerer != nil {
-		for _, c := range []prometheus.Collector{d.messages, d.depth, d.retries} {
-			if err := opt.Registerer.Register(c); err != nil {
-				return nil, fmt.Errorf("new slack dispatcher: register metrics: %w", err)
-			}
-		}
-	}
-	return d, nil
+		wake:    make(chan struct{}, 1),
+		metrics: m,
+	}, nil
 }
 
 // Notify queues ev in the outbox and wakes the dispatcher. Once Notify has
