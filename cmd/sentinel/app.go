@@ -64,13 +64,18 @@ func build(cfg *config, log *slog.Logger, terminal io.Writer) (_ *app, err error
 			a.close()
 		}
 	}()
+	bi := readBuildInfo()
 	a.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name:        "sentinel_build_info",
-			Help:        "Always 1; the version label says which build runs.",
-			ConstLabels: prometheus.Labels{"version": version},
+			Name: "sentinel_build_info",
+			Help: "Always 1; the labels say which build runs (revision is empty when the binary carries none).",
+			ConstLabels: prometheus.Labels{
+				"version":   bi.version,
+				"revision":  bi.revision,
+				"goversion": bi.goVersion,
+			},
 		}, func() float64 { return 1 }),
 	)
 
@@ -152,7 +157,8 @@ func build(cfg *config, log *slog.Logger, terminal io.Writer) (_ *app, err error
 }
 
 // buildNotifier chooses Slack (webhook or bot token, through the persistent
-// outbox) or, without either, the log.
+// outbox) or, without either, the log. Without Slack its metrics still
+// exist, at zero.
 func (a *app) buildNotifier(terminal io.Writer) error {
 	sc := slack.Config{
 		WebhookURL: a.cfg.slackWebhook,
@@ -163,11 +169,11 @@ func (a *app) buildNotifier(terminal io.Writer) error {
 	switch {
 	case sc.Mode() == slack.ModeLog && terminal != nil:
 		a.notifier = slack.NewLogNotifier(slog.New(slog.DiscardHandler), terminal)
-		return nil
+		return slack.RegisterMetrics(a.reg)
 	case sc.Mode() == slack.ModeLog:
 		a.log.Warn("Slack is not configured (SLACK_WEBHOOK_URL or SLACK_BOT_TOKEN): alerts go to the log only")
 		a.notifier = slack.NewLogNotifier(a.log, nil)
-		return nil
+		return slack.RegisterMetrics(a.reg)
 	}
 	client, err := slack.NewClient(sc)
 	if err != nil {

@@ -163,7 +163,8 @@ func (a *app) serve(ctx context.Context, ready chan<- string) error {
 		}, func(error) { signal.Stop(hup); cancel() })
 	}
 
-	log.Info("sentinel started", "version", version, "listen", ln.Addr().String(),
+	bi := readBuildInfo()
+	log.Info("sentinel started", "version", bi.version, "revision", bi.revision, "listen", ln.Addr().String(),
 		"db", cfg.db, "policies", cfg.policies, "dry_run", cfg.dryRun)
 	err = g.Run()
 	if errors.Is(err, context.Canceled) {

@@ -7,14 +7,16 @@ import (
 )
 
 // gauges are the per-subaccount figures an operator graphs: the same numbers
-// -status prints, refreshed after every judged cycle. With the subaccount
-// label dropped (very large fleets) they become fleet totals and maxima.
+// -status prints, refreshed after every judged cycle, and each subaccount's
+// name for dashboards to join onto them. With the subaccount label dropped
+// (very large fleets) they become fleet totals and maxima, without names.
 type gauges struct {
 	noLabel  bool
 	outbound *prometheus.GaugeVec
 	filtered *prometheus.GaugeVec
 	optOut   *prometheus.GaugeVec
 	spend    *prometheus.GaugeVec
+	info     *prometheus.GaugeVec // nil without the subaccount label
 }
 
 func newGauges(reg prometheus.Registerer, noSubaccountLabel bool) (*gauges, error) {
@@ -41,7 +43,15 @@ func newGauges(reg prometheus.Registerer, noSubaccountLabel bool) (*gauges, erro
 			Help: "Today's (UTC) spend as Twilio last reported it (fleet total without the subaccount label).",
 		}, labels),
 	}
-	for _, c := range []prometheus.Collector{g.outbound, g.filtered, g.optOut, g.spend} {
+	collectors := []prometheus.Collector{g.outbound, g.filtered, g.optOut, g.spend}
+	if !noSubaccountLabel {
+		g.info = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sentinel_subaccount_info",
+			Help: "Always 1 for each subaccount; name is its Twilio friendly name, to join onto the other subaccount metrics.",
+		}, []string{"subaccount", "name"})
+		collectors = append(collectors, g.info)
+	}
+	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -69,13 +79,14 @@ func (g *gauges) update(rows []actions.StatusRow) {
 		g.optOut.WithLabelValues().Set(optOut)
 		return
 	}
-	for _, v := range []*prometheus.GaugeVec{g.outbound, g.filtered, g.optOut, g.spend} {
+	for _, v := range []*prometheus.GaugeVec{g.outbound, g.filtered, g.optOut, g.spend, g.info} {
 		v.Reset()
 	}
 	for _, r := range rows {
 		if r.Status == "closed" {
 			continue
 		}
+		g.info.WithLabelValues(r.SID, r.Name).Set(1)
 		g.outbound.WithLabelValues(r.SID).Set(float64(r.Outbound1h))
 		g.filtered.WithLabelValues(r.SID).Set(r.Filtered24h)
 		g.optOut.WithLabelValues(r.SID).Set(r.OptOut24h)

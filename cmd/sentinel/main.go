@@ -14,7 +14,8 @@ import (
 	"syscall"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
+// version, when set at build time with -ldflags "-X main.version=...",
+// overrides the module version Go records in the binary (see buildInfo).
 var version = "dev"
 
 func main() {
@@ -53,7 +54,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	log := newLogger(cfg, stderr)
 	switch {
 	case cfg.version:
-		fmt.Fprintf(stdout, "sentinel %s\n", version)
+		fmt.Fprintln(stdout, readBuildInfo())
 		return nil
 	case cfg.checkPolicies:
 		return checkPolicies(cfg, stdout)

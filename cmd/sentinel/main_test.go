@@ -25,6 +25,9 @@ import (
 // run it as a separate process, as an operator or systemd would.
 var bin string
 
+// binVCS is false when TestMain had to build bin with -buildvcs=false.
+var binVCS bool
+
 func TestMain(m *testing.M) {
 	os.Exit(testMain(m))
 }
@@ -39,12 +42,23 @@ func testMain(m *testing.M) int {
 	bin = filepath.Join(dir, "sentinel")
 	// Built without -race even when the tests run with it: the binary is
 	// another process, and the race detector would only slow it down
-	// (the in-process tests of every package run under -race).
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintf(os.Stderr, "build sentinel: %v\n", err)
-		return 1
+	// (the in-process tests of every package run under -race). Built with
+	// the VCS information that make build gives it, even where GOFLAGS
+	// says -buildvcs=false; if git cannot say (a clone owned by another
+	// user, say), without it: TestVersion then skips.
+	for _, vcs := range []string{"-buildvcs=auto", "-buildvcs=false"} {
+		build := exec.Command("go", "build", vcs, "-o", bin, ".")
+		var out bytes.Buffer
+		build.Stdout, build.Stderr = &out, &out
+		err := build.Run()
+		if err == nil {
+			binVCS = vcs == "-buildvcs=auto"
+			break
+		}
+		fmt.Fprintf(os.Stderr, "build sentinel %s: %v\n%s", vcs, err, &out)
+		if vcs == "-buildvcs=false" {
+			return 1
+		}
 	}
 	return m.Run()
 }

@@ -63,6 +63,11 @@ func newMetrics(reg prometheus.Registerer, noSubaccount bool) (*metrics, error) 
 	for _, r := range []string{RailPerHour, RailFraction, RailStale, RailProtected, RailParent, RailDryRun} {
 		m.blocked.WithLabelValues(r)
 	}
+	// The refusals sentinel knows how to handle start at zero, so that the
+	// first one is an increase; others appear when Twilio first sends them.
+	for _, code := range []int{21476, 21478, 21479, 20404} {
+		m.refusals.WithLabelValues(strconv.Itoa(code))
+	}
 	if noSubaccount {
 		m.breakers.desc = prometheus.NewDesc("sentinel_breaker_state",
 			"Subaccounts whose breaker is in each state.", []string{"state"}, nil)

@@ -79,6 +79,19 @@ func newMetrics(reg prometheus.Registerer, noSubaccountLabel bool) (*metrics, er
 	for _, r := range []string{"counted", "repeated", "unsolicited", "reclassified"} {
 		m.optOuts.WithLabelValues(r)
 	}
+	// Series that would otherwise appear only with their first event start
+	// at zero, so that rate() and increase() count that event and
+	// dashboards show 0 rather than no data. Per-account failures start at
+	// an account's first poll (Poller.each).
+	for _, s := range []string{StreamAccounts, StreamMessages, StreamUsage} {
+		m.cycle.WithLabelValues(s)
+		if noSubaccountLabel {
+			m.failures.WithLabelValues(s)
+		}
+	}
+	for _, r := range []string{"new", "changed"} {
+		m.ingested.WithLabelValues(r)
+	}
 	if reg == nil {
 		return m, nil
 	}

@@ -1,6 +1,8 @@
 package poller
 
 import (
+	"context"
+	"maps"
 	"testing"
 	"time"
 
@@ -60,6 +62,75 @@ func TestMetricsLint(t *testing.T) {
 				t.Errorf("sentinel_subaccounts = %v, want 2", n)
 			}
 		})
+	}
+}
+
+// TestFailuresStartAtZero checks that every poll failure counter exists at
+// 0 before its first failure: one that appears at 1 is invisible to
+// increase() and rate(), and so to the SentinelPollFailures alert.
+func TestFailuresStartAtZero(t *testing.T) {
+	for _, noLabel := range []bool{false, true} {
+		name := map[bool]string{false: "subaccount label", true: "no subaccount label"}[noLabel]
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, envOptions{poller: func(c *Config) { c.NoSubaccountLabel = noLabel }})
+			sub := e.addSub("")
+			parent := e.fake.ParentSID()
+			want := []map[string]string{{"stream": StreamAccounts, "subaccount": parent}}
+			if noLabel {
+				want = []map[string]string{{"stream": StreamAccounts}, {"stream": StreamMessages}, {"stream": StreamUsage}}
+			}
+			e.checkZero("sentinel_poll_failures_total", want...)
+			e.checkZero("sentinel_messages_ingested_total", map[string]string{"result": "new"}, map[string]string{"result": "changed"})
+
+			e.accounts()
+			e.mustSucceed()
+			if res, err := e.p.Usage(context.Background()); err != nil || len(res.Failed) > 0 {
+				t.Fatalf("Usage: %v %v", err, res.Failed)
+			}
+			if !noLabel {
+				e.checkZero("sentinel_poll_failures_total",
+					map[string]string{"stream": StreamMessages, "subaccount": sub},
+					map[string]string{"stream": StreamMessages, "subaccount": parent},
+					map[string]string{"stream": StreamUsage, "subaccount": sub})
+			}
+		})
+	}
+}
+
+// checkZero fails the test unless the counter name has a series with each
+// of the label sets, at 0.
+func (e *env) checkZero(name string, labelSets ...map[string]string) {
+	e.tb.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		e.tb.Fatalf("gather: %v", err)
+	}
+	var series []map[string]string
+	var values []float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			series = append(series, labels)
+			values = append(values, m.GetCounter().GetValue())
+		}
+	}
+next:
+	for _, want := range labelSets {
+		for i, got := range series {
+			if maps.Equal(got, want) {
+				if values[i] != 0 {
+					e.tb.Errorf("%s%v = %v, want 0", name, want, values[i])
+				}
+				continue next
+			}
+		}
+		e.tb.Errorf("%s has no series %v; it has %v", name, want, series)
 	}
 }
 

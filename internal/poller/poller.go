@@ -183,8 +183,10 @@ func New(cfg Config, tw *twilioapi.Client, st *store.Store, reg prometheus.Regis
 	if err != nil {
 		return nil, err
 	}
-	return &Poller{cfg: cfg, tw: tw, st: st, log: log, now: now, m: m, failing: map[string]int{},
-		lastRead: map[string]int{}, logged: map[string]bool{}, statuses: map[string]bool{}}, nil
+	p := &Poller{cfg: cfg, tw: tw, st: st, log: log, now: now, m: m, failing: map[string]int{},
+		lastRead: map[string]int{}, logged: map[string]bool{}, statuses: map[string]bool{}}
+	m.failures.WithLabelValues(append([]string{StreamAccounts}, p.label(cfg.Parent)...)...)
+	return p, nil
 }
 
 // SetBackfill changes the backfill window, for example when reloaded
@@ -409,9 +411,10 @@ func (p *Poller) each(ctx context.Context, accts []store.Account, stream string,
 			}
 			p.logOutcome(stream, a.SID, err)
 			label := append([]string{stream}, p.label(a.SID)...)
+			failures := p.m.failures.WithLabelValues(label...) // from 0, so a later failure is an increase
 			if err != nil {
 				fail(a.SID, err)
-				p.m.failures.WithLabelValues(label...).Inc()
+				failures.Inc()
 				return
 			}
 			p.m.lastSuccess.WithLabelValues(label...).Set(float64(at.Unix()))

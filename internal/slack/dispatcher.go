@@ -152,11 +152,7 @@ type Dispatcher struct {
 	log     *slog.Logger
 	opt     Options
 	wake    chan struct{}
-
-	messages *prometheus.CounterVec
-	depth    prometheus.Gauge
-	retries  prometheus.Counter
-	held     *prometheus.GaugeVec // by cause: 1 while the outbox is held
+	*metrics
 
 	mu       sync.Mutex // one pass at a time; guards the fields below
 	hold     Hold       // the zero Hold while Slack takes alerts
@@ -185,40 +181,15 @@ func NewDispatcher(outbox Outbox, poster Poster, threads Threads, logger *slog.L
 		return nil, errors.New("new slack dispatcher: negative option or MaxBackoff below MinBackoff")
 	}
 
-	d := &Dispatcher{
+	m, err := newMetrics(opt.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("new slack dispatcher: %w", err)
+	}
+	return &Dispatcher{
 		outbox: outbox, poster: poster, threads: threads, log: logger, opt: opt,
-		wake: make(chan struct{}, 1),
-		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sentinel_slack_messages_total",
-			Help: "Slack delivery attempts by result: sent, failed (kept for retry) or dead (given up, logged at error level).",
-		}, []string{"result"}),
-		depth: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "sentinel_slack_outbox_depth",
-			Help: "Alerts waiting in the outbox for delivery to Slack.",
-		}),
-		retries: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "sentinel_slack_retries_total",
-			Help: "Alerts rescheduled for another delivery attempt.",
-		}),
-		held: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "sentinel_slack_hold",
-			Help: "1 while no alert is sent because Slack refused sentinel (cause=refused: token, channel or webhook) or was unavailable (cause=unavailable); until Slack accepts one.",
-		}, []string{"cause"}),
-	}
-	for _, r := range []string{"sent", "failed", "dead"} {
-		d.messages.WithLabelValues(r)
-	}
-	for _, c := range []string{CauseRefused, CauseUnavailable} {
-		d.held.WithLabelValues(c)
-	}
-	if opt.Registerer != nil {
-		for _, c := range []prometheus.Collector{d.messages, d.depth, d.retries, d.held} {
-			if err := opt.Registerer.Register(c); err != nil {
-				return nil, fmt.Errorf("new slack dispatcher: register metrics: %w", err)
-			}
-		}
-	}
-	return d, nil
+		wake:    make(chan struct{}, 1),
+		metrics: m,
+	}, nil
 }
 
 // Notify queues ev in the outbox and wakes the dispatcher. Once Notify has

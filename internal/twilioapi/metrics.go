@@ -41,6 +41,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(0.025, 2, 10),
 		}, []string{"endpoint"}),
 	}
+	// Every endpoint's retries and durations exist from the start, at
+	// zero, so that dashboards show 0 rather than no data and increase()
+	// counts the first retry. Requests appear with their first status code.
+	for _, e := range []string{endpointAccounts, endpointAccount, endpointAccountUpdate, endpointMessages, endpointUsageToday, endpointUsageDaily} {
+		m.retries.WithLabelValues(e)
+		m.duration.WithLabelValues(e)
+	}
 	if reg == nil {
 		return m, nil
 	}

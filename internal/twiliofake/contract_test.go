@@ -155,6 +155,7 @@ func TestListAccounts(t *testing.T) {
 }
 
 func TestPageMessages(t *testing.T) {
+	t.Parallel()
 	s := mustStart(t, twiliofake.Options{})
 	sub := mustAdd(t, s, twiliofake.Account{})
 	sids, err := s.Generate(twiliofake.Traffic{AccountSID: sub.SID, N: 2500, From: epoch.Add(-48 * time.Hour), To: epoch, Seed: 1, Inbound: 0.2, Failed: 0.1})
@@ -436,6 +437,7 @@ func TestUndecodableResponses(t *testing.T) {
 }
 
 func TestPageLoop(t *testing.T) {
+	t.Parallel()
 	s := mustStart(t, twiliofake.Options{})
 	sub := mustAdd(t, s, twiliofake.Account{})
 	if _, err := s.Generate(twiliofake.Traffic{AccountSID: sub.SID, N: 1500, From: epoch.Add(-time.Hour), To: epoch}); err != nil {

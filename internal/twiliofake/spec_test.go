@@ -83,6 +83,7 @@ func allowStringPrice(t *testing.T, doc *openapi3.T) {
 }
 
 func TestResponsesMatchSpec(t *testing.T) {
+	t.Parallel()
 	router := loadSpec(t)
 	s := mustStart(t, twiliofake.Options{})
 	sub := mustAdd(t, s, twiliofake.Account{FriendlyName: "shop"})
