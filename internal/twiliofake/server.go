@@ -611,6 +611,18 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.listMessages(w, r, acct)
+	case len(segs) == 3 && segs[1] == "Messages" && strings.HasSuffix(segs[2], ".json"):
+		sid := strings.TrimSuffix(segs[2], ".json")
+		switch r.Method {
+		case http.MethodGet:
+			s.fetchMessage(w, r, acct, sid)
+		case http.MethodPost:
+			s.updateMessage(w, r, acct, sid)
+		case http.MethodDelete:
+			s.deleteMessage(w, r, acct, sid)
+		default:
+			methodNotAllowed(w, r.Method)
+		}
 	case len(segs) == 4 && segs[1] == "Usage" && segs[2] == "Records" && (segs[3] == "Today.json" || segs[3] == "Daily.json"):
 		if r.Method != http.MethodGet {
 			methodNotAllowed(w, r.Method)
