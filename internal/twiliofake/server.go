@@ -503,23 +503,30 @@ func (s *Server) record(r Request) {
 	}
 }
 
-// statusWriter remembers the status a handler wrote.
+// statusWriter remembers the status a handler wrote and hands it to done
+// once, before any of the response is passed on: a request is recorded
+// before its client can see the answer, so a test that reads Requests
+// after a call returns finds the call there.
 type statusWriter struct {
 	http.ResponseWriter
 	status int
+	done   func(status int)
+}
+
+func (w *statusWriter) setStatus(code int) {
+	if w.status == 0 {
+		w.status = code
+		w.done(code)
+	}
 }
 
 func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
+	w.setStatus(code)
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
+	w.setStatus(http.StatusOK)
 	return w.ResponseWriter.Write(b)
 }
 
@@ -532,11 +539,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	rec.User, _, _ = r.BasicAuth()
-	sw := &statusWriter{ResponseWriter: w}
-	defer func() {
-		rec.Status = sw.status
+	sw := &statusWriter{ResponseWriter: w, done: func(status int) {
+		rec.Status = status
 		s.record(rec)
-	}()
+	}}
+	// A handler that writes nothing answers 200.
+	defer sw.setStatus(http.StatusOK)
 
 	f, delay := s.pickFault(r)
 	if d := s.opts.Latency + delay; d > 0 {
@@ -546,7 +554,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			t.Stop()
 			rec.Fault = FaultDelay
-			sw.status = 499 // client gave up, as nginx logs it
+			sw.setStatus(499) // client gave up, as nginx logs it
 			return
 		}
 		rec.Fault = FaultDelay
