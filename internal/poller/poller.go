@@ -18,6 +18,13 @@
 //   - The first poll of an account, and the first after a gap longer than
 //     the backfill, reads the whole backfill window, so rules can judge from
 //     the first cycle.
+//   - Messages refused before they were sent (21610) have no date_sent, and
+//     whether Twilio's DateSent filter lists them is not documented (?).
+//     Every read (the first poll's backfill and each later poll's re-read
+//     from the settle window) lists the log without a DateSent filter
+//     (twilioapi's Messages), where such a message appears by its
+//     date_created, and judges its lower bound by that date too, so they are
+//     counted under either answer.
 //
 // One account's failure never stops the others; failures are recorded per
 // account in the store and in metrics, and logged when they start, at

@@ -679,6 +679,20 @@ func TestDelayHonoursClientTimeout(t *testing.T) {
 	if _, err := tw.FetchAccount(parentSID); err != nil {
 		t.Fatalf("after the delay fault: %v", err)
 	}
+	// The server learns that the client left only when it reads the closed
+	// connection, which may come after the second call: Close waits for
+	// the delayed handler to record it, and would wait the hour if the
+	// handler slept on.
+	closed := make(chan struct{})
+	go func() {
+		s.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the delayed handler still waits after its client left")
+	}
 	var delayed int
 	for _, r := range s.Requests() {
 		if r.Fault == twiliofake.FaultDelay {

@@ -6,15 +6,21 @@
 //
 // # Endpoints
 //
-//	GET  /2010-04-01/Accounts.json                                 Status, FriendlyName
-//	GET  /2010-04-01/Accounts/{Sid}.json
-//	POST /2010-04-01/Accounts/{Sid}.json                           Status, FriendlyName
-//	GET  /2010-04-01/Accounts/{Sid}/Messages.json                  To, From, DateSent, DateSent<, DateSent>
-//	GET  /2010-04-01/Accounts/{Sid}/Usage/Records/Today.json       Category, IncludeSubaccounts
-//	GET  /2010-04-01/Accounts/{Sid}/Usage/Records/Daily.json       Category, StartDate, EndDate, IncludeSubaccounts
+//	GET    /2010-04-01/Accounts.json                               Status, FriendlyName
+//	GET    /2010-04-01/Accounts/{Sid}.json
+//	POST   /2010-04-01/Accounts/{Sid}.json                         Status, FriendlyName
+//	GET    /2010-04-01/Accounts/{Sid}/Messages.json                To, From, DateSent, DateSent<, DateSent>
+//	GET    /2010-04-01/Accounts/{Sid}/Messages/{MessageSid}.json
+//	POST   /2010-04-01/Accounts/{Sid}/Messages/{MessageSid}.json   Body (empty only), Status (canceled only)
+//	DELETE /2010-04-01/Accounts/{Sid}/Messages/{MessageSid}.json
+//	GET    /2010-04-01/Accounts/{Sid}/Usage/Records/Today.json     Category, IncludeSubaccounts
+//	GET    /2010-04-01/Accounts/{Sid}/Usage/Records/Daily.json     Category, StartDate, EndDate, IncludeSubaccounts
 //
 // Lists also take PageSize, Page and PageToken. The parent's usage includes
 // its subaccounts' unless IncludeSubaccounts=false, as the spec documents.
+// The message endpoints are what a subaccount's owner, who holds its
+// credentials, can do to its log behind sentinel's back: redact a body
+// (POST with an empty Body) and delete a message.
 //
 // # Model
 //
@@ -68,6 +74,16 @@
 //     counts, time of day and offset are ignored (?), so a client must
 //     convert to UTC before sending.
 //   - PageSize is 1..1000 (default 50); anything else is 400.
+//   - A message is reached under its own account's path only; under another
+//     account's, or once deleted, it is 404/20404.
+//   - Redacting (POST Body=, the spec's redactBody example) empties the body
+//     and moves date_updated; everything else stays, status and price
+//     included. Status=canceled cancels a scheduled message and is
+//     400/30409 (?) for any other. Neither parameter, both, a Body that is
+//     not empty or another Status is 400/30400, the causes Twilio's error
+//     page lists.
+//   - Deleting answers 204 with no body; the message leaves listings and
+//     fetches. A message not yet complete cannot be deleted: 20009.
 //
 // # What is not, or not known (?)
 //
@@ -90,5 +106,17 @@
 //   - Page alone is client state, as the spec says; Page > 0 without a
 //     PageToken is refused with 400/70002 as Twilio has done.
 //   - Times are kept to the second, as Twilio reports them.
+//   - Which statuses are "not yet complete" (?): the fake refuses to redact
+//     a queued, sending, accepted, scheduled or receiving message, with
+//     409/20409 (Twilio redacts "post-flight" messages and documents no code
+//     for the others (?); its spec's example redacts a sent one), and to
+//     delete those and sent ones (awaiting a delivery receipt; Twilio has
+//     answered "Cannot delete message in state SENT"), with 400/20009 (the
+//     HTTP status is not documented (?)). Twilio asks to wait minutes, at
+//     times days, before deleting; the fake has no such delay.
+//   - A deleted message's usage stays in the usage records (?): deleting a
+//     record does not refund what was sent. Twilio says a deleted message
+//     may still show in logs for up to 14 days (?); the fake drops it at
+//     once.
 //   - No rate limiting of its own: 429s come only from Inject.
 package twiliofake

@@ -212,10 +212,10 @@ func (s *Server) serveFault(w http.ResponseWriter, r *http.Request, f *Fault) bo
 			return false
 		}
 		conn, _, err := hj.Hijack()
+		w.(*statusWriter).setStatus(-1)
 		if err == nil {
 			conn.Close()
 		}
-		w.(*statusWriter).status = -1
 	default:
 		return false
 	}

@@ -2,6 +2,7 @@ package twiliofake
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 )
 
@@ -173,4 +174,107 @@ func (s *Server) pageMessages(a *account, q *msgQuery) (page []*msg, next, prev 
 		prev = pageToken{back: true, key: keyOf(page[0])}.String()
 	}
 	return page, next, prev
+}
+
+// inFlight are the statuses of a message Twilio is still handling: queued
+// or scheduled to go out, being handed over, or coming in.
+var inFlight = map[string]bool{"queued": true, "sending": true, "accepted": true, "scheduled": true, "receiving": true}
+
+// messageIn returns the message sid of account a: a message is reached only
+// under its own account's path. The caller holds s.mu.
+func (s *Server) messageIn(a *account, sid string) (*msg, bool) {
+	m, owner, err := s.find(sid)
+	if err != nil || owner != a {
+		return nil, false
+	}
+	return m, true
+}
+
+// fetchMessage serves one message.
+func (s *Server) fetchMessage(w http.ResponseWriter, r *http.Request, a *account, sid string) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	m, ok := s.messageIn(a, sid)
+	if !ok {
+		notFound(w, r.URL.Path)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.messageJSON(a.SID, m))
+}
+
+// updateMessage redacts a message's body (Body empty) or cancels a
+// scheduled message (Status=canceled), the two updates Twilio offers.
+// Everything else about the message stays; date_updated moves.
+func (s *Server) updateMessage(w http.ResponseWriter, r *http.Request, a *account, sid string) {
+	if err := r.ParseForm(); err != nil {
+		writeAPIError(w, badParam("Invalid form body"))
+		return
+	}
+	body, hasBody := r.PostForm["Body"]
+	status, hasStatus := r.PostForm["Status"]
+	// 30400 is Twilio's error for an update request it cannot act on; its
+	// page lists exactly these causes.
+	switch {
+	case !hasBody && !hasStatus:
+		writeError(w, http.StatusBadRequest, 30400, "Parameters are not valid: Body or Status is required")
+		return
+	case hasBody && hasStatus:
+		writeError(w, http.StatusBadRequest, 30400, "Parameters are not valid: cannot cancel and redact a message at once")
+		return
+	case hasBody && body[0] != "":
+		writeError(w, http.StatusBadRequest, 30400, "Parameters are not valid: Body must be empty to redact a message")
+		return
+	case hasStatus && status[0] != "canceled":
+		writeError(w, http.StatusBadRequest, 30400, "Parameters are not valid: Status must be canceled")
+		return
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.messageIn(a, sid)
+	if !ok {
+		notFound(w, r.URL.Path)
+		return
+	}
+	cur := statuses[m.status]
+	switch {
+	case hasStatus && cur != "scheduled":
+		writeError(w, http.StatusBadRequest, 30409, "This message cannot be canceled")
+		return
+	case hasStatus:
+		m.status = uint8(slices.Index(statuses, "canceled"))
+	case inFlight[cur]:
+		// Twilio redacts post-flight messages only and documents no code
+		// for the others: 20409 is its generic conflict with the state of
+		// the resource (?).
+		writeError(w, http.StatusConflict, 20409, "Cannot redact a message that is "+cur)
+		return
+	default:
+		m.body = s.strs.id("", false)
+	}
+	m.updated = s.now().Unix()
+	writeJSON(w, http.StatusOK, s.messageJSON(a.SID, m))
+}
+
+// deleteMessage removes a message from its account's log. Its usage
+// stays: deleting a record refunds nothing (?).
+func (s *Server) deleteMessage(w http.ResponseWriter, r *http.Request, a *account, sid string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.messageIn(a, sid)
+	if !ok {
+		notFound(w, r.URL.Path)
+		return
+	}
+	// A sent message still awaits its delivery receipt: Twilio has
+	// answered "Cannot delete message in state SENT" (?).
+	if cur := statuses[m.status]; inFlight[cur] || cur == "sent" {
+		writeError(w, http.StatusBadRequest, 20009, "Cannot delete this resource before it is complete")
+		return
+	}
+	key, b := m.key, m.sid
+	i := search(a.msgs, key, b)
+	a.msgs = slices.Delete(a.msgs, i, i+1)
+	delete(s.index, b)
+	w.WriteHeader(http.StatusNoContent)
 }

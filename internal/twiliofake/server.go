@@ -503,23 +503,30 @@ func (s *Server) record(r Request) {
 	}
 }
 
-// statusWriter remembers the status a handler wrote.
+// statusWriter remembers the status a handler wrote and hands it to done
+// once, before any of the response is passed on: a request is recorded
+// before its client can see the answer, so a test that reads Requests
+// after a call returns finds the call there.
 type statusWriter struct {
 	http.ResponseWriter
 	status int
+	done   func(status int)
+}
+
+func (w *statusWriter) setStatus(code int) {
+	if w.status == 0 {
+		w.status = code
+		w.done(code)
+	}
 }
 
 func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
+	w.setStatus(code)
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
+	w.setStatus(http.StatusOK)
 	return w.ResponseWriter.Write(b)
 }
 
@@ -532,11 +539,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	rec.User, _, _ = r.BasicAuth()
-	sw := &statusWriter{ResponseWriter: w}
-	defer func() {
-		rec.Status = sw.status
+	sw := &statusWriter{ResponseWriter: w, done: func(status int) {
+		rec.Status = status
 		s.record(rec)
-	}()
+	}}
+	// A handler that writes nothing answers 200.
+	defer sw.setStatus(http.StatusOK)
 
 	f, delay := s.pickFault(r)
 	if d := s.opts.Latency + delay; d > 0 {
@@ -546,7 +554,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			t.Stop()
 			rec.Fault = FaultDelay
-			sw.status = 499 // client gave up, as nginx logs it
+			sw.setStatus(499) // client gave up, as nginx logs it
 			return
 		}
 		rec.Fault = FaultDelay
@@ -611,6 +619,18 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.listMessages(w, r, acct)
+	case len(segs) == 3 && segs[1] == "Messages" && strings.HasSuffix(segs[2], ".json"):
+		sid := strings.TrimSuffix(segs[2], ".json")
+		switch r.Method {
+		case http.MethodGet:
+			s.fetchMessage(w, r, acct, sid)
+		case http.MethodPost:
+			s.updateMessage(w, r, acct, sid)
+		case http.MethodDelete:
+			s.deleteMessage(w, r, acct, sid)
+		default:
+			methodNotAllowed(w, r.Method)
+		}
 	case len(segs) == 4 && segs[1] == "Usage" && segs[2] == "Records" && (segs[3] == "Today.json" || segs[3] == "Daily.json"):
 		if r.Method != http.MethodGet {
 			methodNotAllowed(w, r.Method)

@@ -96,17 +96,24 @@ func TestResponsesMatchSpec(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AppendMessages(
+	acct := "/2010-04-01/Accounts/" + sub.SID
+	// The last three are for FetchMessage and UpdateMessage, a redaction
+	// and a cancellation, and DeleteMessage.
+	sids, err := s.AppendMessages(
 		twiliofake.Message{AccountSID: sub.SID, NumMedia: 2, DateSent: epoch, Body: "", To: "+15550001111", From: "+15550002222"},
 		twiliofake.Message{AccountSID: sub.SID, Status: "queued", DateCreated: epoch},
-	); err != nil {
+		twiliofake.Message{AccountSID: sub.SID, Status: "undelivered", ErrorCode: 30007, DateSent: epoch.Add(-time.Hour), Body: "WIN", To: "+15550001111", Price: "-0.00790"},
+		twiliofake.Message{AccountSID: sub.SID, Status: "scheduled", DateCreated: epoch.Add(-time.Hour), Body: "Sale", MessagingServiceSID: "MG00000000000000000000000000000001"},
+		twiliofake.Message{AccountSID: sub.SID, Direction: "inbound", DateSent: epoch.Add(-time.Hour), Body: "STOP"},
+	)
+	if err != nil {
 		t.Fatal(err)
 	}
+	msg := func(i int) string { return acct + "/Messages/" + sids[i] + ".json" }
 	if err := s.SetUsage(sub.SID, "2024-03-09", "sms", twiliofake.UsageRecord{Count: 5, Usage: 7, Price: 0.0553}); err != nil {
 		t.Fatal(err)
 	}
 
-	acct := "/2010-04-01/Accounts/" + sub.SID
 	for _, tc := range []struct {
 		op, method, path, query string
 		form                    url.Values
@@ -121,6 +128,11 @@ func TestResponsesMatchSpec(t *testing.T) {
 		{"ListMessage page 2", "GET", acct + "/Messages.json", "", nil}, // filled in from page 1
 		{"ListMessage filtered", "GET", acct + "/Messages.json", "DateSent%3E=2024-03-09T00:00:00Z&To=%2B15550001111", nil},
 		{"ListMessage empty", "GET", "/2010-04-01/Accounts/" + parentSID + "/Messages.json", "", nil},
+		{"FetchMessage", "GET", msg(2), "", nil},
+		{"FetchMessage null date_sent", "GET", msg(1), "", nil},
+		{"UpdateMessage redact", "POST", msg(2), "", url.Values{"Body": {""}}},
+		{"UpdateMessage cancel", "POST", msg(3), "", url.Values{"Status": {"canceled"}}},
+		{"DeleteMessage", "DELETE", msg(4), "", nil},
 		{"ListUsageRecordToday", "GET", acct + "/Usage/Records/Today.json", "", nil},
 		{"ListUsageRecordDaily", "GET", acct + "/Usage/Records/Daily.json", "StartDate=2024-03-01&EndDate=2024-03-10&PageSize=20", nil},
 		{"ListUsageRecordDaily page 2", "GET", acct + "/Usage/Records/Daily.json", "", nil}, // filled in from page 1
@@ -132,8 +144,12 @@ func TestResponsesMatchSpec(t *testing.T) {
 				path, query = nextPage(t, s, tc.path)
 			}
 			body, res := call(t, s, tc.method, path, query, tc.form)
-			if res.StatusCode != http.StatusOK {
-				t.Fatalf("status %d: %s", res.StatusCode, body)
+			want := http.StatusOK
+			if tc.method == http.MethodDelete {
+				want = http.StatusNoContent
+			}
+			if res.StatusCode != want {
+				t.Fatalf("status %d, want %d: %s", res.StatusCode, want, body)
 			}
 			validate(t, router, tc.method, path, query, tc.form, res, body)
 		})
