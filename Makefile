@@ -29,7 +29,7 @@ build:
 test: tools vet staticcheck alerts
 	$(GO) test -race $(TESTFLAGS) ./...
 	$(GO) run ./cmd/sentinel -check-policies -policies policies
-	$(GO) run ./cmd/sentinel -test-policies -policies policies policies/tests/*.yaml
+	$(GO) run ./cmd/sentinel -test-policies policies/tests/*.yaml
 
 vet:
 	@unformatted="$$(gofmt -l cmd internal)"; \
