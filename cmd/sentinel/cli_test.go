@@ -106,6 +106,22 @@ func TestExitStatus(t *testing.T) {
 			want: []string{`^sentinel: TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN must be set`},
 		},
 		{
+			name: "listen nonsense", args: w.args("-once", "-listen", "nonsense"), code: 2, oneLine: true,
+			want: []string{`^sentinel: -listen "nonsense": want host:port`},
+		},
+		{
+			name: "malformed account SID", args: w.args("-once"), env: map[string]string{"TWILIO_ACCOUNT_SID": "ACnotasid"},
+			code: 2, oneLine: true, want: []string{`^sentinel: TWILIO_ACCOUNT_SID is not an account SID`},
+		},
+		{
+			name: "history of nothing", args: w.args("-history", ""), code: 2, oneLine: true,
+			want: []string{`^sentinel: -history needs a subaccount SID`},
+		},
+		{
+			name: "lower-case SID", args: w.args("-history", "ac00000000000000000000000000000001"), code: 2, oneLine: true,
+			want: []string{`^sentinel: -history "ac0+1": Twilio writes SIDs as AC and 32 lower-case hex digits: use AC0+1\n$`},
+		},
+		{
 			name: "status of a database that does not exist", args: []string{"-status", "-db", filepath.Join(w.dir, "typo.db")},
 			oneLine: true, want: []string{`^sentinel: no database at .*typo\.db`},
 		},
@@ -136,6 +152,12 @@ func TestExitStatus(t *testing.T) {
 			}
 		})
 	}
+	t.Run("-h prints to stdout", func(t *testing.T) {
+		r := runEnv(t, w.environ(), nil, "-h")
+		if r.code != 0 || !strings.Contains(r.stdout, "Usage:") || r.stderr != "" {
+			t.Errorf("-h: %s", r)
+		}
+	})
 	if _, err := os.Stat(filepath.Join(w.dir, "typo.db")); !os.IsNotExist(err) {
 		t.Errorf("-status created a database: %v", err)
 	}

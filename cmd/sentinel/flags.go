@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -67,7 +70,7 @@ type config struct {
 // parseFlags turns args and the environment into a config. It validates
 // everything that can be checked without I/O, so a bad flag exits before the
 // database is touched.
-func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*config, error) {
 	c := &config{}
 	// The flag package prints a parse error and then the whole usage text;
 	// main prints the error once more. Keep quiet while parsing, print the
@@ -123,13 +126,28 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stderr)
-			fmt.Fprint(stderr, usageText)
+			// Asked for: it is the output, not an error.
+			fs.SetOutput(stdout)
+			fmt.Fprint(stdout, usageText)
 			fs.PrintDefaults()
 		}
 		return nil, err
 	}
-	fs.Visit(func(f *flag.Flag) { c.policiesSet = c.policiesSet || f.Name == "policies" })
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	c.policiesSet = given["policies"]
+	// A SID flag given empty (-history "") is a mistake on the command
+	// line, not a request for the daemon.
+	for _, f := range []struct{ name, sid string }{{"reinstate", c.reinstate}, {"suspend", c.suspend}, {"history", c.history}} {
+		if given[f.name] {
+			if err := checkSID("-"+f.name, f.sid); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := checkListen(c.listen); err != nil {
+		return nil, err
+	}
 	if c.testPolicies {
 		c.testFiles = fs.Args()
 		if len(c.testFiles) == 0 {
@@ -219,6 +237,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 
 	c.accountSID = getenv("TWILIO_ACCOUNT_SID")
 	c.authToken = getenv("TWILIO_AUTH_TOKEN")
+	if c.accountSID != "" && !sidRE.MatchString(c.accountSID) {
+		// Not echoed: a token pasted into the wrong variable is a secret.
+		return nil, errors.New("TWILIO_ACCOUNT_SID is not an account SID (AC and 32 hex digits): is the parent's SID in it?")
+	}
 	c.slackWebhook = getenv("SLACK_WEBHOOK_URL")
 	c.slackToken = getenv("SLACK_BOT_TOKEN")
 	switch {
@@ -228,6 +250,56 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 		return nil, errors.New("SLACK_BOT_TOKEN needs -slack-channel")
 	}
 	return c, nil
+}
+
+// sidRE is an account SID as Twilio writes it.
+var sidRE = regexp.MustCompile(`^AC[0-9a-f]{32}$`)
+
+// checkSID checks the subaccount SID given to flag name, saying how to fix
+// a near miss.
+func checkSID(name, sid string) error {
+	switch {
+	case strings.TrimSpace(sid) == "":
+		return fmt.Errorf("%s needs a subaccount SID (AC and 32 hex digits; sentinel -status lists them)", name)
+	case sidRE.MatchString(sid):
+		return nil
+	case sidRE.MatchString(fixSID(sid)):
+		return fmt.Errorf("%s %q: Twilio writes SIDs as AC and 32 lower-case hex digits: use %s", name, sid, fixSID(sid))
+	}
+	return fmt.Errorf("%s %q is not a subaccount SID (AC and 32 hex digits; sentinel -status lists them)", name, truncate(sid, 40))
+}
+
+// fixSID is sid with Twilio's case: "AC" upper, the digits lower.
+func fixSID(sid string) string {
+	sid = strings.TrimSpace(sid)
+	if len(sid) < 2 {
+		return sid
+	}
+	return strings.ToUpper(sid[:2]) + strings.ToLower(sid[2:])
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// checkListen checks -listen: host:port, the port a number (0 for any).
+func checkListen(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err == nil {
+		if n, perr := strconv.Atoi(port); perr != nil || n < 0 || n > 65535 {
+			err = fmt.Errorf("port %q is not a number from 0 to 65535", port)
+		}
+	}
+	if err == nil && strings.ContainsAny(host, " /") {
+		err = fmt.Errorf("host %q is not a host name or address", host)
+	}
+	if err != nil {
+		return fmt.Errorf("-listen %q: want host:port, such as 127.0.0.1:9464: %w", addr, err)
+	}
+	return nil
 }
 
 const usageText = `sentinel watches every Twilio subaccount of a parent account for compliance

@@ -33,16 +33,16 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"test-policies without files", []string{"-test-policies"}, nil, "-test-policies needs at least one test FILE"},
 		{"log level", []string{"-log-level", "loud"}, nil, `-log-level "loud": want debug, info, warn or error`},
 		{"log format", []string{"-log-format", "xml"}, nil, `-log-format "xml": want text or json`},
-		{"two modes", []string{"-status", "-history", "AC1"}, nil, "choose one of -reinstate, -suspend, -status, -history, -check-policies, -test-policies, -version, -once and -demo"},
+		{"two modes", []string{"-status", "-history", testSID}, nil, "choose one of -reinstate, -suspend, -status, -history, -check-policies, -test-policies, -version, -once and -demo"},
 		{"once and demo", []string{"-once", "-demo"}, nil, "choose one of -reinstate, -suspend, -status, -history, -check-policies, -test-policies, -version, -once and -demo"},
 		{"demo and status", []string{"-demo", "-status"}, nil, "choose one of -reinstate, -suspend, -status, -history, -check-policies, -test-policies, -version, -once and -demo"},
-		{"reinstate without reason", []string{"-reinstate", "AC1"}, nil, "-reinstate and -suspend need -reason"},
-		{"suspend with a blank reason", []string{"-suspend", "AC1", "-reason", "  "}, nil, "-reinstate and -suspend need -reason"},
+		{"reinstate without reason", []string{"-reinstate", testSID}, nil, "-reinstate and -suspend need -reason"},
+		{"suspend with a blank reason", []string{"-suspend", testSID, "-reason", "  "}, nil, "-reinstate and -suspend need -reason"},
 		{"json without status", []string{"-json"}, nil, "-json goes with -status"},
 		{"empty db", []string{"-db", ""}, nil, "-db: need a path"},
 		{"concurrency", []string{"-concurrency", "0"}, nil, "-concurrency 0: want at least 1"},
 		{"rate limit", []string{"-rate-limit", "-1"}, nil, "-rate-limit -1: must not be negative"},
-		{"manual with dry-run", []string{"-suspend", "AC1", "-reason", "r", "-dry-run"}, nil, "-dry-run does not apply to -reinstate and -suspend: they act"},
+		{"manual with dry-run", []string{"-suspend", testSID, "-reason", "r", "-dry-run"}, nil, "-dry-run does not apply to -reinstate and -suspend: they act"},
 		{"per hour zero", []string{"-max-suspensions-per-hour", "0"}, nil, "-max-suspensions-per-hour 0: want at least 1 (-dry-run suspends nothing)"},
 		{"per hour negative", []string{"-max-suspensions-per-hour", "-2"}, nil, "-max-suspensions-per-hour -2: want at least 1 (-dry-run suspends nothing)"},
 		{"fraction zero", []string{"-max-suspended-fraction", "0"}, nil, "-max-suspended-fraction 0: want more than 0 and at most 1"},
@@ -58,6 +58,17 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"messages schedule", []string{"-messages-schedule", "every 1m"}, nil, `-messages-schedule: schedule messages: bad spec "every 1m": expected exactly 5 fields, found 2: [every 1m]`},
 		{"accounts schedule", []string{"-accounts-schedule", "@hourlyish"}, nil, `-accounts-schedule: schedule accounts: bad spec "@hourlyish": unrecognized descriptor: @hourlyish`},
 		{"usage schedule", []string{"-usage-schedule", "61 * * * *"}, nil, `-usage-schedule: schedule usage: bad spec "61 * * * *": end of range (61) above maximum (59): 61`},
+		{"empty history", []string{"-history", ""}, nil, "-history needs a subaccount SID (AC and 32 hex digits; sentinel -status lists them)"},
+		{"empty reinstate", []string{"-reinstate", "", "-reason", "r"}, nil, "-reinstate needs a subaccount SID (AC and 32 hex digits; sentinel -status lists them)"},
+		{"lower-case SID", []string{"-suspend", "ac" + testSID[2:], "-reason", "r"}, nil,
+			`-suspend "ac` + testSID[2:] + `": Twilio writes SIDs as AC and 32 lower-case hex digits: use ` + testSID},
+		{"upper-case hex", []string{"-history", "AC" + strings.ToUpper(testSID[2:])}, nil,
+			`-history "AC` + strings.ToUpper(testSID[2:]) + `": Twilio writes SIDs as AC and 32 lower-case hex digits: use ` + testSID},
+		{"not a SID", []string{"-history", "acme"}, nil, `-history "acme" is not a subaccount SID (AC and 32 hex digits; sentinel -status lists them)`},
+		{"listen nonsense", []string{"-listen", "nonsense"}, nil, `-listen "nonsense": want host:port, such as 127.0.0.1:9464: address nonsense: missing port in address`},
+		{"listen bad port", []string{"-listen", "127.0.0.1:http2"}, nil, `-listen "127.0.0.1:http2": want host:port, such as 127.0.0.1:9464: port "http2" is not a number from 0 to 65535`},
+		{"malformed account SID", nil, map[string]string{"TWILIO_ACCOUNT_SID": "sk_live_0123"},
+			"TWILIO_ACCOUNT_SID is not an account SID (AC and 32 hex digits): is the parent's SID in it?"},
 		{"bot token without channel", nil, map[string]string{"SLACK_BOT_TOKEN": "xoxb-1"}, "SLACK_BOT_TOKEN needs -slack-channel"},
 		{"webhook and bot token", []string{"-slack-channel", "#c"}, map[string]string{"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_WEBHOOK_URL": "https://hooks.slack.com/x"},
 			"SLACK_WEBHOOK_URL and SLACK_BOT_TOKEN are both set: choose one"},
@@ -81,16 +92,19 @@ func TestParseFlagsErrors(t *testing.T) {
 	}
 }
 
+// testSID is a well-formed subaccount SID.
+const testSID = "AC0123456789abcdef0123456789abcdef"
+
 func TestParseFlagsHelp(t *testing.T) {
 	t.Parallel()
-	var stderr bytes.Buffer
-	_, err := parseFlags([]string{"-h"}, env(nil), &stderr)
+	var stdout bytes.Buffer
+	_, err := parseFlags([]string{"-h"}, env(nil), &stdout)
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("parseFlags(-h): %v, want flag.ErrHelp", err)
 	}
 	for _, want := range []string{"Usage:", "TWILIO_AUTH_TOKEN", "-max-suspensions-per-hour"} {
-		if !strings.Contains(stderr.String(), want) {
-			t.Errorf("-h output lacks %q:\n%s", want, &stderr)
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("-h output lacks %q:\n%s", want, &stdout)
 		}
 	}
 }

@@ -44,7 +44,7 @@ func exitCode(err error) int {
 // run is the program. Tests call it with their own arguments, environment
 // and output streams.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, err := parseFlags(args, getenv, stderr)
+	cfg, err := parseFlags(args, getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}

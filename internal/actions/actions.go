@@ -66,7 +66,7 @@ var (
 	// not suspended.
 	ErrRefused = errors.New("refused")
 	// ErrUnknownAccount means the SID is not an account sentinel knows.
-	ErrUnknownAccount = errors.New("unknown account")
+	ErrUnknownAccount = errors.New("unknown subaccount")
 	// ErrInvalid means a manual action lacks its SID, actor or reason.
 	ErrInvalid = errors.New("invalid request")
 )

@@ -16,7 +16,7 @@ import (
 func (a *Actor) account(sid string) (store.Account, error) {
 	acct, err := a.st.Account(sid)
 	if errors.Is(err, store.ErrNotFound) {
-		return acct, fmt.Errorf("%w %s (not in the store; has the account list been read?)", ErrUnknownAccount, sid)
+		return acct, fmt.Errorf("no subaccount %s in this fleet, as of sentinel's last read of Twilio's account list (sentinel -status lists them): %w", sid, ErrUnknownAccount)
 	}
 	return acct, err
 }

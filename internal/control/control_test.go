@@ -190,7 +190,7 @@ func TestControlSocket(t *testing.T) {
 	}{
 		{"not suspended", func() error { return c.Reinstate(ctx, sid, "alice", "again") }, actions.ErrRefused, "not suspended"},
 		{"parent", func() error { return c.Suspend(ctx, w.fake.ParentSID(), "eve", "x") }, actions.ErrRefused, "parent"},
-		{"unknown", func() error { return c.Reinstate(ctx, "AC"+strings.Repeat("f", 32), "alice", "x") }, actions.ErrUnknownAccount, "unknown account"},
+		{"unknown", func() error { return c.Reinstate(ctx, "AC"+strings.Repeat("f", 32), "alice", "x") }, actions.ErrUnknownAccount, "no subaccount"},
 		{"no reason", func() error { return c.Suspend(ctx, sid, "bob", "") }, actions.ErrInvalid, "reason"},
 		{"history of nobody", func() error { _, err := c.History(ctx, "AC"+strings.Repeat("e", 32)); return err }, actions.ErrUnknownAccount, "not found"},
 	} {
