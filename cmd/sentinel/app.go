@@ -239,7 +239,7 @@ func (a *app) cycle(ctx context.Context) error {
 		a.log.Info("cycle acted", "suspended", sum.Suspended, "would_suspend", sum.WouldSuspend,
 			"blocked", sum.Blocked, "systemic", sum.Systemic)
 	}
-	rows, err := actions.StatusRows(a.st, time.Now())
+	rows, err := actions.FleetFigures(a.st, time.Now())
 	if err != nil {
 		return fmt.Errorf("status: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/user"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -75,40 +76,151 @@ func withDaemonOrStore(ctx context.Context, cfg *config, viaDaemon func(*control
 	return direct(st)
 }
 
-func status(ctx context.Context, cfg *config, stdout io.Writer) error {
+func status(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	var rows []actions.StatusRow
 	err := withDaemonOrStore(ctx, cfg,
 		func(c *control.Client) (err error) { rows, err = c.Status(ctx); return err },
-		func(st *store.Store) (err error) { rows, err = actions.StatusRows(st, time.Now()); return err })
+		func(st *store.Store) (err error) {
+			set, lerr := policy.Load(cfg.policies)
+			if lerr != nil {
+				fmt.Fprintf(stderr, "sentinel: the policies in %s do not load, so rules are not judged here: %v\n", cfg.policies, firstLine(lerr))
+			}
+			rows, err = actions.StatusRows(ctx, st, set, time.Now())
+			return err
+		})
 	if err != nil {
 		return err
 	}
-	if cfg.jsonOut {
-		if rows == nil {
-			rows = []actions.StatusRow{}
+	if len(rows) == 0 {
+		return errors.New("no subaccounts known: sentinel has not read Twilio's account list yet (is the daemon running, and can it reach Twilio? its log says)")
+	}
+	if cfg.statusSID != "" {
+		i := slices.IndexFunc(rows, func(r actions.StatusRow) bool { return r.SID == cfg.statusSID })
+		if i < 0 {
+			return fmt.Errorf("no subaccount %s in this fleet (sentinel -status lists them)", cfg.statusSID)
 		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rows)
+		rows = rows[i : i+1]
+	}
+	switch {
+	case cfg.jsonOut && cfg.statusSID != "":
+		return writeJSON(stdout, rows[0])
+	case cfg.jsonOut:
+		return writeJSON(stdout, rows)
+	case cfg.statusSID != "":
+		return printOne(stdout, rows[0])
 	}
 	return printStatus(stdout, rows)
 }
 
-// printStatus prints rows as a table.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func firstLine(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
+}
+
+// printStatus prints rows as a table: what needs a person first, then the
+// value of each suspension rule over its own window.
 func printStatus(stdout io.Writer, rows []actions.StatusRow) error {
+	var cols []string // the suspension rules, in policy order
+	for _, r := range rows {
+		for _, rv := range r.Rules {
+			if rv.Action == policy.ActionSuspend && !slices.Contains(cols, rv.Rule) {
+				cols = append(cols, rv.Rule)
+			}
+		}
+	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SID\tNAME\tTWILIO\tBREAKER\tOUT 1H\t30007 24H\tOPT-OUT 24H\tIGNORED STOPS 24H\tSPEND TODAY\tLAST POLL")
+	head := []string{"SID", "NAME", "STATE"}
+	for _, c := range cols {
+		head = append(head, strings.ToUpper(c))
+	}
+	head = append(head, "OUT 1H", "IGNORED STOPS 24H", "SPEND TODAY", "LAST POLL", "NOTE")
+	fmt.Fprintln(tw, strings.Join(head, "\t"))
 	for _, r := range rows {
 		name := r.Name
 		if r.Parent {
 			name += " (parent)"
 		}
+		cells := []string{r.SID, oneLine(name), r.State}
+		for _, c := range cols {
+			cell := "-"
+			for _, rv := range r.Rules {
+				if rv.Rule == c {
+					cell = ruleCell(rv)
+				}
+			}
+			cells = append(cells, cell)
+		}
 		last := "never"
 		if !r.LastPoll.IsZero() {
 			last = r.LastPoll.UTC().Format(time.DateTime)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.2f%%\t%.2f%%\t%d\t$%.2f\t%s\n", r.SID, name, r.Status, r.Breaker,
-			r.Outbound1h, 100*r.Filtered24h, 100*r.OptOut24h, r.IgnoredOptOuts24h, r.SpendToday, last)
+		cells = append(cells, fmt.Sprint(r.Outbound1h), fmt.Sprint(r.IgnoredOptOuts24h),
+			fmt.Sprintf("%.2f", r.SpendToday), last, oneLine(r.Note))
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
+	}
+	return tw.Flush()
+}
+
+// ruleCell is a rule's value against its threshold, in one short cell:
+// "9.1% (5%)", "$30.00/$50.00", "unknown".
+func ruleCell(rv actions.RuleView) string {
+	switch policy.Result(rv.Result) {
+	case policy.Unknown:
+		return "unknown"
+	case policy.Insufficient:
+		return fmt.Sprintf("too few (%s %s)", rv.Window, trimFloat(rv.Denominator))
+	}
+	mark := ""
+	switch policy.Result(rv.Result) {
+	case policy.Firing:
+		mark = " FIRING"
+	case policy.Pending:
+		mark = fmt.Sprintf(" %d/%d", rv.Consecutive, rv.For)
+	}
+	switch rv.Signal {
+	case policy.SignalSpendBudget:
+		return fmt.Sprintf("$%.2f/$%.2f%s", rv.Numerator, rv.Denominator*rv.Threshold, mark)
+	case policy.SignalSpendSpike:
+		return fmt.Sprintf("%.1fx (%gx)%s", rv.Value, rv.Threshold, mark)
+	case policy.SignalErrorCount, policy.SignalNoServiceCount, policy.SignalParentOutbound:
+		return fmt.Sprintf("%s (%s)%s", trimFloat(rv.Value), trimFloat(rv.Threshold), mark)
+	}
+	return fmt.Sprintf("%s (%s)%s", percent(rv.Value), percent(rv.Threshold), mark)
+}
+
+func percent(v float64) string { return trimFloat(v*100) + "%" }
+
+func trimFloat(v float64) string {
+	return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.2f", v), "0"), ".")
+}
+
+// printOne prints one subaccount in full: its state and every rule.
+func printOne(stdout io.Writer, r actions.StatusRow) error {
+	fmt.Fprintf(stdout, "%s %s\n", r.SID, oneLine(r.Name))
+	fmt.Fprintf(stdout, "  state:      %s (Twilio: %s)\n", r.State, r.Status)
+	if r.Note != "" {
+		fmt.Fprintf(stdout, "  attention:  %s: %s\n", r.Attention, oneLine(r.Note))
+	}
+	fmt.Fprintf(stdout, "  last hour:  %d messages sent; today: %.2f spent; ignored STOPs in 24h: %d\n",
+		r.Outbound1h, r.SpendToday, r.IgnoredOptOuts24h)
+	if !r.DataUntil.IsZero() {
+		fmt.Fprintf(stdout, "  data until: %s UTC\n", r.DataUntil.UTC().Format(time.DateTime))
+	}
+	if len(r.Rules) == 0 {
+		return nil
+	}
+	fmt.Fprintln(stdout)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RULE\tWINDOW\tRESULT\tVALUE\tFOR\tIN WORDS")
+	for _, rv := range r.Rules {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%s\n", rv.Rule, rv.Window, rv.Result, ruleCell(rv),
+			rv.Consecutive, rv.For, oneLine(rv.Text))
 	}
 	return tw.Flush()
 }
@@ -120,6 +232,12 @@ func history(ctx context.Context, cfg *config, stdout io.Writer) error {
 		func(st *store.Store) (err error) { entries, err = actions.History(st, cfg.history); return err })
 	if err != nil {
 		return err
+	}
+	if cfg.jsonOut {
+		if entries == nil {
+			entries = []actions.HistoryEntry{}
+		}
+		return writeJSON(stdout, entries)
 	}
 	if len(entries) == 0 {
 		fmt.Fprintf(stdout, "%s: no history\n", cfg.history)

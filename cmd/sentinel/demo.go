@@ -73,7 +73,7 @@ sentinel demo
 	}
 	stopFleet()
 
-	rows, err := actions.StatusRows(a.st, time.Now())
+	rows, err := actions.StatusRows(context.WithoutCancel(ctx), a.st, a.policies.Current(), time.Now())
 	if err != nil {
 		return err
 	}

@@ -252,3 +252,69 @@ func TestNewWebhookReleasesHeldAlerts(t *testing.T) {
 		t.Errorf("outbox after the new webhook: %d items, %v; want it empty", n, err)
 	}
 }
+
+// TestStatusTellsTheTruth: -status puts what needs a person first, says
+// states in words, shows each suspension rule over its own window with the
+// rule and reason for anything not healthy; -status SID shows one in
+// full; -history -json is JSON; a database that never saw Twilio says so.
+func TestStatusTellsTheTruth(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, twiliofake.Options{})
+	offender, steady := w.fleet(t, 4, true)
+	for range 2 {
+		if r := w.run(t, w.args("-once")...); r.code != 0 {
+			t.Fatalf("-once: %s", r)
+		}
+	}
+	r := w.run(t, w.args("-status")...)
+	if r.code != 0 {
+		t.Fatalf("-status: %s", r)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if !strings.Contains(lines[0], "CARRIER-FILTERING") || !strings.Contains(lines[0], "NOTE") {
+		t.Errorf("-status header %q lacks the rule columns and NOTE", lines[0])
+	}
+	if !strings.HasPrefix(lines[1], offender) || !strings.Contains(lines[1], "suspended by sentinel") ||
+		!strings.Contains(lines[1], "carrier-filtering") {
+		t.Errorf("first row is not the suspended offender with its rule:\n%s", r.stdout)
+	}
+	if !strings.Contains(r.stdout, "watching") {
+		t.Errorf("healthy subaccounts are not said to be watched:\n%s", r.stdout)
+	}
+
+	rows := w.statusRows(t)
+	for _, sid := range steady {
+		row := rows[sid]
+		if row.Attention != "ok" || len(row.Rules) == 0 {
+			t.Errorf("steady %s: attention %q, %d rules", sid, row.Attention, len(row.Rules))
+		}
+		for _, rv := range row.Rules {
+			if rv.Rule == "carrier-filtering" && (rv.Window != "1h" || !strings.Contains(rv.Text, "in the last hour")) {
+				t.Errorf("carrier-filtering judged over %s: %q", rv.Window, rv.Text)
+			}
+		}
+	}
+
+	one := w.run(t, w.args("-status", steady[0])...)
+	if one.code != 0 || !strings.Contains(one.stdout, "RULE") || !strings.Contains(one.stdout, "opt-out-rate") {
+		t.Errorf("-status SID: %s", one)
+	}
+	hist := w.run(t, w.args("-history", offender, "-json")...)
+	var entries []actions.HistoryEntry
+	if hist.code != 0 || json.Unmarshal([]byte(hist.stdout), &entries) != nil || len(entries) == 0 {
+		t.Errorf("-history -json: %s", hist)
+	}
+
+	// A database whose daemon never reached Twilio.
+	blind := newWorld(t, twiliofake.Options{})
+	environ := blind.environ()
+	for i, kv := range environ {
+		if strings.HasPrefix(kv, "TWILIO_AUTH_TOKEN=") {
+			environ[i] = "TWILIO_AUTH_TOKEN=WrOnGtOkEn0123456789abcdefABCDEF"
+		}
+	}
+	runEnv(t, environ, nil, blind.args("-once")...)
+	if r := blind.run(t, blind.args("-status")...); r.code == 0 || !strings.Contains(r.stderr, "has not read Twilio's account list") {
+		t.Errorf("-status of a database that never saw Twilio: %s", r)
+	}
+}

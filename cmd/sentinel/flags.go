@@ -43,6 +43,7 @@ type config struct {
 	reason, by         string
 
 	status, jsonOut bool
+	statusSID       string // -status SID: one subaccount
 	history         string
 	checkPolicies   bool
 	testPolicies    bool
@@ -98,7 +99,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 	fs.StringVar(&c.by, "by", "", "who, for -reinstate and -suspend (default: the OS user)")
 
 	fs.BoolVar(&c.status, "status", false, "print every subaccount's state and exit")
-	fs.BoolVar(&c.jsonOut, "json", false, "with -status: print a JSON array")
+	fs.BoolVar(&c.jsonOut, "json", false, "with -status or -history: print JSON")
 	fs.StringVar(&c.history, "history", "", "print the incidents, transitions and actions of subaccount `SID`, newest first")
 	fs.BoolVar(&c.checkPolicies, "check-policies", false, "validate the policy directory and exit")
 	fs.BoolVar(&c.testPolicies, "test-policies", false, "run the policy test FILEs given as arguments and exit")
@@ -153,6 +154,11 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 		if len(c.testFiles) == 0 {
 			return nil, errors.New("-test-policies needs at least one test FILE")
 		}
+	} else if c.status && fs.NArg() == 1 {
+		c.statusSID = fs.Arg(0)
+		if err := checkSID("-status", c.statusSID); err != nil {
+			return nil, err
+		}
 	} else if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
@@ -185,8 +191,8 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 		// -dry-run governs sentinel's own decisions; a person's -suspend or
 		// -reinstate acts. A silent preview would look like an action.
 		return nil, errors.New("-dry-run does not apply to -reinstate and -suspend: they act")
-	case c.jsonOut && !c.status:
-		return nil, errors.New("-json goes with -status")
+	case c.jsonOut && !c.status && c.history == "":
+		return nil, errors.New("-json goes with -status or -history")
 	case c.db == "":
 		return nil, errors.New("-db: need a path")
 	case c.concurrency < 1:
@@ -309,8 +315,8 @@ Usage:
   sentinel [flags]                          run the daemon
   sentinel -once                            run one cycle and exit
   sentinel -demo                            run against the built-in Twilio fake
-  sentinel -status [-json]                  show every subaccount
-  sentinel -history SID                     show a subaccount's incidents and actions
+  sentinel -status [-json] [SID]            show every subaccount, or one in full
+  sentinel -history SID [-json]             show a subaccount's incidents and actions
   sentinel -reinstate SID -reason TEXT      reinstate a subaccount (probation follows)
   sentinel -suspend SID -reason TEXT        suspend a subaccount by hand
   sentinel -check-policies                  validate the policy directory

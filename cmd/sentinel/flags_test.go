@@ -38,7 +38,7 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"demo and status", []string{"-demo", "-status"}, nil, "choose one of -reinstate, -suspend, -status, -history, -check-policies, -test-policies, -version, -once and -demo"},
 		{"reinstate without reason", []string{"-reinstate", testSID}, nil, "-reinstate and -suspend need -reason"},
 		{"suspend with a blank reason", []string{"-suspend", testSID, "-reason", "  "}, nil, "-reinstate and -suspend need -reason"},
-		{"json without status", []string{"-json"}, nil, "-json goes with -status"},
+		{"json without status", []string{"-json"}, nil, "-json goes with -status or -history"},
 		{"empty db", []string{"-db", ""}, nil, "-db: need a path"},
 		{"concurrency", []string{"-concurrency", "0"}, nil, "-concurrency 0: want at least 1"},
 		{"rate limit", []string{"-rate-limit", "-1"}, nil, "-rate-limit -1: must not be negative"},

@@ -61,7 +61,7 @@ func newGauges(reg prometheus.Registerer, noSubaccountLabel bool) (*gauges, erro
 
 // update replaces every series with rows, so accounts that disappeared
 // (closed, pruned) drop out.
-func (g *gauges) update(rows []actions.StatusRow) {
+func (g *gauges) update(rows []actions.Figures) {
 	if g.noLabel {
 		var out, spend, filtered, optOut float64
 		for _, r := range rows {

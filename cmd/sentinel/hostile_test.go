@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"sentinel/internal/actions"
 	"sentinel/internal/twiliofake"
 )
 
@@ -83,8 +84,15 @@ func TestHostileRepeatedStops(t *testing.T) {
 		t.Errorf("suspensions: %v", got)
 	}
 	rows := w.statusRows(t)
-	if r := rows[a.SID]; r.IgnoredOptOuts24h != 39 || r.OptOut24h > 0.01 {
-		t.Errorf("-status: opt-out rate %.4f, ignored STOPs %d; want 1 of 300 and 39 ignored", r.OptOut24h, r.IgnoredOptOuts24h)
+	r := rows[a.SID]
+	var optOut *actions.RuleView
+	for i := range r.Rules {
+		if r.Rules[i].Rule == "opt-out-rate" {
+			optOut = &r.Rules[i]
+		}
+	}
+	if optOut == nil || optOut.Numerator != 1 || optOut.Denominator != 300 || r.IgnoredOptOuts24h != 39 {
+		t.Errorf("-status: opt-out-rate %+v, ignored STOPs %d; want 1 of 300 and 39 ignored", optOut, r.IgnoredOptOuts24h)
 	}
 	_ = steady
 }

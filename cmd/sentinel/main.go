@@ -61,7 +61,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case cfg.testPolicies:
 		return testPolicies(cfg, stdout)
 	case cfg.status:
-		return status(ctx, cfg, stdout)
+		return status(ctx, cfg, stdout, stderr)
 	case cfg.history != "":
 		return history(ctx, cfg, stdout)
 	case cfg.reinstate != "" || cfg.suspend != "":

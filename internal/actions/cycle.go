@@ -155,12 +155,17 @@ type verdict struct {
 	// decs are the decisions that call for more than a metric (see
 	// consequential), in rule order.
 	decs []judged
+	// all holds every decision, in rule order, for read-only views
+	// (evaluator.all).
+	all []judged
 }
 
-// judged is a decision with the rule state it was judged from.
+// judged is a decision with the rule state it was judged from, and (for
+// read-only views) the state it leads to.
 type judged struct {
 	d    policy.Decision
 	prev policy.State
+	next policy.State
 }
 
 // consequential reports whether d, judged from prev, can lead to anything
@@ -206,6 +211,7 @@ type evaluator struct {
 	log   *slog.Logger
 	debug bool                    // log every decision (-log-level debug)
 	spend []bool                  // by rule index: a spend signal
+	all   bool                    // keep every decision in verdict.all (read-only views)
 	prev  map[string]policy.State // scratch, reused for every account
 	// evals counts decisions by rule (index in set order) and result, for
 	// sentinel_policy_evaluations_total: one Add per pair and cycle.
@@ -265,7 +271,10 @@ func (e *evaluator) judge(v *verdict, buckets []traffic.Bucket, examples traffic
 				"resolve", ev.ResolveAt, "from", ev.From, "to", ev.To, "probation", d.Probation, "reason", ev.Reason)
 		}
 		if p := e.prev[d.Rule]; consequential(d, p) {
-			v.decs = append(v.decs, judged{d, p})
+			v.decs = append(v.decs, judged{d: d, prev: p})
+		}
+		if e.all {
+			v.all = append(v.all, judged{d, e.prev[d.Rule], next[d.Rule]})
 		}
 		if e.spend[i] && d.Result == policy.Firing && !v.offenceDays[today] {
 			v.spendFired = today
@@ -296,6 +305,24 @@ func withHead(examples traffic.ExampleFunc, head traffic.Bucket) traffic.Example
 // error, if any, after judging the accounts the scan did not reach one at
 // a time; it stops early only when ctx is done.
 func (a *Actor) evaluate(ctx context.Context, set *policy.Set, snap *snapshot, vs []*verdict, now time.Time) error {
+	e := newEvaluator(set, now, a.log, a.log.Enabled(ctx, slog.LevelDebug))
+	defer a.countEvaluations(set, e.evals)
+	return evaluateAll(ctx, a.st, snap, vs, e)
+}
+
+// newEvaluator returns an evaluator of set at now.
+func newEvaluator(set *policy.Set, now time.Time, log *slog.Logger, debug bool) *evaluator {
+	e := &evaluator{set: set, now: now, prev: map[string]policy.State{}, evals: map[evalKey]int{}, log: log, debug: debug}
+	for _, r := range set.Rules() {
+		e.spend = append(e.spend, r.Signal == policy.SignalSpendBudget || r.Signal == policy.SignalSpendSpike)
+	}
+	return e
+}
+
+// evaluateAll is evaluate's work, for the cycle and for read-only views
+// (StatusRows): it reads, and never writes.
+func evaluateAll(ctx context.Context, st *store.Store, snap *snapshot, vs []*verdict, e *evaluator) error {
+	set, now := e.set, e.now
 	from := traffic.WindowStart(now, set.MaxWindow())
 	bySID := make(map[string]*verdict, len(vs))
 	for _, v := range vs {
@@ -303,13 +330,6 @@ func (a *Actor) evaluate(ctx context.Context, set *policy.Set, snap *snapshot, v
 			bySID[v.acct.SID] = v
 		}
 	}
-	e := &evaluator{set: set, now: now, prev: map[string]policy.State{}, evals: map[evalKey]int{},
-		log: a.log, debug: a.log.Enabled(ctx, slog.LevelDebug)}
-	for _, r := range set.Rules() {
-		e.spend = append(e.spend, r.Signal == policy.SignalSpendBudget || r.Signal == policy.SignalSpendSpike)
-	}
-	defer a.countEvaluations(set, e.evals)
-
 	plain := set.Cuts(now, time.Time{}) // shared by every account never reinstated
 	cuts := func(sid string) []time.Time {
 		if v := bySID[sid]; v != nil && !v.br.ReinstatedAt.IsZero() {
@@ -317,7 +337,7 @@ func (a *Actor) evaluate(ctx context.Context, set *policy.Set, snap *snapshot, v
 		}
 		return plain
 	}
-	scanErr := a.st.ScanHourBuckets(from, now, cuts, func(sid string, buckets []traffic.Bucket, examples traffic.ExampleFunc) error {
+	scanErr := st.ScanHourBuckets(from, now, cuts, func(sid string, buckets []traffic.Bucket, examples traffic.ExampleFunc) error {
 		v := bySID[sid]
 		if v == nil {
 			return nil // not judged (suspended, closed, unknown), or its data could not be read
@@ -340,7 +360,7 @@ func (a *Actor) evaluate(ctx context.Context, set *policy.Set, snap *snapshot, v
 			// The scan stopped at a record it could not read. Read the
 			// accounts it did not reach one at a time, so that the record
 			// fails only its own account.
-			if buckets, v.err = a.st.Buckets(v.acct.SID, from, now); v.err != nil {
+			if buckets, v.err = st.Buckets(v.acct.SID, from, now); v.err != nil {
 				continue
 			}
 		}

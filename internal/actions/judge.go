@@ -408,6 +408,9 @@ func unitOf(signal string) string {
 func evidence(d policy.Decision, rule policy.Rule) string {
 	ev := d.Evidence
 	var b strings.Builder
+	// In words first, for -status and -history; then the exact numbers.
+	b.WriteString(describe(rule, d))
+	b.WriteString(" [")
 	if unitOf(rule.Signal) == slack.UnitRatio {
 		fmt.Fprintf(&b, "%s %.4g (%g/%g), trip %.4g", ev.Signal, ev.Value, ev.Numerator, ev.Denominator, ev.Threshold)
 	} else {
@@ -419,6 +422,7 @@ func evidence(d policy.Decision, rule policy.Rule) string {
 	if d.Probation {
 		b.WriteString(", probation thresholds")
 	}
+	b.WriteString("]")
 	if len(ev.Examples) > 0 {
 		fmt.Fprintf(&b, "; examples %s", strings.Join(ev.Examples, ","))
 	}

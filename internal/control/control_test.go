@@ -216,7 +216,7 @@ func TestControlSocket(t *testing.T) {
 			row = r
 		}
 	}
-	if row.Breaker != actions.StateProbation || row.Status != "active" || row.Outbound1h != 10 || row.Filtered24h != 0.1 {
+	if row.Breaker != actions.StateProbation || row.Status != "active" || row.Outbound1h != 10 {
 		t.Errorf("status row = %+v", row)
 	}
 
@@ -281,6 +281,8 @@ func (s *stub) Reinstate(_ context.Context, sid, by, reason string) error {
 	s.calls = append(s.calls, "reinstate "+sid+" "+by+" "+reason)
 	return s.err
 }
+
+func (s *stub) Status(context.Context) ([]actions.StatusRow, error) { return nil, nil }
 
 func (s *stub) Suspend(_ context.Context, sid, by, reason string) error {
 	s.mu.Lock()

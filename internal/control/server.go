@@ -57,6 +57,8 @@ import (
 type Actions interface {
 	Reinstate(ctx context.Context, sid, by, reason string) error
 	Suspend(ctx context.Context, sid, by, reason string) error
+	// Status judges every account with the daemon's current policies.
+	Status(ctx context.Context) ([]actions.StatusRow, error)
 }
 
 var _ Actions = (*actions.Actor)(nil)
@@ -281,8 +283,8 @@ func (s *Server) manual(done string, do func(ctx context.Context, sid, by, reaso
 	}
 }
 
-func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
-	rows, err := actions.StatusRows(s.st, s.now())
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	rows, err := s.act.Status(r.Context())
 	if err != nil {
 		writeJSON(w, http.StatusInternalServerError, reply{Error: err.Error()})
 		return
