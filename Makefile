@@ -61,8 +61,10 @@ $(PROMTOOL):
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) ./...
 
-demo:
-	$(GO) run ./cmd/sentinel -demo
+# Built, then run: `go run` would turn the demo's clean exit on Ctrl-C into
+# an error.
+demo: build
+	@$(BIN)/sentinel -demo
 
 clean:
 	rm -rf $(BIN)

@@ -134,6 +134,7 @@ func build(cfg *config, log *slog.Logger, terminal io.Writer) (_ *app, err error
 		MaxStaleness:      cfg.maxStaleness,
 		Reminder:          cfg.reminder,
 		NoSubaccountLabel: cfg.noSubaccountLabel,
+		Command:           cfg.command,
 	}, a.st, a.tw, a.policies.Current, a.notifier, a.reg, log, time.Now)
 	if err != nil {
 		return nil, err
@@ -156,16 +157,16 @@ func build(cfg *config, log *slog.Logger, terminal io.Writer) (_ *app, err error
 	return a, nil
 }
 
+// slackConfig is the Slack part of the configuration.
+func (c *config) slackConfig() slack.Config {
+	return slack.Config{WebhookURL: c.slackWebhook, BotToken: c.slackToken, Channel: c.slackChannel, APIURL: c.slackAPIURL}
+}
+
 // buildNotifier chooses Slack (webhook or bot token, through the persistent
 // outbox) or, without either, the log. Without Slack its metrics still
 // exist, at zero.
 func (a *app) buildNotifier(terminal io.Writer) error {
-	sc := slack.Config{
-		WebhookURL: a.cfg.slackWebhook,
-		BotToken:   a.cfg.slackToken,
-		Channel:    a.cfg.slackChannel,
-		APIURL:     a.cfg.slackAPIURL,
-	}
+	sc := a.cfg.slackConfig()
 	switch {
 	case sc.Mode() == slack.ModeLog && terminal != nil:
 		a.notifier = slack.NewLogNotifier(slog.New(slog.DiscardHandler), terminal)

@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -260,12 +261,38 @@ func mustAbs(t *testing.T, path string) string {
 // it with Ctrl-C and reads its summary.
 func TestDemo(t *testing.T) {
 	t.Parallel()
-	// The demo needs neither credentials nor Slack: its alerts print in
-	// the terminal.
-	p := startEnv(t, []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, nil,
-		"-demo", "-listen", "127.0.0.1:0", "-policies", "../../policies")
+	// A demo killed earlier left its directory behind: this one removes it.
+	stale, err := os.MkdirTemp("", demoPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(stale) })
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(stale, "pid"), []byte(strconv.Itoa(gone.Process.Pid)), 0o600)
+
+	// The demo needs neither credentials nor Slack, nor the repository:
+	// it runs from any directory, on the policies built into it, and its
+	// alerts print in the terminal, without log lines between them.
+	cmd := exec.Command(bin, "-demo", "-listen", "127.0.0.1:0")
+	cmd.Dir = t.TempDir()
+	p := startCmd(t, cmd, []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, nil)
 	for _, name := range []string{"sentinel-demo-filtered", "sentinel-demo-opt-out-storm", "sentinel-demo-runaway-spend"} {
 		p.waitFor(t, regexp.MustCompile(`\[CRITICAL\] Suspended: `+name+` `), true, 90*time.Second)
+	}
+	// The printed status command works as pasted, while the demo runs.
+	status := regexp.MustCompile(`status:\s+(.*)\n`).FindStringSubmatch(p.stdout.String())
+	if status == nil {
+		t.Fatalf("no status command in the banner:\n%s", p.stdout)
+	}
+	args := strings.Fields(status[1])
+	if args[0] != bin {
+		t.Errorf("status command runs %q, want this binary %q", args[0], bin)
+	}
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil || !strings.Contains(string(out), "suspended by sentinel") {
+		t.Errorf("the banner's status command: %v\n%s", err, out)
 	}
 	if code := p.signal(t, syscall.SIGINT, 30*time.Second); code != 0 {
 		t.Errorf("demo: exit %d after Ctrl-C, want 0:\n%s", code, p.stderr)
@@ -274,7 +301,19 @@ func TestDemo(t *testing.T) {
 	if !strings.Contains(out, "\n3 subaccounts suspended, ") {
 		t.Errorf("demo summary lacks \"3 subaccounts suspended\":\n%s", out)
 	}
-	if !strings.Contains(p.stderr.String(), `msg="sentinel stopped"`) {
-		t.Errorf("no \"sentinel stopped\" in the demo's log:\n%s", p.stderr)
+	if strings.Contains(out, "level=") || strings.Contains(out, "time=") {
+		t.Errorf("log lines among the demo's alerts:\n%s", out)
+	}
+	if strings.Contains(out, "Rule firing: sentinel-demo-client") {
+		t.Errorf("a healthy demo client tripped a filtering warning:\n%s", out)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("the stale demo directory is still there: %v", err)
+	}
+
+	// -db and -control-socket do not apply to the demo: refused, exit 2.
+	r := runEnv(t, []string{"PATH=" + os.Getenv("PATH")}, nil, "-demo", "-db", filepath.Join(t.TempDir(), "x.db"))
+	if r.code != 2 || !strings.Contains(r.stderr, "-db and -control-socket do not apply") {
+		t.Errorf("-demo -db: %s", r)
 	}
 }

@@ -2,15 +2,22 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"sentinel/internal/actions"
 	"sentinel/internal/demo"
+	"sentinel/internal/store"
+	"sentinel/policies"
 )
 
 // demoSeed seeds the demo fleet (see runDemo).
@@ -20,7 +27,13 @@ const demoSeed = 3
 // paths, against the built-in Twilio fake and its demo fleet, on a fast
 // schedule. Alerts print in the terminal unless Slack is configured. Ctrl-C
 // ends it with a summary.
-func runDemo(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer) error {
+func runDemo(ctx context.Context, cfg *config, log *slog.Logger, stdout, stderr io.Writer) error {
+	// The demo makes its own database and socket, and removes them: a
+	// -db or -control-socket given would be silently ignored.
+	if cfg.dbSet || cfg.socketSet {
+		return usageError(errors.New("-demo runs on a database and control socket of its own, in a temporary directory it prints: -db and -control-socket do not apply"))
+	}
+	cleanStaleDemos(log)
 	// A fixed seed: every demo run watches the same fleet.
 	fleet, err := demo.New(demo.Options{Seed: demoSeed})
 	if err != nil {
@@ -29,17 +42,42 @@ func runDemo(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Write
 	fleet.Server.Start()
 	defer fleet.Server.Close()
 
-	dir, err := os.MkdirTemp("", "sentinel-demo-")
+	dir, err := os.MkdirTemp("", demoPrefix)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	if err := os.WriteFile(filepath.Join(dir, "pid"), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+		return err
+	}
 	cfg.db = filepath.Join(dir, "sentinel.db")
 	cfg.socket = filepath.Join(dir, "control.sock")
+	if !cfg.policiesSet {
+		// The shipped policies, from the binary: the demo runs from any
+		// directory.
+		if cfg.policies, err = unpackPolicies(dir); err != nil {
+			return err
+		}
+	}
 	cfg.twilioURL = fleet.Server.URL()
 	cfg.accountSID, cfg.authToken = fleet.Server.ParentSID(), fleet.Server.ParentToken()
 	cfg.accountsSpec, cfg.messagesSpec, cfg.usageSpec = "@every 30s", "@every 5s", "@every 10s"
 	cfg.rateLimit = 0 // loopback
+	self := selfCommand()
+	cfg.command = fmt.Sprintf("%s -db %s -control-socket %s", self, cfg.db, cfg.socket)
+
+	// Alerts are the demo's output: the log goes to a file beside the
+	// database, unless asked for with -log-level or -log-format.
+	logPath := "stderr"
+	if !cfg.logSet {
+		logPath = filepath.Join(dir, "sentinel.log")
+		f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		log = newLogger(cfg, f)
+	}
 
 	a, err := build(cfg, log, stdout)
 	if err != nil {
@@ -51,6 +89,14 @@ func runDemo(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Write
 	defer stopFleet()
 	go fleet.Run(fleetCtx, 2*time.Second)
 
+	alerts := "Alerts print below as they would go to Slack."
+	if a.disp != nil {
+		alerts = "Alerts go to the Slack channel configured (" + a.cfg.slackConfig().String() + ")."
+	}
+	mode := ""
+	if cfg.dryRun {
+		mode = "\n  dry-run:        sentinel decides, alerts and records; it suspends nobody."
+	}
 	ready := make(chan string, 1)
 	go func() {
 		select {
@@ -58,13 +104,14 @@ func runDemo(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Write
 			fmt.Fprintf(stdout, `
 sentinel demo
   Twilio (fake):  %s, %d subaccounts plus the parent
-  offenders:      %s (30007 filtering), %s (opt-out storm), %s (runaway spend)
+  offenders:      %s (30007 filtering), %s (opt-out storm), %s (runaway spend)%s
   metrics:        http://%s/metrics
-  status:         sentinel -status -db %s -control-socket %s
-  Alerts print below as they would go to Slack. Ctrl-C stops the demo.
+  status:         %s -status -db %s -control-socket %s
+  log:            %s
+  %s Ctrl-C stops the demo.
 
-`, fleet.Server.URL(), len(fleet.Server.Accounts())-1, demo.FilteredName, demo.StormName, demo.SpenderName,
-				addr, cfg.db, cfg.socket)
+`, fleet.Server.URL(), len(fleet.Server.Accounts())-1, demo.FilteredName, demo.StormName, demo.SpenderName, mode,
+				addr, self, cfg.db, cfg.socket, logPath, alerts)
 		case <-ctx.Done():
 		}
 	}()
@@ -91,6 +138,88 @@ sentinel demo
 			active++
 		}
 	}
+	if cfg.dryRun {
+		would, err := wouldSuspend(a.st)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "\ndry-run: %d subaccounts would have been suspended, %d suspended, %d still sending.\n", would, suspended, active)
+		return nil
+	}
 	fmt.Fprintf(stdout, "\n%d subaccounts suspended, %d still sending.\n", suspended, active)
 	return nil
+}
+
+// demoPrefix names the demo's temporary directories.
+const demoPrefix = "sentinel-demo-"
+
+// cleanStaleDemos removes the temporary directories of earlier demos that
+// did not get to clean up after themselves (killed): each holds the pid of
+// its demo, and is removed once no such process runs.
+func cleanStaleDemos(log *slog.Logger) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), demoPrefix+"*"))
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, "pid"))
+		if err != nil {
+			continue // not ours, or being set up
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			if err := os.RemoveAll(d); err == nil {
+				log.Info("removed the directory of a demo that did not stop cleanly", "dir", d)
+			}
+		}
+	}
+}
+
+// unpackPolicies writes the shipped policies into dir/policies and
+// returns that path.
+func unpackPolicies(dir string) (string, error) {
+	out := filepath.Join(dir, "policies")
+	if err := os.Mkdir(out, 0o700); err != nil {
+		return "", err
+	}
+	files, err := fs.Glob(policies.Files, "*.yaml")
+	if err != nil {
+		return "", err
+	}
+	for _, name := range files {
+		b, err := policies.Files.ReadFile(name)
+		if err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(filepath.Join(out, name), b, 0o600); err != nil {
+			return "", err
+		}
+	}
+	return out, nil
+}
+
+// selfCommand is how a person runs this sentinel again, as pasted in
+// another terminal: the binary's path, or `go run ./cmd/sentinel` when it
+// is go run's temporary build.
+func selfCommand() string {
+	exe, err := os.Executable()
+	if err != nil || strings.Contains(exe, string(filepath.Separator)+"go-build") {
+		return "go run ./cmd/sentinel"
+	}
+	return exe
+}
+
+// wouldSuspend counts the subaccounts a dry run would have suspended.
+func wouldSuspend(st *store.Store) (int, error) {
+	recs, err := st.Audit("", 0)
+	if err != nil {
+		return 0, err
+	}
+	seen := map[string]bool{}
+	for _, r := range recs {
+		if r.Kind == actions.KindDecision && r.DryRun && r.Action == actions.ActionSuspend {
+			seen[r.Subaccount] = true
+		}
+	}
+	return len(seen), nil
 }

@@ -27,7 +27,13 @@ type config struct {
 	// policiesSet: -policies was given; otherwise policy test files name
 	// their own policy directory.
 	policiesSet bool
-	listen      string
+	// dbSet, socketSet, logSet: -db, -control-socket, -log-level or
+	// -log-format were given on the command line.
+	dbSet, socketSet, logSet bool
+	// command is how alerts tell a person to run sentinel (the reinstate
+	// hint); default "sentinel".
+	command string
+	listen  string
 	socket      string
 
 	slackWebhook string
@@ -137,6 +143,8 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	c.policiesSet = given["policies"]
+	c.dbSet, c.socketSet = given["db"], given["control-socket"]
+	c.logSet = given["log-level"] || given["log-format"]
 	// A SID flag given empty (-history "") is a mistake on the command
 	// line, not a request for the daemon.
 	for _, f := range []struct{ name, sid string }{{"reinstate", c.reinstate}, {"suspend", c.suspend}, {"history", c.history}} {

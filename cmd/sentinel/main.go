@@ -67,7 +67,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case cfg.reinstate != "" || cfg.suspend != "":
 		return manual(ctx, cfg, getenv, log, stdout)
 	case cfg.demo:
-		return runDemo(ctx, cfg, log, stdout)
+		return runDemo(ctx, cfg, log, stdout, stderr)
 	}
 	if cfg.accountSID == "" || cfg.authToken == "" {
 		return usageError(fmt.Errorf("%w (or use -demo)", errNoTwilio))

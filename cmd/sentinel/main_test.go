@@ -254,8 +254,14 @@ func (w *world) start(t *testing.T, args ...string) *proc {
 // it is still running, and its output then must not contain secrets.
 func startEnv(t *testing.T, env, secrets []string, args ...string) *proc {
 	t.Helper()
+	return startCmd(t, exec.Command(bin, args...), env, secrets)
+}
+
+// startCmd is startEnv for a command the test prepared (its directory).
+func startCmd(t *testing.T, cmd *exec.Cmd, env, secrets []string) *proc {
+	t.Helper()
 	p := &proc{
-		cmd:     exec.Command(bin, args...),
+		cmd:     cmd,
 		stdout:  &syncBuffer{},
 		stderr:  &syncBuffer{},
 		done:    make(chan struct{}),

@@ -121,6 +121,10 @@ func New(opts Options) (*Fleet, error) {
 	return f, f.setSpend(now)
 }
 
+// stormList is how many numbers live traffic (and the opt-out storm) goes
+// to.
+const stormList = 300
+
 // price is what the demo's messages cost: low enough that a day of steady
 // traffic stays well inside the demo's $50 budget.
 const price = "-0.00500"
@@ -132,7 +136,10 @@ func (f *Fleet) history(sid string, now time.Time) error {
 	seed := f.rng.Uint64()
 	steady := twiliofake.Traffic{
 		AccountSID: sid, N: 24 * rate, From: now.Add(-24 * time.Hour), To: now.Add(-time.Minute), Seed: seed,
-		Inbound: 0.05, OptOut: 0.02, Failed: 0.01, ErrorCodes: []int{30003, 30005, 30006, 30007},
+		// Failures from a tidy list: unreachable, unknown and landline
+		// numbers, no carrier filtering (30007 is the filtered
+		// offender's), so that no healthy client trips a warning.
+		Inbound: 0.05, OptOut: 0.02, Failed: 0.01, ErrorCodes: []int{30003, 30005, 30006},
 		Price: price,
 	}
 	switch sid {
@@ -162,9 +169,11 @@ func (f *Fleet) history(sid string, now time.Time) error {
 		}
 	case f.Storm:
 		// A campaign in the last three hours drew hundreds of STOP replies.
+		// Its recipients are a purchased list of a few hundred numbers,
+		// and the STOPs come from them: opt-outs that count.
 		storm := twiliofake.Traffic{
 			AccountSID: sid, N: 3 * rate * 3, From: now.Add(-3 * time.Hour), To: now.Add(-time.Minute), Seed: seed + 1,
-			Inbound: 0.5, OptOut: 0.9, Price: price,
+			Inbound: 0.5, OptOut: 0.9, Price: price, Recipients: stormList,
 		}
 		if _, err := f.Server.Generate(storm); err != nil {
 			return err
@@ -219,9 +228,13 @@ func (f *Fleet) Tick(tick time.Duration) error {
 		}
 		n := f.share(tick, a.SID)
 		for range n {
-			msg := twiliofake.Message{AccountSID: a.SID, DateSent: now, Status: "sent", MessagingServiceSID: "MG" + a.SID[2:]}
+			// Live traffic goes to, and STOPs come from, a list of
+			// numbers each account messages: opt-outs count only from
+			// numbers the account messaged.
+			peer := fmt.Sprintf("+1202%07d", f.rng.IntN(stormList))
+			msg := twiliofake.Message{AccountSID: a.SID, DateSent: now, Status: "sent", MessagingServiceSID: "MG" + a.SID[2:], To: peer}
 			if a.SID == f.Storm && f.rng.Float64() < 0.4 {
-				msg = twiliofake.Message{AccountSID: a.SID, DateSent: now, Direction: "inbound", Body: "STOP"}
+				msg = twiliofake.Message{AccountSID: a.SID, DateSent: now, Direction: "inbound", Body: "STOP", From: peer}
 			}
 			sids, err := f.Server.AppendMessages(msg)
 			if err != nil {
