@@ -34,7 +34,7 @@ type config struct {
 	// hint); default "sentinel".
 	command string
 	listen  string
-	socket      string
+	socket  string
 
 	slackWebhook string
 	slackToken   string
