@@ -7,6 +7,7 @@ type metrics struct {
 	ingested      *prometheus.CounterVec
 	statusUpdates prometheus.Counter
 	failures      *prometheus.CounterVec
+	timeouts      *prometheus.CounterVec
 	lastSuccess   *prometheus.GaugeVec
 	coverageEnd   *prometheus.GaugeVec
 	staleness     prometheus.Gauge
@@ -43,6 +44,10 @@ func newMetrics(reg prometheus.Registerer, noSubaccountLabel bool) (*metrics, er
 			Name: "sentinel_poll_failures_total",
 			Help: "Failed polls, by stream and account.",
 		}, append([]string{"stream"}, perAccount...)),
+		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sentinel_poll_timeouts_total",
+			Help: "Polls of one account abandoned at their deadline, by stream; each is also a failed poll.",
+		}, []string{"stream"}),
 		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sentinel_poll_last_success_timestamp_seconds",
 			Help: "Unix time of the last successful poll, by stream and account.",
@@ -79,10 +84,14 @@ func newMetrics(reg prometheus.Registerer, noSubaccountLabel bool) (*metrics, er
 	for _, r := range []string{"counted", "repeated", "unsolicited", "reclassified"} {
 		m.optOuts.WithLabelValues(r)
 	}
+	// From zero, so that the first timeout is an increase.
+	for _, s := range []string{StreamMessages, StreamUsage} {
+		m.timeouts.WithLabelValues(s)
+	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.cycle, m.ingested, m.statusUpdates, m.failures, m.lastSuccess, m.coverageEnd, m.staleness, m.accounts, m.pruned,
+	for _, c := range []prometheus.Collector{m.cycle, m.ingested, m.statusUpdates, m.failures, m.timeouts, m.lastSuccess, m.coverageEnd, m.staleness, m.accounts, m.pruned,
 		m.undecodable, m.unknownStatus, m.optOuts} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
