@@ -10,7 +10,6 @@ type metrics struct {
 	timeouts      *prometheus.CounterVec
 	lastSuccess   *prometheus.GaugeVec
 	coverageEnd   *prometheus.GaugeVec
-	staleness     prometheus.Gauge
 	accounts      prometheus.Gauge
 	pruned        prometheus.Counter
 	undecodable   prometheus.Counter
@@ -56,10 +55,6 @@ func newMetrics(reg prometheus.Registerer, noSubaccountLabel bool) (*metrics, er
 			Name: "sentinel_message_coverage_end_timestamp_seconds",
 			Help: "Unix time up to which an account's message log is known to be completely stored.",
 		}, perAccount),
-		staleness: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "sentinel_data_staleness_seconds",
-			Help: "How far the least recently covered account's message log lags behind now.",
-		}),
 		accounts: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sentinel_subaccounts",
 			Help: "Subaccounts listed by Twilio at the last account poll.",
@@ -91,7 +86,7 @@ func newMetrics(reg prometheus.Registerer, noSubaccountLabel bool) (*metrics, er
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.cycle, m.ingested, m.statusUpdates, m.failures, m.timeouts, m.lastSuccess, m.coverageEnd, m.staleness, m.accounts, m.pruned,
+	for _, c := range []prometheus.Collector{m.cycle, m.ingested, m.statusUpdates, m.failures, m.timeouts, m.lastSuccess, m.coverageEnd, m.accounts, m.pruned,
 		m.undecodable, m.unknownStatus, m.optOuts} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

@@ -21,7 +21,10 @@
 //
 // One account's failure never stops the others; failures are recorded per
 // account in the store and in metrics, and logged when they start, at
-// doubling intervals while they last, and when they end.
+// doubling intervals while they last, and when they end. How old each
+// account's data is (the time since its coverage ends) is computed when
+// asked, for metrics and readiness (Freshness), so that it keeps growing
+// while a cycle is stuck.
 //
 // # Caveats
 //
@@ -174,6 +177,8 @@ type Poller struct {
 	log *slog.Logger
 	now func() time.Time
 	m   *metrics
+	// fresh is how old each account's data is, for metrics and readiness.
+	fresh *freshness
 
 	// batches holds *[]traffic.Message of polls that are done, for the
 	// next ones: a batch grows a page at a time to maxBatch messages, and
@@ -210,8 +215,24 @@ func New(cfg Config, tw *twilioapi.Client, st *store.Store, reg prometheus.Regis
 	if err != nil {
 		return nil, err
 	}
-	return &Poller{cfg: cfg, tw: tw, st: st, log: log, now: now, m: m, failing: map[string]int{},
-		lastRead: map[string]int{}, logged: map[string]bool{}, statuses: map[string]bool{}}, nil
+	fresh := newFreshness(now, cfg.NoSubaccountLabel)
+	if reg != nil {
+		if err := reg.Register(fresh); err != nil {
+			return nil, err
+		}
+	}
+	p := &Poller{cfg: cfg, tw: tw, st: st, log: log, now: now, m: m, fresh: fresh, failing: map[string]int{},
+		lastRead: map[string]int{}, logged: map[string]bool{}, statuses: map[string]bool{}}
+	// The data ages are known from the store before the first cycle, which
+	// may be long in coming (the account list is read first).
+	accts, err := st.Accounts()
+	if err == nil {
+		err = p.loadFreshness(accts)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("poller: %w", err)
+	}
+	return p, nil
 }
 
 // SetBackfill changes the backfill window, for example when reloaded
@@ -298,6 +319,14 @@ func (p *Poller) Accounts(ctx context.Context) ([]store.AccountChange, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store accounts: %w", err)
 	}
+	// A new subaccount's data ages from now, before any messages cycle.
+	stored, err := p.st.Accounts()
+	if err == nil {
+		err = p.loadFreshness(stored)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("data ages: %w", err)
+	}
 	p.m.accounts.Set(float64(len(accts) - 1))
 	for _, c := range changes {
 		if c.From != "" {
@@ -351,6 +380,9 @@ func (p *Poller) Messages(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	if err := p.loadFreshness(accts); err != nil {
+		return Result{}, fmt.Errorf("data ages: %w", err)
+	}
 	h, err := p.st.Horizon()
 	if err != nil {
 		return Result{}, err
@@ -359,7 +391,6 @@ func (p *Poller) Messages(ctx context.Context) (Result, error) {
 	p.pruneHorizon = h
 	p.mu.Unlock()
 	res := p.each(ctx, accts, StreamMessages, p.cfg.MessagesDeadline, p.pollMessages)
-	p.updateStaleness(accts)
 	if ctx.Err() != nil {
 		// Shutting down: pruning can wait for the next cycle.
 		return res, ctx.Err()
@@ -630,6 +661,7 @@ func (p *Poller) pollMessages(ctx context.Context, a store.Account) (func() erro
 			return err
 		}
 		p.noteRead(a.SID, read)
+		p.fresh.advance(a.SID, now)
 		p.m.coverageEnd.WithLabelValues(label...).Set(float64(now.Unix()))
 		return nil
 	}, nil
@@ -817,27 +849,6 @@ func usageFinal(stored []traffic.Usage, n int) bool {
 		}
 	}
 	return true
-}
-
-// updateStaleness sets the staleness gauge: how far the least recently
-// covered account's coverage lags behind now.
-func (p *Poller) updateStaleness(accts []store.Account) {
-	now := p.now()
-	var worst time.Duration
-	for _, a := range accts {
-		cov, err := p.st.Coverage(a.SID)
-		if err != nil {
-			continue
-		}
-		lag := now.Sub(cov.Until)
-		if cov.Until.IsZero() {
-			lag = p.backfill()
-		}
-		if lag > worst {
-			worst = lag
-		}
-	}
-	p.m.staleness.Set(worst.Seconds())
 }
 
 // prune drops raw messages past retention, at most once an hour.
