@@ -141,6 +141,8 @@ func build(cfg *config, log *slog.Logger, terminal io.Writer) (_ *app, err error
 		UsageDays:         max(set.UsageDays()-1, 1),
 		Retention:         cfg.retention,
 		NoSubaccountLabel: cfg.noSubaccountLabel,
+		MessagesDeadline:  cfg.messagesDeadline,
+		UsageDeadline:     cfg.usageDeadline,
 	}, a.tw, a.st, a.reg, log, time.Now)
 	if err != nil {
 		return nil, err
