@@ -127,6 +127,8 @@ func TestDaemon(t *testing.T) {
 			"sentinel_poll_cycle_duration_seconds",
 			"sentinel_messages_ingested_total",
 			"sentinel_data_staleness_seconds",
+			"sentinel_subaccount_data_age_seconds",
+			"sentinel_poll_timeouts_total",
 			"sentinel_twilio_requests_total",
 			"sentinel_twilio_request_duration_seconds",
 			"sentinel_suspensions_total",
