@@ -147,6 +147,8 @@ func build(cfg *config, log *slog.Logger, terminal io.Writer) (_ *app, err error
 		UsageDays:         max(set.UsageDays()-1, 1),
 		Retention:         cfg.retention,
 		NoSubaccountLabel: cfg.noSubaccountLabel,
+		MessagesDeadline:  cfg.messagesDeadline,
+		UsageDeadline:     cfg.usageDeadline,
 	}, a.tw, a.st, a.reg, log, time.Now)
 	if err != nil {
 		return nil, err
@@ -295,7 +297,7 @@ func (a *app) handler() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if ok, why := a.ready.check(time.Now(), a.cfg.maxStaleness); !ok {
+		if ok, why := a.ready.check(time.Now(), a.cfg.maxStaleness, a.poll.Freshness(a.cfg.maxStaleness)); !ok {
 			http.Error(w, why, http.StatusServiceUnavailable)
 			return
 		}
@@ -306,7 +308,11 @@ func (a *app) handler() http.Handler {
 
 // readiness is ready after the first complete cycle, and not while the data
 // is stale: when no message cycle has read any log for longer than the
-// staleness bound.
+// staleness bound (-max-staleness), or when any active account's message
+// data (the parent's included) is older than that bound. One account whose
+// log hangs does not stop the cycles, so only the second rule sees it; the
+// answer names how many accounts are stale and the oldest. Suspended
+// subaccounts do not count: nothing is judged on them.
 type readiness struct {
 	mu       sync.Mutex
 	lastGood time.Time
@@ -320,7 +326,9 @@ func (r *readiness) cycleDone(at time.Time, ok bool) {
 	}
 }
 
-func (r *readiness) check(now time.Time, maxStale time.Duration) (bool, string) {
+// check says whether sentinel is ready at now, and why not; fresh is how
+// old the active accounts' data is, against maxStale.
+func (r *readiness) check(now time.Time, maxStale time.Duration, fresh poller.Freshness) (bool, string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
@@ -328,6 +336,9 @@ func (r *readiness) check(now time.Time, maxStale time.Duration) (bool, string) 
 		return false, "no complete cycle yet"
 	case now.Sub(r.lastGood) > maxStale:
 		return false, fmt.Sprintf("data is stale: last complete cycle %s ago", now.Sub(r.lastGood).Round(time.Second))
+	case fresh.Stale > 0:
+		return false, fmt.Sprintf("data is stale: %d of %d active accounts not read completely for over %v (-max-staleness); the oldest, %s, for %v",
+			fresh.Stale, fresh.Active, maxStale, fresh.Oldest, fresh.Age.Round(time.Second))
 	}
 	return true, ""
 }

@@ -59,11 +59,14 @@ func waitReady(t *testing.T, p *proc, addr string) {
 
 // daemonArgs are fast schedules for a daemon under test: the message cycle
 // runs every second, so the second evaluation follows the first at once.
+// The polls get longer than the half second such a schedule implies: the
+// fake runs in the test process, under the race detector on a busy machine.
 func daemonArgs(w *world, extra ...string) []string {
 	return w.args(append([]string{
 		"-messages-schedule", "@every 1s",
 		"-accounts-schedule", "@every 1m",
 		"-usage-schedule", "@every 1m",
+		"-poll-deadline", "10s",
 	}, extra...)...)
 }
 
@@ -124,6 +127,8 @@ func TestDaemon(t *testing.T) {
 			"sentinel_poll_cycle_duration_seconds",
 			"sentinel_messages_ingested_total",
 			"sentinel_data_staleness_seconds",
+			"sentinel_subaccount_data_age_seconds",
+			"sentinel_poll_timeouts_total",
 			"sentinel_twilio_requests_total",
 			"sentinel_twilio_request_duration_seconds",
 			"sentinel_suspensions_total",

@@ -67,6 +67,10 @@ type config struct {
 	optOutKeywords                        []string
 	noSubaccountLabel                     bool
 
+	// pollDeadline is -poll-deadline; messagesDeadline and usageDeadline
+	// are what each stream gets, derived from its schedule without it.
+	pollDeadline, messagesDeadline, usageDeadline time.Duration
+
 	maxPerHour   int
 	maxFraction  float64
 	maxStaleness time.Duration
@@ -120,6 +124,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 	fs.IntVar(&c.concurrency, "concurrency", 8, "accounts polled at once")
 	fs.Float64Var(&c.rateLimit, "rate-limit", 20, "Twilio API requests per second, over all requests (0: unlimited)")
 	fs.DurationVar(&c.requestTimeout, "request-timeout", 30*time.Second, "timeout of one Twilio API request")
+	fs.DurationVar(&c.pollDeadline, "poll-deadline", 0, "the longest one account's poll (all its requests, retries and backoff) may take before it is abandoned (default: half the interval of its stream's schedule)")
 	fs.DurationVar(&c.settle, "settle", 2*time.Hour, "trailing window re-read every poll, for late status changes")
 	fs.DurationVar(&c.retention, "retention", 7*24*time.Hour, "how long raw messages are kept")
 	keywords := fs.String("opt-out-keywords", "", "extra opt-out keywords, comma separated (Twilio's defaults always apply)")
@@ -227,6 +232,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 		{"-max-staleness", c.maxStaleness, false},
 		{"-reminder", c.reminder, false},
 		{"-shutdown-grace", c.grace, true},
+		{"-poll-deadline", c.pollDeadline, true},
 	} {
 		switch {
 		case d.v < 0 && d.zeroOK:
@@ -243,6 +249,25 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 		job := poller.Job{Name: j.name, Spec: j.spec, Run: func(context.Context) {}}
 		if _, err := poller.NewScheduler(slog.New(slog.DiscardHandler), job); err != nil {
 			return nil, fmt.Errorf("-%s-schedule: %w", j.name, err)
+		}
+	}
+	// One account whose Twilio log hangs may hold up its cycle for half the
+	// time until the next cycle is due, so that everyone else is still
+	// judged on time; -poll-deadline overrides that for both streams.
+	c.messagesDeadline, c.usageDeadline = c.pollDeadline, c.pollDeadline
+	for _, j := range []struct {
+		name     string
+		spec     string
+		deadline *time.Duration
+	}{
+		{"messages", c.messagesSpec, &c.messagesDeadline}, {"usage", c.usageSpec, &c.usageDeadline},
+	} {
+		interval, err := poller.Interval(j.spec)
+		if err != nil {
+			return nil, fmt.Errorf("-%s-schedule: %w", j.name, err)
+		}
+		if *j.deadline == 0 {
+			*j.deadline = interval / 2
 		}
 	}
 	if c.socket == "" {

@@ -55,6 +55,7 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"max staleness", []string{"-max-staleness", "0s"}, nil, "-max-staleness 0s: must be positive"},
 		{"reminder", []string{"-reminder", "-1h"}, nil, "-reminder -1h0m0s: must be positive"},
 		{"shutdown grace", []string{"-shutdown-grace", "-1s"}, nil, "-shutdown-grace -1s: must not be negative"},
+		{"poll deadline", []string{"-poll-deadline", "-1s"}, nil, "-poll-deadline -1s: must not be negative"},
 		{"messages schedule", []string{"-messages-schedule", "every 1m"}, nil, `-messages-schedule: schedule messages: bad spec "every 1m": expected exactly 5 fields, found 2: [every 1m]`},
 		{"accounts schedule", []string{"-accounts-schedule", "@hourlyish"}, nil, `-accounts-schedule: schedule accounts: bad spec "@hourlyish": unrecognized descriptor: @hourlyish`},
 		{"usage schedule", []string{"-usage-schedule", "61 * * * *"}, nil, `-usage-schedule: schedule usage: bad spec "61 * * * *": end of range (61) above maximum (59): 61`},
@@ -143,6 +144,23 @@ func TestParseFlags(t *testing.T) {
 		{"opt-out keywords", []string{"-opt-out-keywords", " arret, ,halt "}, func(t *testing.T, c *config) {
 			if diff := cmp.Diff([]string{"arret", "halt"}, c.optOutKeywords); diff != "" {
 				t.Errorf("keywords (-want +got):\n%s", diff)
+			}
+		}},
+		// A hung account may hold up its cycle for half the time until the
+		// next one is due; -poll-deadline says otherwise for both streams.
+		{"poll deadlines from the default schedules", nil, func(t *testing.T, c *config) {
+			if c.messagesDeadline != 30*time.Second || c.usageDeadline != 150*time.Second {
+				t.Errorf("deadlines %v and %v, want 30s and 2m30s", c.messagesDeadline, c.usageDeadline)
+			}
+		}},
+		{"poll deadlines from the schedules", []string{"-messages-schedule", "*/2 * * * *", "-usage-schedule", "@every 10m"}, func(t *testing.T, c *config) {
+			if c.messagesDeadline != time.Minute || c.usageDeadline != 5*time.Minute {
+				t.Errorf("deadlines %v and %v, want 1m and 5m", c.messagesDeadline, c.usageDeadline)
+			}
+		}},
+		{"poll deadline", []string{"-poll-deadline", "45s"}, func(t *testing.T, c *config) {
+			if c.messagesDeadline != 45*time.Second || c.usageDeadline != 45*time.Second {
+				t.Errorf("deadlines %v and %v, want 45s both", c.messagesDeadline, c.usageDeadline)
 			}
 		}},
 		{"once with dry-run", []string{"-once", "-dry-run", "-shutdown-grace", "0s"}, func(t *testing.T, c *config) {

@@ -7,9 +7,9 @@ type metrics struct {
 	ingested      *prometheus.CounterVec
 	statusUpdates prometheus.Counter
 	failures      *prometheus.CounterVec
+	timeouts      *prometheus.CounterVec
 	lastSuccess   *prometheus.GaugeVec
 	coverageEnd   *prometheus.GaugeVec
-	staleness     prometheus.Gauge
 	accounts      prometheus.Gauge
 	pruned        prometheus.Counter
 	undecodable   prometheus.Counter
@@ -43,6 +43,10 @@ func newMetrics(reg prometheus.Registerer, noSubaccountLabel bool) (*metrics, er
 			Name: "sentinel_poll_failures_total",
 			Help: "Failed polls, by stream and account.",
 		}, append([]string{"stream"}, perAccount...)),
+		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sentinel_poll_timeouts_total",
+			Help: "Polls of one account abandoned at their deadline, by stream; each is also a failed poll.",
+		}, []string{"stream"}),
 		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sentinel_poll_last_success_timestamp_seconds",
 			Help: "Unix time of the last successful poll, by stream and account.",
@@ -51,10 +55,6 @@ func newMetrics(reg prometheus.Registerer, noSubaccountLabel bool) (*metrics, er
 			Name: "sentinel_message_coverage_end_timestamp_seconds",
 			Help: "Unix time up to which an account's message log is known to be completely stored.",
 		}, perAccount),
-		staleness: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "sentinel_data_staleness_seconds",
-			Help: "How far the least recently covered account's message log lags behind now.",
-		}),
 		accounts: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sentinel_subaccounts",
 			Help: "Subaccounts listed by Twilio at the last account poll.",
@@ -92,10 +92,14 @@ func newMetrics(reg prometheus.Registerer, noSubaccountLabel bool) (*metrics, er
 	for _, r := range []string{"new", "changed"} {
 		m.ingested.WithLabelValues(r)
 	}
+	// From zero, so that the first timeout is an increase.
+	for _, s := range []string{StreamMessages, StreamUsage} {
+		m.timeouts.WithLabelValues(s)
+	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.cycle, m.ingested, m.statusUpdates, m.failures, m.lastSuccess, m.coverageEnd, m.staleness, m.accounts, m.pruned,
+	for _, c := range []prometheus.Collector{m.cycle, m.ingested, m.statusUpdates, m.failures, m.timeouts, m.lastSuccess, m.coverageEnd, m.accounts, m.pruned,
 		m.undecodable, m.unknownStatus, m.optOuts} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

@@ -24,7 +24,7 @@ func TestMetricsLint(t *testing.T) {
 			e.messages() // a success and a failure, so that every series exists
 
 			m := e.p.m
-			for _, c := range []prometheus.Collector{m.cycle, m.ingested, m.statusUpdates, m.failures, m.lastSuccess, m.coverageEnd, m.staleness, m.accounts, m.pruned} {
+			for _, c := range []prometheus.Collector{m.cycle, m.ingested, m.statusUpdates, m.failures, m.timeouts, m.lastSuccess, m.coverageEnd, e.p.fresh, m.accounts, m.pruned} {
 				for _, p := range collectAndLint(t, c) {
 					t.Errorf("promlint: %s: %s", p.Metric, p.Text)
 				}

@@ -28,7 +28,10 @@
 //
 // One account's failure never stops the others; failures are recorded per
 // account in the store and in metrics, and logged when they start, at
-// doubling intervals while they last, and when they end.
+// doubling intervals while they last, and when they end. How old each
+// account's data is (the time since its coverage ends) is computed when
+// asked, for metrics and readiness (Freshness), so that it keeps growing
+// while a cycle is stuck.
 //
 // # Caveats
 //
@@ -52,6 +55,18 @@
 //     recorded nor counted as failures (shutting down is not a fault of the
 //     account). Coverage only ever advances for an account whose poll
 //     finished, so the store stays consistent.
+//   - Each account's read from Twilio has a deadline (Config's
+//     MessagesDeadline and UsageDeadline), retries and backoff included, so
+//     that one account whose log hangs delays its cycle by at most that
+//     long and the others are judged on time. A read past its deadline is
+//     abandoned like a cancelled one, but it is the account's failure: it
+//     is recorded and counted (ErrDeadline, sentinel_poll_timeouts_total)
+//     and its coverage stays where it was, so its rules say "unknown" once
+//     the data is too old. The next poll starts again from the same
+//     watermark. An account's pages are read one after another, so a read
+//     that needs more pages than fit in the deadline, such as the first
+//     backfill of a very busy account, never completes: raise the deadline
+//     for such a fleet.
 package poller
 
 import (
@@ -107,6 +122,14 @@ type Config struct {
 	// NoSubaccountLabel drops the subaccount label from per-account metrics,
 	// for fleets too large to label.
 	NoSubaccountLabel bool
+	// MessagesDeadline and UsageDeadline bound one account's poll of each
+	// stream: all of its requests, their retries and the backoff between
+	// them (the Twilio client bounds each request on its own). A poll that
+	// runs past its deadline is abandoned, recorded as failed with
+	// ErrDeadline, and the cycle goes on without it. Defaults 30s and
+	// 2m30s: half the intervals of the default schedules (@every 1m and
+	// @every 5m).
+	MessagesDeadline, UsageDeadline time.Duration
 }
 
 func (c *Config) setDefaults() error {
@@ -128,10 +151,17 @@ func (c *Config) setDefaults() error {
 	if c.AggRetention == 0 {
 		c.AggRetention = 35 * 24 * time.Hour
 	}
+	if c.MessagesDeadline == 0 {
+		c.MessagesDeadline = 30 * time.Second
+	}
+	if c.UsageDeadline == 0 {
+		c.UsageDeadline = 150 * time.Second
+	}
 	switch {
 	case c.Concurrency < 0:
 		return fmt.Errorf("poller: concurrency %d is negative", c.Concurrency)
-	case c.Settle < 0 || c.Backfill < 0 || c.Retention < 0 || c.AggRetention < 0:
+	case c.Settle < 0 || c.Backfill < 0 || c.Retention < 0 || c.AggRetention < 0 ||
+		c.MessagesDeadline < 0 || c.UsageDeadline < 0:
 		return errors.New("poller: durations must not be negative")
 	case c.UsageDays < 0:
 		return fmt.Errorf("poller: usage days %d is negative", c.UsageDays)
@@ -154,6 +184,8 @@ type Poller struct {
 	log *slog.Logger
 	now func() time.Time
 	m   *metrics
+	// fresh is how old each account's data is, for metrics and readiness.
+	fresh *freshness
 
 	// batches holds *[]traffic.Message of polls that are done, for the
 	// next ones: a batch grows a page at a time to maxBatch messages, and
@@ -190,9 +222,24 @@ func New(cfg Config, tw *twilioapi.Client, st *store.Store, reg prometheus.Regis
 	if err != nil {
 		return nil, err
 	}
-	p := &Poller{cfg: cfg, tw: tw, st: st, log: log, now: now, m: m, failing: map[string]int{},
+	fresh := newFreshness(now, cfg.NoSubaccountLabel)
+	if reg != nil {
+		if err := reg.Register(fresh); err != nil {
+			return nil, err
+		}
+	}
+	p := &Poller{cfg: cfg, tw: tw, st: st, log: log, now: now, m: m, fresh: fresh, failing: map[string]int{},
 		lastRead: map[string]int{}, logged: map[string]bool{}, statuses: map[string]bool{}}
 	m.failures.WithLabelValues(append([]string{StreamAccounts}, p.label(cfg.Parent)...)...)
+	// The data ages are known from the store before the first cycle, which
+	// may be long in coming (the account list is read first).
+	accts, err := st.Accounts()
+	if err == nil {
+		err = p.loadFreshness(accts)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("poller: %w", err)
+	}
 	return p, nil
 }
 
@@ -220,6 +267,10 @@ func (p *Poller) backfill() time.Duration {
 	defer p.mu.Unlock()
 	return p.cfg.Backfill
 }
+
+// ErrDeadline marks a poll abandoned because it ran past its deadline
+// (Config.MessagesDeadline, Config.UsageDeadline).
+var ErrDeadline = errors.New("poll deadline exceeded")
 
 // Result summarises one pass over the accounts.
 type Result struct {
@@ -276,6 +327,14 @@ func (p *Poller) Accounts(ctx context.Context) ([]store.AccountChange, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store accounts: %w", err)
 	}
+	// A new subaccount's data ages from now, before any messages cycle.
+	stored, err := p.st.Accounts()
+	if err == nil {
+		err = p.loadFreshness(stored)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("data ages: %w", err)
+	}
 	p.m.accounts.Set(float64(len(accts) - 1))
 	for _, c := range changes {
 		if c.From != "" {
@@ -329,6 +388,9 @@ func (p *Poller) Messages(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	if err := p.loadFreshness(accts); err != nil {
+		return Result{}, fmt.Errorf("data ages: %w", err)
+	}
 	h, err := p.st.Horizon()
 	if err != nil {
 		return Result{}, err
@@ -336,8 +398,7 @@ func (p *Poller) Messages(ctx context.Context) (Result, error) {
 	p.mu.Lock()
 	p.pruneHorizon = h
 	p.mu.Unlock()
-	res := p.each(ctx, accts, StreamMessages, p.pollMessages)
-	p.updateStaleness(accts)
+	res := p.each(ctx, accts, StreamMessages, p.cfg.MessagesDeadline, p.pollMessages)
 	if ctx.Err() != nil {
 		// Shutting down: pruning can wait for the next cycle.
 		return res, ctx.Err()
@@ -364,7 +425,7 @@ func (p *Poller) Usage(ctx context.Context) (Result, error) {
 			subs = append(subs, a)
 		}
 	}
-	return p.each(ctx, subs, StreamUsage, p.pollUsage), ctx.Err()
+	return p.each(ctx, subs, StreamUsage, p.cfg.UsageDeadline, p.pollUsage), ctx.Err()
 }
 
 // each runs poll for every account with bounded concurrency and records
@@ -378,7 +439,13 @@ func (p *Poller) Usage(ctx context.Context) (Result, error) {
 // store syncs its file. At most pendingPerSlot*Concurrency accounts are in
 // either part at once, which bounds the memory of reads waiting for the
 // store.
-func (p *Poller) each(ctx context.Context, accts []store.Account, stream string, poll pollFunc) Result {
+//
+// The read has until deadline to finish: one account whose Twilio log hangs
+// gives its slot back then, is recorded as failed with ErrDeadline and is
+// counted as a timeout, and the others are polled on time. The store part
+// is local work and is not abandoned, so a read that completed in time
+// always advances the coverage.
+func (p *Poller) each(ctx context.Context, accts []store.Account, stream string, deadline time.Duration, poll pollFunc) Result {
 	res := Result{Polled: len(accts), Failed: map[string]error{}}
 	var mu sync.Mutex
 	fail := func(sid string, err error) {
@@ -404,7 +471,12 @@ func (p *Poller) each(ctx context.Context, accts []store.Account, stream string,
 			defer wg.Done()
 			defer func() { <-pending }()
 			at := p.now()
-			finish, err := poll(ctx, a)
+			pctx, cancel := context.WithTimeout(ctx, deadline)
+			finish, err := poll(pctx, a)
+			if err != nil && ctx.Err() == nil && (pctx.Err() != nil || errors.Is(err, twilioapi.ErrDeadline)) {
+				err = &deadlineError{sid: a.SID, d: deadline, err: err}
+			}
+			cancel()
 			<-slots
 			if err == nil && finish != nil {
 				err = finish()
@@ -422,6 +494,9 @@ func (p *Poller) each(ctx context.Context, accts []store.Account, stream string,
 			if err != nil {
 				fail(a.SID, err)
 				failures.Inc()
+				if errors.Is(err, ErrDeadline) {
+					p.m.timeouts.WithLabelValues(stream).Inc()
+				}
 				return
 			}
 			p.m.lastSuccess.WithLabelValues(label...).Set(float64(at.Unix()))
@@ -430,6 +505,20 @@ func (p *Poller) each(ctx context.Context, accts []store.Account, stream string,
 	wg.Wait()
 	return res
 }
+
+// deadlineError is a poll abandoned at its deadline; err is how the read
+// ended, which says what it was waiting for (a page, a retry).
+type deadlineError struct {
+	sid string
+	d   time.Duration
+	err error
+}
+
+func (e *deadlineError) Error() string {
+	return fmt.Sprintf("poll of %s exceeded its %v deadline: %v", e.sid, e.d, e.err)
+}
+
+func (e *deadlineError) Unwrap() []error { return []error{ErrDeadline, e.err} }
 
 // pendingPerSlot is how many accounts per Concurrency slot may be polled or
 // waiting to store what they read.
@@ -582,6 +671,7 @@ func (p *Poller) pollMessages(ctx context.Context, a store.Account) (func() erro
 			return err
 		}
 		p.noteRead(a.SID, read)
+		p.fresh.advance(a.SID, now)
 		p.m.coverageEnd.WithLabelValues(label...).Set(float64(now.Unix()))
 		p.log.Debug("messages polled", "subaccount", a.SID, "pages", pages, "first_page", opts.FirstPage,
 			"read", read, "since", since, "coverage_from", from, "coverage_until", now)
@@ -773,27 +863,6 @@ func usageFinal(stored []traffic.Usage, n int) bool {
 		}
 	}
 	return true
-}
-
-// updateStaleness sets the staleness gauge: how far the least recently
-// covered account's coverage lags behind now.
-func (p *Poller) updateStaleness(accts []store.Account) {
-	now := p.now()
-	var worst time.Duration
-	for _, a := range accts {
-		cov, err := p.st.Coverage(a.SID)
-		if err != nil {
-			continue
-		}
-		lag := now.Sub(cov.Until)
-		if cov.Until.IsZero() {
-			lag = p.backfill()
-		}
-		if lag > worst {
-			worst = lag
-		}
-	}
-	p.m.staleness.Set(worst.Seconds())
 }
 
 // prune drops raw messages past retention, at most once an hour.

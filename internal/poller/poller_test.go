@@ -606,6 +606,7 @@ func TestNewValidates(t *testing.T) {
 		{"negative concurrency", Config{Concurrency: -1}},
 		{"negative settle", Config{Settle: -time.Minute}},
 		{"negative usage days", Config{UsageDays: -1}},
+		{"negative deadline", Config{MessagesDeadline: -time.Second}},
 		{"foreign parent", Config{Parent: "AC00000000000000000000000000000009"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -40,8 +40,7 @@ func NewScheduler(log *slog.Logger, jobs ...Job) (*Scheduler, error) {
 	if len(jobs) == 0 {
 		return nil, errors.New("schedule: no jobs")
 	}
-	parser := cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-	s := &Scheduler{jobs: jobs, log: log, cron: cron.New(cron.WithParser(parser), cron.WithLocation(time.UTC))}
+	s := &Scheduler{jobs: jobs, log: log, cron: cron.New(cron.WithParser(parser()), cron.WithLocation(time.UTC))}
 	for _, j := range jobs {
 		if j.Run == nil {
 			return nil, fmt.Errorf("schedule %s: no function", j.Name)
@@ -100,4 +99,46 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	<-s.cron.Stop().Done()
 	wg.Wait()
 	return nil
+}
+
+// Interval returns the shortest time between two runs of spec, a cron spec
+// or descriptor as Job.Spec takes it: how long a run has before the next
+// one is due. For a cron spec it is the shortest gap among its next
+// maxRuns runs, which for any spec that repeats within a few days is the
+// shortest gap there is.
+func Interval(spec string) (time.Duration, error) {
+	sched, err := parser().Parse(spec)
+	if err != nil {
+		return 0, fmt.Errorf("bad spec %q: %w", spec, err)
+	}
+	if every, ok := sched.(cron.ConstantDelaySchedule); ok {
+		return every.Delay, nil
+	}
+	const maxRuns = 2000
+	// Any fixed instant will do: the spec is evaluated in UTC, which has
+	// no daylight saving time to make the gaps depend on the date.
+	t := sched.Next(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC))
+	var shortest time.Duration
+	for range maxRuns {
+		next := sched.Next(t)
+		if next.IsZero() {
+			break
+		}
+		if gap := next.Sub(t); shortest == 0 || gap < shortest {
+			shortest = gap
+		}
+		if shortest == time.Minute {
+			break // a cron spec runs at most once a minute
+		}
+		t = next
+	}
+	if shortest == 0 {
+		return 0, fmt.Errorf("spec %q does not run repeatedly", spec)
+	}
+	return shortest, nil
+}
+
+// parser parses Job specs: five cron fields or a descriptor.
+func parser() cron.Parser {
+	return cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 }

@@ -217,3 +217,33 @@ func TestNewSchedulerRejects(t *testing.T) {
 		})
 	}
 }
+
+func TestInterval(t *testing.T) {
+	for _, tc := range []struct {
+		spec string
+		want time.Duration
+	}{
+		{"@every 1m", time.Minute},
+		{"@every 90s", 90 * time.Second},
+		{"@every 1500ms", time.Second}, // cron truncates @every to whole seconds
+		{"* * * * *", time.Minute},
+		{"*/5 * * * *", 5 * time.Minute},
+		// Runs at :00, :07, ... :56, then :00: the shortest gap counts.
+		{"*/7 * * * *", 4 * time.Minute},
+		{"0 9,17 * * 1-5", 8 * time.Hour},
+		{"@hourly", time.Hour},
+		{"@daily", 24 * time.Hour},
+	} {
+		t.Run(tc.spec, func(t *testing.T) {
+			got, err := Interval(tc.spec)
+			if err != nil || got != tc.want {
+				t.Errorf("Interval(%q) = %v, %v; want %v", tc.spec, got, err, tc.want)
+			}
+		})
+	}
+	for _, spec := range []string{"every 1m", "0 0 30 2 *"} {
+		if got, err := Interval(spec); err == nil {
+			t.Errorf("Interval(%q) = %v, want an error", spec, got)
+		}
+	}
+}

@@ -105,8 +105,14 @@ func (c *Client) do(ctx context.Context, endpoint string, op func(api *openapi.A
 		if n >= c.cfg.MaxRetries {
 			return fmt.Errorf("%w after %d attempts: %w", ErrExhausted, n+1, err)
 		}
+		delay := c.backoff(n, a.retryAfter)
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < delay {
+			// Waiting would only hold the caller (and whatever it holds,
+			// such as a poller's concurrency slot) until its deadline.
+			return fmt.Errorf("%w: retry %d due in %v: %w", ErrDeadline, n+1, delay.Round(time.Millisecond), err)
+		}
 		c.metrics.retries.WithLabelValues(endpoint).Inc()
-		if err := c.cfg.Sleep(ctx, c.backoff(n, a.retryAfter)); err != nil {
+		if err := c.cfg.Sleep(ctx, delay); err != nil {
 			return err
 		}
 	}
@@ -131,9 +137,9 @@ func (c *Client) calledURL(err error) error {
 // returns it made clearer where twilio-go's own error is not.
 func classify(err error, a *attempt, timedOut bool) (bool, error) {
 	if a.limitErr != nil {
-		// The limiter cannot grant a request before the deadline; waiting
-		// more will not help.
-		return false, err
+		// The limiter cannot grant a request before the deadline (do has
+		// seen that the context is not done); waiting more will not help.
+		return false, fmt.Errorf("%w: %w", ErrDeadline, err)
 	}
 	var rest *client.TwilioRestError
 	if errors.As(err, &rest) {

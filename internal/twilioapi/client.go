@@ -33,6 +33,11 @@ const (
 var (
 	// ErrExhausted wraps the last error of a call whose retries ran out.
 	ErrExhausted = errors.New("retries exhausted")
+	// ErrDeadline means a call gave up before its context's deadline
+	// because it could not finish by then: the rate limiter could not let
+	// the next request go, or the next retry was due after it. It wraps
+	// the last failure, if any.
+	ErrDeadline = errors.New("cannot finish before the deadline")
 	// ErrPageLoop means Twilio returned a next_page_uri it had returned before.
 	ErrPageLoop = errors.New("next_page_uri repeats")
 	// ErrTooManyPages means a listing had more than Config.MaxPages pages.

@@ -417,6 +417,40 @@ func TestRateLimiterRefusalIsFinal(t *testing.T) {
 	if errors.Is(err, ErrExhausted) {
 		t.Errorf("got %v, want no retries", err)
 	}
+	// The caller's deadline is why: a poller tells its own deadline apart
+	// from Twilio's failures by this.
+	if !errors.Is(err, ErrDeadline) {
+		t.Errorf("got %v, want ErrDeadline", err)
+	}
+	if got := len(srv.requests()); got != 1 {
+		t.Errorf("requests: got %d, want 1", got)
+	}
+}
+
+// A retry that would start after the caller's deadline is not waited for:
+// the call gives up at once, naming the deadline and the last failure, and
+// frees whatever the caller holds while it waits.
+func TestRetryDueAfterDeadlineGivesUp(t *testing.T) {
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		w.Header().Set("Retry-After", "60")
+		writeJSON(w, 429, twilioError(429, 20429))
+	})
+	tc := newTestClient(t, srv.URL, func(c *Config) { c.MaxBackoff = time.Minute })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := tc.FetchAccount(ctx, subSID)
+	if !errors.Is(err, ErrDeadline) {
+		t.Fatalf("FetchAccount: got %v, want ErrDeadline", err)
+	}
+	if Code(err) != 20429 {
+		t.Errorf("Code(%v) = %d, want the last failure's 20429", err, Code(err))
+	}
+	if ctx.Err() != nil {
+		t.Errorf("FetchAccount returned at its deadline, want at once")
+	}
+	if got := tc.sleeps.got(); len(got) != 0 {
+		t.Errorf("slept %v before a retry due after the deadline", got)
+	}
 	if got := len(srv.requests()); got != 1 {
 		t.Errorf("requests: got %d, want 1", got)
 	}

@@ -33,6 +33,12 @@
 // retries run out the error wraps ErrExhausted and the last cause, so
 // errors.As still finds a *client.TwilioRestError and Code still works.
 //
+// The caller's context bounds the whole call, retries and backoff included.
+// When it carries a deadline, a call gives up as soon as it cannot finish
+// by then (the rate limiter cannot let the next request go in time, or the
+// next retry is due after it) with an error wrapping ErrDeadline and the
+// last failure, rather than waiting for the deadline to pass.
+//
 // Updating an account's status is retried like a read: setting a status is
 // idempotent, so repeating a POST whose response was lost is harmless.
 //
