@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -57,6 +58,15 @@ func TestExitStatus(t *testing.T) {
 	// A token of the right shape that is not the parent's: Twilio answers
 	// 401.
 	wrongToken := "WrOnGtOkEn0123456789abcdefABCDEF"
+	// A directory everyone can write to (like /tmp without its sticky bit)
+	// and a socket someone put there.
+	shared := sharedDir(t)
+	planted := filepath.Join(shared, "planted.sock")
+	l, err := net.Listen("unix", planted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
 
 	for _, tc := range []struct {
 		name string
@@ -108,6 +118,15 @@ func TestExitStatus(t *testing.T) {
 			name: "status of a database that does not exist", args: []string{"-status", "-db", filepath.Join(w.dir, "typo.db")},
 			oneLine: true, want: []string{`^sentinel: no database at .*typo\.db`},
 		},
+		{
+			name:    "daemon with its socket in a world-writable directory",
+			args:    w.args("-control-socket", filepath.Join(shared, "control.sock"), "-db", filepath.Join(w.dir, "unsafe.db")),
+			oneLine: true, want: []string{`^sentinel: control socket \S+/control\.sock: directory writable by other users: .*/run/sentinel`},
+		},
+		{
+			name: "status through a socket in a world-writable directory", args: w.args("-status", "-control-socket", planted),
+			oneLine: true, want: []string{`^sentinel: control socket \S+/planted\.sock: directory writable by other users: .*/run/sentinel`},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			environ := w.environ()
@@ -138,6 +157,24 @@ func TestExitStatus(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(w.dir, "typo.db")); !os.IsNotExist(err) {
 		t.Errorf("-status created a database: %v", err)
 	}
+	if _, err := os.Stat(filepath.Join(w.dir, "unsafe.db")); !os.IsNotExist(err) {
+		t.Errorf("the daemon refused its socket's directory only after creating its database: %v", err)
+	}
+}
+
+// sharedDir returns a directory that every user can write to, removed when
+// t ends.
+func sharedDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // TestPolicyCommands runs -check-policies and -test-policies on the shipped

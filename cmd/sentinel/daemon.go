@@ -22,6 +22,13 @@ import (
 // the Slack dispatcher, the control socket and the HTTP endpoints, each an
 // actor of one run group, so that any of them failing stops them all.
 func daemon(ctx context.Context, cfg *config, log *slog.Logger) error {
+	if !cfg.once {
+		// Before the database is created or Twilio polled: a socket that
+		// others could replace is a configuration error.
+		if err := control.CheckPath(cfg.socket); err != nil {
+			return err
+		}
+	}
 	a, err := build(cfg, log, nil)
 	if err != nil {
 		return err

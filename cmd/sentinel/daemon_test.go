@@ -162,6 +162,11 @@ func TestDaemon(t *testing.T) {
 		if want := steady[0] + " suspended by bob (through the running daemon)\n"; r.code != 0 || r.stdout != want {
 			t.Fatalf("-suspend through the daemon: %s\nwant stdout %q", r, want)
 		}
+		// The audit has the OS user the daemon saw beside the -by name.
+		r = w.run(t, w.args("-history", offender)...)
+		if want := "alice " + osUserOf(t); r.code != 0 || !strings.Contains(r.stdout, want) {
+			t.Errorf("-history: %s\nwant %q in it", r, want)
+		}
 		wantStatus := map[string]string{offender: "active", steady[0]: "suspended", steady[1]: "active"}
 		if diff := cmp.Diff(wantStatus, statusOf(t, w.fake, offender, steady[0], steady[1])); diff != "" {
 			t.Errorf("Twilio statuses (-want +got):\n%s", diff)
