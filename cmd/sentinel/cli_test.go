@@ -67,6 +67,18 @@ func TestExitStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
+	// Web configurations for the metrics listener: one that does not
+	// parse, one with a password where its bcrypt hash belongs.
+	const plainPassword = "hunter2-plain"
+	badWeb, plainWeb := filepath.Join(w.dir, "bad-web.yml"), filepath.Join(w.dir, "plain-web.yml")
+	for path, text := range map[string]string{
+		badWeb:   "tls_server_config:\n  cert_file: x.crt\nbasic_auth_user:\n  prometheus: x\n",
+		plainWeb: "basic_auth_users:\n  prometheus: " + plainPassword + "\n",
+	} {
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	for _, tc := range []struct {
 		name string
@@ -124,6 +136,18 @@ func TestExitStatus(t *testing.T) {
 			oneLine: true, want: []string{`^sentinel: control socket \S+/control\.sock: directory writable by other users: .*/run/sentinel`},
 		},
 		{
+			name: "web config that does not parse", args: w.args("-web-config-file", badWeb, "-db", filepath.Join(w.dir, "web.db")),
+			oneLine: true, want: []string{`^sentinel: -web-config-file \S+/bad-web\.yml: .*line 3: field basic_auth_user not found`},
+		},
+		{
+			name: "web config with a password instead of its hash", args: w.args("-web-config-file", plainWeb, "-db", filepath.Join(w.dir, "web.db")),
+			oneLine: true, want: []string{`^sentinel: -web-config-file \S+/plain-web\.yml: basic_auth_users: a password is not a bcrypt hash`},
+		},
+		{
+			name: "web config that does not exist", args: append(w.args("-demo"), "-web-config-file", filepath.Join(w.dir, "nope.yml")),
+			oneLine: true, want: []string{`^sentinel: -web-config-file \S+/nope\.yml: .*no such file`},
+		},
+		{
 			name: "status through a socket in a world-writable directory", args: w.args("-status", "-control-socket", planted),
 			oneLine: true, want: []string{`^sentinel: control socket \S+/planted\.sock: directory writable by other users: .*/run/sentinel`},
 		},
@@ -137,7 +161,7 @@ func TestExitStatus(t *testing.T) {
 					}
 				}
 			}
-			r := runEnv(t, environ, append(w.secrets(), wrongToken), tc.args...)
+			r := runEnv(t, environ, append(w.secrets(), wrongToken, plainPassword, plainPassword[:7]), tc.args...)
 			switch {
 			case tc.code == 0 && r.code == 0:
 				t.Errorf("exit 0, want a failure:\n%s", r)
@@ -159,6 +183,9 @@ func TestExitStatus(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(w.dir, "unsafe.db")); !os.IsNotExist(err) {
 		t.Errorf("the daemon refused its socket's directory only after creating its database: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(w.dir, "web.db")); !os.IsNotExist(err) {
+		t.Errorf("the daemon refused its web configuration only after creating its database: %v", err)
 	}
 }
 

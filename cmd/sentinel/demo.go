@@ -21,6 +21,9 @@ const demoSeed = 3
 // schedule. Alerts print in the terminal unless Slack is configured. Ctrl-C
 // ends it with a summary.
 func runDemo(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer) error {
+	if err := checkWebConfig(cfg.webConfig); err != nil {
+		return err
+	}
 	// A fixed seed: every demo run watches the same fleet.
 	fleet, err := demo.New(demo.Options{Seed: demoSeed})
 	if err != nil {
