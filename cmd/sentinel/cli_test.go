@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,6 +60,27 @@ func TestExitStatus(t *testing.T) {
 	// A token of the right shape that is not the parent's: Twilio answers
 	// 401.
 	wrongToken := "WrOnGtOkEn0123456789abcdefABCDEF"
+	// A directory everyone can write to (like /tmp without its sticky bit)
+	// and a socket someone put there.
+	shared := sharedDir(t)
+	planted := filepath.Join(shared, "planted.sock")
+	l, err := net.Listen("unix", planted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	// Web configurations for the metrics listener: one that does not
+	// parse, one with a password where its bcrypt hash belongs.
+	const plainPassword = "hunter2-plain"
+	badWeb, plainWeb := filepath.Join(w.dir, "bad-web.yml"), filepath.Join(w.dir, "plain-web.yml")
+	for path, text := range map[string]string{
+		badWeb:   "tls_server_config:\n  cert_file: x.crt\nbasic_auth_user:\n  prometheus: x\n",
+		plainWeb: "basic_auth_users:\n  prometheus: " + plainPassword + "\n",
+	} {
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	for _, tc := range []struct {
 		name string
@@ -126,6 +148,27 @@ func TestExitStatus(t *testing.T) {
 			name: "status of a database that does not exist", args: []string{"-status", "-db", filepath.Join(w.dir, "typo.db")},
 			oneLine: true, want: []string{`^sentinel: no database at .*typo\.db`},
 		},
+		{
+			name:    "daemon with its socket in a world-writable directory",
+			args:    w.args("-control-socket", filepath.Join(shared, "control.sock"), "-db", filepath.Join(w.dir, "unsafe.db")),
+			oneLine: true, want: []string{`^sentinel: control socket \S+/control\.sock: directory writable by other users: .*/run/sentinel`},
+		},
+		{
+			name: "web config that does not parse", args: w.args("-web-config-file", badWeb, "-db", filepath.Join(w.dir, "web.db")),
+			oneLine: true, want: []string{`^sentinel: -web-config-file \S+/bad-web\.yml: .*line 3: field basic_auth_user not found`},
+		},
+		{
+			name: "web config with a password instead of its hash", args: w.args("-web-config-file", plainWeb, "-db", filepath.Join(w.dir, "web.db")),
+			oneLine: true, want: []string{`^sentinel: -web-config-file \S+/plain-web\.yml: basic_auth_users: a password is not a bcrypt hash`},
+		},
+		{
+			name: "web config that does not exist", args: append([]string{"-demo", "-listen", "127.0.0.1:0"}, "-web-config-file", filepath.Join(w.dir, "nope.yml")),
+			oneLine: true, want: []string{`^sentinel: -web-config-file \S+/nope\.yml: .*no such file`},
+		},
+		{
+			name: "status through a socket in a world-writable directory", args: w.args("-status", "-control-socket", planted),
+			oneLine: true, want: []string{`^sentinel: control socket \S+/planted\.sock: directory writable by other users: .*/run/sentinel`},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			environ := w.environ()
@@ -136,7 +179,7 @@ func TestExitStatus(t *testing.T) {
 					}
 				}
 			}
-			r := runEnv(t, environ, append(w.secrets(), wrongToken), tc.args...)
+			r := runEnv(t, environ, append(w.secrets(), wrongToken, plainPassword, plainPassword[:7]), tc.args...)
 			switch {
 			case tc.code == 0 && r.code == 0:
 				t.Errorf("exit 0, want a failure:\n%s", r)
@@ -162,6 +205,27 @@ func TestExitStatus(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(w.dir, "typo.db")); !os.IsNotExist(err) {
 		t.Errorf("-status created a database: %v", err)
 	}
+	if _, err := os.Stat(filepath.Join(w.dir, "unsafe.db")); !os.IsNotExist(err) {
+		t.Errorf("the daemon refused its socket's directory only after creating its database: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(w.dir, "web.db")); !os.IsNotExist(err) {
+		t.Errorf("the daemon refused its web configuration only after creating its database: %v", err)
+	}
+}
+
+// sharedDir returns a directory that every user can write to, removed when
+// t ends.
+func sharedDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // TestPolicyCommands runs -check-policies and -test-policies on the shipped

@@ -280,7 +280,7 @@ func manual(ctx context.Context, cfg *config, getenv func(string) string, log *s
 	do := func(act interface {
 		Reinstate(ctx context.Context, sid, by, reason string) error
 		Suspend(ctx context.Context, sid, by, reason string) error
-	}) error {
+	}, by string) error {
 		if cfg.reinstate != "" {
 			return act.Reinstate(ctx, sid, by, cfg.reason)
 		}
@@ -291,7 +291,7 @@ func manual(ctx context.Context, cfg *config, getenv func(string) string, log *s
 	switch {
 	case err == nil:
 		defer c.Close()
-		if err := do(c); err != nil {
+		if err := do(c, by); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "%s %s by %s (through the running daemon)\n", sid, verb, by)
@@ -307,7 +307,8 @@ func manual(ctx context.Context, cfg *config, getenv func(string) string, log *s
 		return err
 	}
 	defer a.close()
-	if err := do(a.act); err != nil {
+	// The audit names the OS user beside -by, as the daemon does.
+	if err := do(a.act, control.Attribute(by, uint32(os.Getuid()))); err != nil {
 		return err
 	}
 	a.flush(ctx)

@@ -9,10 +9,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"regexp"
+	"strings"
 	"syscall"
 	"time"
 
 	rungroup "github.com/oklog/run"
+	"github.com/prometheus/exporter-toolkit/web"
 
 	"sentinel/internal/control"
 	"sentinel/internal/poller"
@@ -22,6 +25,17 @@ import (
 // the Slack dispatcher, the control socket and the HTTP endpoints, each an
 // actor of one run group, so that any of them failing stops them all.
 func daemon(ctx context.Context, cfg *config, log *slog.Logger) error {
+	if !cfg.once {
+		// Before the database is created or Twilio polled: a socket that
+		// others could replace, or a web configuration that cannot be
+		// served, is a configuration error.
+		if err := control.CheckPath(cfg.socket); err != nil {
+			return err
+		}
+		if err := checkWebConfig(cfg.webConfig); err != nil {
+			return err
+		}
+	}
 	a, err := build(cfg, log, nil)
 	if err != nil {
 		return err
@@ -133,8 +147,20 @@ func (a *app) serve(ctx context.Context, ready chan<- string) error {
 			if ready != nil {
 				ready <- ln.Addr().String()
 			}
-			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("serve %s: %w", cfg.listen, err)
+			if cfg.webConfig == "" {
+				if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+					return fmt.Errorf("serve %s: %w", cfg.listen, err)
+				}
+				return nil
+			}
+			// TLS and basic auth as the file says. The toolkit reads it
+			// again for every request and TLS handshake, so a new password
+			// or certificate applies without a restart.
+			wlog := slog.New(scrubHandler{log.Handler()})
+			err := web.Serve(ln, srv, &web.FlagConfig{WebConfigFile: &cfg.webConfig}, wlog)
+			if !errors.Is(err, http.ErrServerClosed) {
+				// Not wrapped: the error may quote the file (see scrub).
+				return fmt.Errorf("serve %s with -web-config-file %s: %s", cfg.listen, cfg.webConfig, scrub(err.Error()))
 			}
 			return nil
 		}, func(error) {
@@ -175,4 +201,56 @@ func (a *app) serve(ctx context.Context, ready chan<- string) error {
 	a.flush(context.Background())
 	log.Info("sentinel stopped")
 	return err
+}
+
+// checkWebConfig reads the -web-config-file as the metrics listener will,
+// certificates and bcrypt hashes included, so that a mistake stops start-up
+// before the database is created.
+func checkWebConfig(path string) error {
+	if path == "" {
+		return nil
+	}
+	if err := web.Validate(path); err != nil {
+		// Not wrapped: the error may quote the file (see scrub).
+		return fmt.Errorf("-web-config-file %s: %s", path, scrub(err.Error()))
+	}
+	return nil
+}
+
+// scrub removes from the exporter toolkit's messages what could be part of
+// a password: the bcrypt package quotes the first bytes of a value that is
+// not a hash (a password pasted in plain), and the YAML parser quotes the
+// start of a misplaced value between backquotes. It also makes the message
+// one line.
+func scrub(msg string) string {
+	if strings.HasPrefix(msg, "crypto/bcrypt:") {
+		return "basic_auth_users: a password is not a bcrypt hash (see deploy/web-config.yml for how to make one)"
+	}
+	msg = regexp.MustCompile("`[^`]*`").ReplaceAllString(msg, "`...`")
+	return regexp.MustCompile(`\s*\n\s*`).ReplaceAllString(msg, " ")
+}
+
+// scrubHandler passes the exporter toolkit's log records on with their
+// errors scrubbed: it reports a web configuration file that fails to
+// parse on every request.
+type scrubHandler struct{ slog.Handler }
+
+func (h scrubHandler) Handle(ctx context.Context, r slog.Record) error {
+	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "err" {
+			a.Value = slog.StringValue(scrub(a.Value.String()))
+		}
+		out.AddAttrs(a)
+		return true
+	})
+	return h.Handler.Handle(ctx, out)
+}
+
+func (h scrubHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return scrubHandler{h.Handler.WithAttrs(as)}
+}
+
+func (h scrubHandler) WithGroup(name string) slog.Handler {
+	return scrubHandler{h.Handler.WithGroup(name)}
 }

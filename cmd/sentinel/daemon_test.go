@@ -3,7 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"io"
+	"log/slog"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +27,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	"github.com/prometheus/exporter-toolkit/web"
 
 	"sentinel/internal/store"
 	"sentinel/internal/twiliofake"
@@ -167,6 +178,11 @@ func TestDaemon(t *testing.T) {
 		r = w.run(t, w.args("-suspend", steady[0], "-reason", "looks odd", "-by", "bob")...)
 		if want := steady[0] + " suspended by bob (through the running daemon)\n"; r.code != 0 || r.stdout != want {
 			t.Fatalf("-suspend through the daemon: %s\nwant stdout %q", r, want)
+		}
+		// The audit has the OS user the daemon saw beside the -by name.
+		r = w.run(t, w.args("-history", offender)...)
+		if want := "alice " + osUserOf(t); r.code != 0 || !strings.Contains(r.stdout, want) {
+			t.Errorf("-history: %s\nwant %q in it", r, want)
 		}
 		wantStatus := map[string]string{offender: "active", steady[0]: "suspended", steady[1]: "active"}
 		if diff := cmp.Diff(wantStatus, statusOf(t, w.fake, offender, steady[0], steady[1])); diff != "" {
@@ -377,5 +393,184 @@ func TestPolicyReloadRejected(t *testing.T) {
 	})
 	if code := d.signal(t, syscall.SIGTERM, 30*time.Second); code != 0 {
 		t.Errorf("SIGTERM: exit %d, want 0:\n%s", code, d.stderr)
+	}
+}
+
+// writeCert writes a self-signed certificate for 127.0.0.1 and its key to
+// dir/tls/sentinel.crt and dir/tls/sentinel.key, the paths the shipped
+// web-config.yml names, and returns a pool that trusts it.
+func writeCert(t *testing.T, dir string) *x509.CertPool {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "sentinel test"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "tls"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for name, block := range map[string]*pem.Block{
+		"sentinel.crt": {Type: "CERTIFICATE", Bytes: der},
+		"sentinel.key": {Type: "PRIVATE KEY", Bytes: keyDER},
+	} {
+		if err := os.WriteFile(filepath.Join(dir, "tls", name), pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return pool
+}
+
+// TestMetricsWebConfig protects the metrics listener with TLS and basic
+// auth through -web-config-file, as an operator would with the shipped
+// example, and scrapes it as Prometheus would.
+func TestMetricsWebConfig(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, twiliofake.Options{})
+	w.fleet(t, 2, false)
+	const password = "scrape-s3cret-pw"
+	// bcrypt of password, at the lowest cost to keep the test fast.
+	const hash = "$2a$04$qXKmtfB2r3W0a78U.ymRMOvl1mxNzMtaXbcroTljL0jiMd3yyEvEq"
+	pool := writeCert(t, w.dir)
+	config := filepath.Join(w.dir, "web-config.yml")
+	if err := os.WriteFile(config, []byte(`
+tls_server_config:
+  cert_file: tls/sentinel.crt
+  key_file: tls/sentinel.key
+basic_auth_users:
+  prometheus: `+hash+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	d := startEnv(t, w.environ(), append(w.secrets(), password), daemonArgs(w, "-web-config-file", config)...)
+	addr := d.addr(t)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	scrape := func(path, user, pass string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, "https://"+addr+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if user != "" {
+			req.SetBasicAuth(user, pass)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+
+	for _, tc := range []struct {
+		name, path, user, pass string
+		code                   int
+	}{
+		{"no credentials", "/metrics", "", "", http.StatusUnauthorized},
+		{"wrong password", "/metrics", "prometheus", "guess", http.StatusUnauthorized},
+		{"unknown user", "/metrics", "eve", password, http.StatusUnauthorized},
+		{"the password", "/metrics", "prometheus", password, http.StatusOK},
+		{"health without credentials", "/healthz", "", "", http.StatusUnauthorized},
+		{"health with the password", "/healthz", "prometheus", password, http.StatusOK},
+		// A dependency registers /debug/ handlers on net/http's default
+		// mux; the listener must serve sentinel's own handler only.
+		{"no debug pages", "/debug/requests", "prometheus", password, http.StatusNotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := scrape(tc.path, tc.user, tc.pass)
+			if code != tc.code {
+				t.Errorf("GET %s as %q: %d, want %d:\n%.200s", tc.path, tc.user, code, tc.code, body)
+			}
+			if tc.path == "/metrics" && code == http.StatusOK && !strings.Contains(body, "sentinel_build_info") {
+				t.Errorf("/metrics has no sentinel_build_info:\n%.500s", body)
+			}
+		})
+	}
+	// Plain HTTP gets no metrics.
+	if code, body := get(t, "http://"+addr+"/metrics"); code == http.StatusOK {
+		t.Errorf("plain HTTP /metrics: %d, want a refusal:\n%.200s", code, body)
+	}
+	if code := d.signal(t, syscall.SIGTERM, 30*time.Second); code != 0 {
+		t.Errorf("SIGTERM: exit %d, want 0:\n%s", code, d.stderr)
+	}
+}
+
+// TestShippedWebConfig checks that deploy/web-config.yml is one sentinel
+// accepts, given the certificate it names.
+func TestShippedWebConfig(t *testing.T) {
+	dir := t.TempDir()
+	b, err := os.ReadFile("../../deploy/web-config.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "web-config.yml")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkWebConfig(path); err == nil || !strings.Contains(err.Error(), "tls/sentinel.crt") {
+		t.Errorf("without its certificate: %v, want an error naming tls/sentinel.crt", err)
+	}
+	writeCert(t, dir)
+	if err := checkWebConfig(path); err != nil {
+		t.Errorf("the shipped example: %v", err)
+	}
+}
+
+// TestScrubWebConfigErrors checks that the exporter toolkit's errors about
+// a web configuration file, at start-up or logged later, quote none of a
+// password pasted where its hash belongs.
+func TestScrubWebConfigErrors(t *testing.T) {
+	const password = "hunter2-plain"
+	dir := t.TempDir()
+	var log bytes.Buffer
+	logger := slog.New(scrubHandler{slog.NewTextHandler(&log, nil)}).With("component", "web")
+	for _, text := range []string{
+		"basic_auth_users:\n  prometheus: " + password + "\n", // bcrypt: "hashedSecret[0] is 'h'"
+		"basic_auth_users: " + password + "\n",                // yaml: "cannot unmarshal !!str `hunter2...`"
+	} {
+		path := filepath.Join(dir, "web-config.yml")
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		verr := web.Validate(path)
+		if verr == nil {
+			t.Fatalf("%q validated", text)
+		}
+		err := checkWebConfig(path)
+		logger.Error("Unable to parse configuration", "err", verr.Error())
+		for _, out := range []string{err.Error(), log.String()} {
+			if strings.Contains(out, password[:4]) || strings.Contains(out, "'h'") || strings.Contains(out, "\n"+"  ") {
+				t.Errorf("%q: scrubbed output still quotes the password or spans lines:\n%s", text, out)
+			}
+		}
+		if !strings.Contains(err.Error(), path) {
+			t.Errorf("%v does not name %s", err, path)
+		}
+	}
+	if !strings.Contains(log.String(), "component=web") {
+		t.Errorf("the handler lost the logger's attributes:\n%s", log.String())
 	}
 }

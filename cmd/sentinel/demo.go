@@ -34,6 +34,9 @@ func runDemo(ctx context.Context, cfg *config, log *slog.Logger, stdout, stderr 
 		return usageError(errors.New("-demo runs on a database and control socket of its own, in a temporary directory it prints: -db and -control-socket do not apply"))
 	}
 	cleanStaleDemos(log)
+	if err := checkWebConfig(cfg.webConfig); err != nil {
+		return err
+	}
 	// A fixed seed: every demo run watches the same fleet.
 	fleet, err := demo.New(demo.Options{Seed: demoSeed})
 	if err != nil {

@@ -189,6 +189,9 @@ func TestOnceSuspendsOnlyTheOffender(t *testing.T) {
 			t.Errorf("want the reinstatement's outcome above the suspension's, got lines %d and %d:\n%s",
 				reinstated, suspended, r.stdout)
 		}
+		if want := "alice " + osUserOf(t); !strings.Contains(r.stdout, want) {
+			t.Errorf("-history names no %q:\n%s", want, r.stdout)
+		}
 	})
 }
 

@@ -32,9 +32,10 @@ type config struct {
 	dbSet, socketSet, logSet bool
 	// command is how alerts tell a person to run sentinel (the reinstate
 	// hint); default "sentinel".
-	command string
-	listen  string
-	socket  string
+	command   string
+	listen    string
+	webConfig string
+	socket    string
 
 	slackWebhook string
 	slackToken   string
@@ -95,6 +96,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 	fs.StringVar(&c.db, "db", "sentinel.db", "the bbolt database `path`")
 	fs.StringVar(&c.policies, "policies", "policies", "the policy `directory`")
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:9464", "`address` for /metrics, /healthz and /readyz")
+	fs.StringVar(&c.webConfig, "web-config-file", "", "TLS and basic auth for -listen, in the Prometheus exporters' web configuration `file` format (default: plain HTTP, no auth)")
 	fs.StringVar(&c.socket, "control-socket", "", "unix socket `path` for -reinstate/-suspend through a running daemon (default: the -db path plus \".sock\")")
 	fs.StringVar(&c.slackChannel, "slack-channel", "", "Slack `channel` for the bot token (SLACK_BOT_TOKEN)")
 	fs.StringVar(&c.slackAPIURL, "slack-api-url", "", "Slack Web API base `URL` override (tests, proxies)")

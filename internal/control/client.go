@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"syscall"
 	"time"
 
@@ -52,23 +53,44 @@ type Client struct {
 // dialTimeout bounds connecting to the socket.
 const dialTimeout = 2 * time.Second
 
-// Dial checks that a daemon answers on the socket at path and returns a
-// Client for it. When nothing listens there (no socket file, or a stale one
-// nobody accepts on) the error wraps ErrNoDaemon.
-func Dial(path string) (*Client, error) {
-	c, err := net.DialTimeout("unix", path, dialTimeout)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
-			return nil, fmt.Errorf("dial %s: %w", path, ErrNoDaemon)
+// Dial checks that a daemon answers on the socket at path and that it may be
+// believed, and returns a Client for it. When nothing listens there (no
+// socket file, or a stale one nobody accepts on) the error wraps
+// ErrNoDaemon.
+//
+// The daemon is believed only if the kernel says it runs as root, as this
+// process's user, or as the owner of the socket's directory, and only if no
+// other user can write to that directory (see trust); otherwise the error
+// wraps ErrUntrusted or ErrUnsafeDir and nothing is sent. Every connection
+// the Client makes later is checked the same way.
+func Dial(path string) (*Client, error) { return dial(path, PeerCred) }
+
+func dial(path string, peerCred func(net.Conn) (Cred, error)) (*Client, error) {
+	self := uint32(os.Getuid())
+	connect := func(ctx context.Context) (net.Conn, error) {
+		d := net.Dialer{Timeout: dialTimeout}
+		c, err := d.DialContext(ctx, "unix", path)
+		if err != nil {
+			return nil, err
 		}
+		if err := trust(path, c, peerCred, self); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("control socket %s: %w", path, err)
+		}
+		return c, nil
+	}
+	c, err := connect(context.Background())
+	switch {
+	case errors.Is(err, ErrUntrusted), errors.Is(err, ErrUnsafeDir):
+		return nil, err
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
+		return nil, fmt.Errorf("dial %s: %w", path, ErrNoDaemon)
+	case err != nil:
 		return nil, fmt.Errorf("dial control socket %s: %w", path, err)
 	}
 	c.Close()
 	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			d := net.Dialer{Timeout: dialTimeout}
-			return d.DialContext(ctx, "unix", path)
-		},
+		DialContext:  func(ctx context.Context, _, _ string) (net.Conn, error) { return connect(ctx) },
 		MaxIdleConns: 1,
 	}
 	return &Client{path: path, hc: &http.Client{Transport: tr}}, nil

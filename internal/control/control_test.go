@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
 
 	"sentinel/internal/actions"
@@ -224,18 +225,26 @@ func TestControlSocket(t *testing.T) {
 	if err != nil {
 		t.Fatalf("History: %v", err)
 	}
-	var kinds []string
+	var kinds, actors []string
 	for i, e := range h {
 		if i > 0 && e.At.After(h[i-1].At) {
 			t.Errorf("history not newest first at %d: %v after %v", i, e.At, h[i-1].At)
 		}
 		kinds = append(kinds, e.Kind+"/"+e.Action)
+		actors = append(actors, e.Actor)
 	}
 	// Newest first: the reinstatement's outcome, then its intent, then the
 	// suspension's outcome and intent.
 	want := []string{"outcome/reinstate", "intent/reinstate", "outcome/suspend", "intent/suspend"}
 	if got := strings.Join(kinds, " "); got != strings.Join(want, " ") {
 		t.Errorf("history kinds = %s, want %s", got, strings.Join(want, " "))
+	}
+	// The audit names each person as they said (-by) and as the kernel
+	// reported the caller: this test's own user.
+	me := osUser(t)
+	wantActors := []string{"alice " + me, "alice " + me, "bob " + me, "bob " + me}
+	if diff := cmp.Diff(wantActors, actors); diff != "" {
+		t.Errorf("history actors (-want +got):\n%s", diff)
 	}
 
 	// A second daemon on the same socket refuses to start.
@@ -395,8 +404,11 @@ type recorded struct {
 	body string
 }
 
+// httptestRecorder serves one request as if it came on the socket from this
+// test's own user.
 func httptestRecorder(h http.Handler, method, path, body string) recorded {
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(method, path, strings.NewReader(body)))
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	h.ServeHTTP(rec, control.WithCaller(req, control.Cred{UID: uint32(os.Getuid())}))
 	return recorded{rec.Code, rec.Body.String()}
 }

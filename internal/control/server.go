@@ -12,13 +12,27 @@
 //
 // # Security
 //
-// The socket is created with mode 0600 (bound in a private directory,
-// chmodded, then linked into place), so only the daemon's user can connect;
-// there is no other authentication. Requests carry who acts (-by)
-// and why (-reason); both are recorded in the audit log. A stale socket file
-// left by a crash is removed at start, but only after checking that no
-// daemon answers on it; anything at the path that is not a socket is left
-// alone and Run refuses to start.
+// Both ends check who is at the other end with the kernel's record of the
+// peer (SO_PEERCRED), not with anything sent over the socket.
+//
+//   - The socket is created with mode 0600 (bound in a private directory,
+//     chmodded, then linked into place), so only the daemon's user and root
+//     can connect; and the daemon answers only a caller running as its own
+//     user or root (Server.allowed), everyone else gets 403.
+//   - Requests carry who acts (-by) and why (-reason). The audit log records
+//     the -by name followed by the caller's OS user as the kernel reports it:
+//     "alice (uid 1000 alice)" (see Attribute).
+//   - The CLI believes a daemon only if it runs as root, as the CLI's own
+//     user, or as the owner of the socket's directory (see Dial), so an
+//     impostor's socket cannot print forged rows or a fake success.
+//   - Neither end creates or uses a socket in a directory that users other
+//     than the daemon's can write to (unless it is sticky and belongs to the
+//     daemon's user): anyone who can write there could put their own socket
+//     in its place (ErrUnsafeDir).
+//
+// A stale socket file left by a crash is removed at start, but only after
+// checking that no daemon answers on it; anything at the path that is not a
+// socket is left alone and Run refuses to start.
 //
 // # Endpoints
 //
@@ -27,9 +41,10 @@
 //	GET  /status                               -> 200 [actions.StatusRow]
 //	GET  /history?sid=AC...                    -> 200 [actions.HistoryEntry]
 //
-// Errors are JSON {"error": "..."} with 400 (bad request), 404 (unknown
-// account), 409 (refused: the parent, a closed account, one suspended by
-// Twilio, one not suspended) or 500/502 (the store or Twilio failed).
+// Errors are JSON {"error": "..."} with 400 (bad request), 403 (a caller
+// that is neither the daemon's user nor root), 404 (unknown account), 409
+// (refused: the parent, a closed account, one suspended by Twilio, one not
+// suspended) or 500/502 (the store or Twilio failed).
 package control
 
 import (
@@ -86,6 +101,12 @@ type Server struct {
 	now   func() time.Time
 	ready chan struct{}
 	once  sync.Once
+
+	// uid is the daemon's user.
+	uid uint32
+	// peerCred reads a caller's credentials: PeerCred, except in tests that
+	// pretend to be another user.
+	peerCred func(net.Conn) (Cred, error)
 }
 
 // New returns a Server for the socket at path. It does not touch the path
@@ -105,7 +126,18 @@ func New(path string, act Actions, st *store.Store, log *slog.Logger, now func()
 	if now == nil {
 		now = time.Now
 	}
-	return &Server{path: path, act: act, st: st, log: log, now: now, ready: make(chan struct{})}, nil
+	return &Server{path: path, act: act, st: st, log: log, now: now, ready: make(chan struct{}),
+		uid: uint32(os.Getuid()), peerCred: PeerCred}, nil
+}
+
+// allowed is the set of users the daemon answers: its own and root. The
+// socket's mode (0600) already keeps everyone else from connecting; checking
+// each caller as well means that opening the socket to more users (a group
+// of operators, with a looser mode) also takes a change here, where the
+// accepted set is spelled out. A group would be one more term, such as the
+// caller's groups (SO_PEERGROUPS) including the socket's group.
+func (s *Server) allowed(c Cred) bool {
+	return c.UID == s.uid || c.UID == 0
 }
 
 // Ready is closed once the socket accepts connections.
@@ -124,6 +156,11 @@ func (s *Server) Run(ctx context.Context) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		// Who is calling, from the kernel, for guard and the audit.
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			cred, err := s.peerCred(c)
+			return context.WithValue(ctx, peerKey{}, peer{cred, err})
+		},
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
@@ -143,8 +180,12 @@ func (s *Server) Run(ctx context.Context) error {
 	return nil
 }
 
-// listen binds the socket with mode 0600, after removing a stale one.
+// listen binds the socket with mode 0600, after removing a stale one. It
+// refuses a directory others can write to (checkDir).
 func (s *Server) listen() (net.Listener, error) {
+	if _, err := checkDir(filepath.Dir(s.path), s.uid); err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", s.path, err)
+	}
 	fi, err := os.Lstat(s.path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -239,13 +280,49 @@ type reply struct {
 }
 
 // Handler returns the endpoint's HTTP handler (Run serves it on the socket).
+// It answers only requests that arrived on the socket from an allowed
+// caller.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /reinstate", s.manual("reinstated", s.act.Reinstate))
 	mux.HandleFunc("POST /suspend", s.manual("suspended", s.act.Suspend))
 	mux.HandleFunc("GET /status", s.status)
 	mux.HandleFunc("GET /history", s.history)
-	return mux
+	return s.guard(mux)
+}
+
+// peer is a connection's caller, put in its context by Run.
+type peer struct {
+	cred Cred
+	err  error
+}
+
+type peerKey struct{}
+
+func peerOf(r *http.Request) (peer, bool) {
+	p, ok := r.Context().Value(peerKey{}).(peer)
+	return p, ok
+}
+
+// guard refuses requests from callers that are not allowed, and requests
+// whose caller is unknown.
+func (s *Server) guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, ok := peerOf(r)
+		switch {
+		case !ok:
+			writeJSON(w, http.StatusForbidden, reply{Error: "unknown caller: the control endpoint answers only on its unix socket"})
+		case p.err != nil:
+			s.log.Warn("control socket: caller's credentials unreadable", "err", p.err)
+			writeJSON(w, http.StatusForbidden, reply{Error: fmt.Sprintf("unknown caller: %v", p.err)})
+		case !s.allowed(p.cred):
+			s.log.Warn("control socket: refused a caller", "uid", p.cred.UID, "pid", p.cred.PID, "path", r.URL.Path)
+			writeJSON(w, http.StatusForbidden, reply{Error: fmt.Sprintf(
+				"uid %d may not use this control socket: only the daemon's user (uid %d) and root may", p.cred.UID, s.uid)})
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
 }
 
 func (s *Server) manual(done string, do func(ctx context.Context, sid, by, reason string) error) http.HandlerFunc {
@@ -272,9 +349,12 @@ func (s *Server) manual(done string, do func(ctx context.Context, sid, by, reaso
 			writeJSON(w, http.StatusBadRequest, reply{Error: "missing " + strings.Join(slices.Sorted(slices.Values(missing)), ", ")})
 			return
 		}
+		// guard let the request through, so the caller is known.
+		p, _ := peerOf(r)
+		by := Attribute(req.By, p.cred.UID)
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), ActionTimeout)
 		defer cancel()
-		if err := do(ctx, req.SID, req.By, req.Reason); err != nil {
+		if err := do(ctx, req.SID, by, req.Reason); err != nil {
 			s.log.Warn("control request failed", "subaccount", req.SID, "action", r.URL.Path, "err", err)
 			writeJSON(w, statusOf(err), reply{Error: err.Error()})
 			return

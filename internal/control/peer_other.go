@@ -1,0 +1,19 @@
+//go:build !linux
+
+package control
+
+import (
+	"errors"
+	"io/fs"
+	"net"
+)
+
+// PeerCred needs Linux's SO_PEERCRED; elsewhere every peer is refused.
+func PeerCred(net.Conn) (Cred, error) {
+	return Cred{}, errors.ErrUnsupported
+}
+
+// ownerOf is only implemented on Linux; elsewhere no directory is safe.
+func ownerOf(fs.FileInfo) (uint32, error) {
+	return 0, errors.ErrUnsupported
+}
