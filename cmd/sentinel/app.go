@@ -93,14 +93,16 @@ func build(cfg *config, log *slog.Logger, terminal io.Writer) (_ *app, err error
 		return nil, err
 	}
 	a.tw, err = twilioapi.New(twilioapi.Config{
-		BaseURL:    cfg.twilioURL,
-		AccountSID: cfg.accountSID,
-		AuthToken:  cfg.authToken,
-		Timeout:    cfg.requestTimeout,
-		RateLimit:  cfg.rateLimit,
-		Classifier: traffic.NewClassifier(cfg.optOutKeywords...),
-		Peers:      peers,
-		Registerer: a.reg,
+		BaseURL:          cfg.twilioURL,
+		AccountSID:       cfg.accountSID,
+		AuthToken:        cfg.authToken,
+		Timeout:          cfg.requestTimeout,
+		Concurrency:      cfg.concurrency,
+		ConcurrencyShare: cfg.concurrencyShare,
+		RateLimit:        cfg.rateLimit,
+		Classifier:       traffic.NewClassifier(cfg.optOutKeywords...),
+		Peers:            peers,
+		Registerer:       a.reg,
 	})
 	if err != nil {
 		return nil, err

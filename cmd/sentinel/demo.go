@@ -65,7 +65,6 @@ func runDemo(ctx context.Context, cfg *config, log *slog.Logger, stdout, stderr 
 	cfg.twilioURL = fleet.Server.URL()
 	cfg.accountSID, cfg.authToken = fleet.Server.ParentSID(), fleet.Server.ParentToken()
 	cfg.accountsSpec, cfg.messagesSpec, cfg.usageSpec = "@every 30s", "@every 5s", "@every 10s"
-	cfg.rateLimit = 0 // loopback
 	self := selfCommand()
 	cfg.command = fmt.Sprintf("%s -db %s -control-socket %s", self, cfg.db, cfg.socket)
 

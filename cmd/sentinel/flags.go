@@ -62,6 +62,7 @@ type config struct {
 
 	accountsSpec, messagesSpec, usageSpec string
 	concurrency                           int
+	concurrencyShare                      float64
 	rateLimit                             float64
 	requestTimeout                        time.Duration
 	settle, retention                     time.Duration
@@ -123,8 +124,9 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 	fs.StringVar(&c.accountsSpec, "accounts-schedule", "@every 10m", "when to read the subaccount list (cron spec or @every)")
 	fs.StringVar(&c.messagesSpec, "messages-schedule", "@every 1m", "when to read message logs and judge them (cron spec or @every)")
 	fs.StringVar(&c.usageSpec, "usage-schedule", "@every 5m", "when to read usage (cron spec or @every)")
-	fs.IntVar(&c.concurrency, "concurrency", 8, "accounts polled at once")
-	fs.Float64Var(&c.rateLimit, "rate-limit", 20, "Twilio API requests per second, over all requests (0: unlimited)")
+	fs.IntVar(&c.concurrency, "concurrency", 8, "most Twilio API requests in flight at once (halved on 429, grown back on success)")
+	fs.Float64Var(&c.concurrencyShare, "concurrency-share", 0.25, "most share of the account's requests in flight sentinel takes while other traffic is in flight (Twilio-Concurrent-Requests)")
+	fs.Float64Var(&c.rateLimit, "rate-limit", 0, "optional hard cap on Twilio API requests per second (0: none; the concurrency budget bounds sentinel)")
 	fs.DurationVar(&c.requestTimeout, "request-timeout", 30*time.Second, "timeout of one Twilio API request")
 	fs.DurationVar(&c.pollDeadline, "poll-deadline", 0, "the longest one account's poll (all its requests, retries and backoff) may take before it is abandoned (default: half the interval of its stream's schedule)")
 	fs.DurationVar(&c.settle, "settle", 2*time.Hour, "trailing window re-read every poll, for late status changes")
@@ -214,6 +216,8 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 		return nil, fmt.Errorf("-concurrency %d: want at least 1", c.concurrency)
 	case c.rateLimit < 0:
 		return nil, fmt.Errorf("-rate-limit %v: must not be negative", c.rateLimit)
+	case !(c.concurrencyShare > 0 && c.concurrencyShare <= 1):
+		return nil, fmt.Errorf("-concurrency-share %v: want more than 0 and at most 1", c.concurrencyShare)
 	// The actions package takes a zero for "the default": 0 would quietly
 	// mean 3 suspensions an hour, or 10% of the fleet. -dry-run is the way
 	// to suspend nothing.

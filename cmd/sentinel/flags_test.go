@@ -42,6 +42,7 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"empty db", []string{"-db", ""}, nil, "-db: need a path"},
 		{"concurrency", []string{"-concurrency", "0"}, nil, "-concurrency 0: want at least 1"},
 		{"rate limit", []string{"-rate-limit", "-1"}, nil, "-rate-limit -1: must not be negative"},
+		{"concurrency share", []string{"-concurrency-share", "1.5"}, nil, "-concurrency-share 1.5: want more than 0 and at most 1"},
 		{"manual with dry-run", []string{"-suspend", testSID, "-reason", "r", "-dry-run"}, nil, "-dry-run does not apply to -reinstate and -suspend: they act"},
 		{"per hour zero", []string{"-max-suspensions-per-hour", "0"}, nil, "-max-suspensions-per-hour 0: want at least 1 (-dry-run suspends nothing)"},
 		{"per hour negative", []string{"-max-suspensions-per-hour", "-2"}, nil, "-max-suspensions-per-hour -2: want at least 1 (-dry-run suspends nothing)"},
@@ -123,9 +124,9 @@ func TestParseFlags(t *testing.T) {
 		check func(t *testing.T, c *config)
 	}{
 		{"defaults", nil, func(t *testing.T, c *config) {
-			got := []any{c.db, c.socket, c.policies, c.listen, c.twilioURL, c.concurrency, c.rateLimit, c.maxPerHour,
+			got := []any{c.db, c.socket, c.policies, c.listen, c.twilioURL, c.concurrency, c.concurrencyShare, c.rateLimit, c.maxPerHour,
 				c.maxFraction, c.grace, c.logLevel, c.accountSID, c.authToken, c.slackWebhook}
-			want := []any{"sentinel.db", "sentinel.db.sock", "policies", "127.0.0.1:9464", "https://api.twilio.com", 8, 20.0, 3,
+			want := []any{"sentinel.db", "sentinel.db.sock", "policies", "127.0.0.1:9464", "https://api.twilio.com", 8, 0.25, 0.0, 3,
 				0.10, 30 * time.Second, slog.LevelInfo, secrets["TWILIO_ACCOUNT_SID"], "tok", secrets["SLACK_WEBHOOK_URL"]}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("defaults (-want +got):\n%s", diff)

@@ -156,9 +156,6 @@ func (w *world) args(extra ...string) []string {
 		"-control-socket", w.socket,
 		"-policies", "../../policies",
 		"-listen", "127.0.0.1:0",
-		// Loopback needs no rate limit; Twilio's 20/s would only slow the
-		// tests down.
-		"-rate-limit", "0",
 	}, extra...)
 }
 

@@ -38,17 +38,29 @@ type attempt struct {
 	retryAfter string
 	body       io.Closer
 	limitErr   error
+	// held: the attempt holds a place in the budget until done.
+	held bool
+	// retry: not the call's first attempt.
+	retry bool
 }
 
 func (a *attempt) RoundTrip(req *http.Request) (*http.Response, error) {
+	a.done() // twilio-go sends one request per attempt; be safe if not
+	if err := a.c.budget.acquire(a.ctx, a.retry); err != nil {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, fmt.Errorf("concurrency budget: %w", err)
+	}
+	a.held = true
 	if err := a.c.wait(a.ctx); err != nil {
 		if req.Body != nil {
 			req.Body.Close()
 		}
 		a.limitErr = err
+		a.done()
 		return nil, fmt.Errorf("rate limit: %w", err)
 	}
-	a.done() // twilio-go sends one request per attempt; be safe if not
 	a.reqCtx, a.cancel = context.WithTimeout(a.ctx, a.c.cfg.Timeout)
 	r := req.Clone(a.reqCtx)
 	r.URL.Scheme, r.URL.Host = a.c.base.Scheme, a.c.base.Host
@@ -63,6 +75,12 @@ func (a *attempt) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	a.c.metrics.requests.WithLabelValues(a.endpoint, strconv.Itoa(resp.StatusCode)).Inc()
 	a.status, a.retryAfter, a.body = resp.StatusCode, resp.Header.Get("Retry-After"), resp.Body
+	ra, _ := parseRetryAfter(a.retryAfter, a.c.now())
+	concurrent := -1
+	if v, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Twilio-Concurrent-Requests"))); err == nil && v >= 0 {
+		concurrent = v
+	}
+	a.c.budget.answered(resp.StatusCode, ra, concurrent)
 	return resp, nil
 }
 
@@ -72,6 +90,10 @@ func (a *attempt) done() (timedOut bool) {
 	if a.body != nil {
 		a.body.Close()
 		a.body = nil
+	}
+	if a.held {
+		a.c.budget.release()
+		a.held = false
 	}
 	if a.cancel != nil {
 		timedOut = errors.Is(a.reqCtx.Err(), context.DeadlineExceeded)
@@ -88,7 +110,7 @@ func (c *Client) do(ctx context.Context, endpoint string, op func(api *openapi.A
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		a := &attempt{c: c, ctx: ctx, endpoint: endpoint}
+		a := &attempt{c: c, ctx: ctx, endpoint: endpoint, retry: n > 0}
 		err := c.calledURL(op(c.service(a)))
 		timedOut := a.done()
 		if err == nil {

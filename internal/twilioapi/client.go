@@ -27,6 +27,9 @@ const (
 	DefaultMaxBackoff = 30 * time.Second
 	DefaultMaxPages   = 10000
 	DefaultPageSize   = 1000
+	// DefaultConcurrency and DefaultConcurrencyShare are Config's.
+	DefaultConcurrency      = 8
+	DefaultConcurrencyShare = 0.25
 )
 
 // Errors callers branch on.
@@ -67,8 +70,21 @@ type Config struct {
 	// Timeout bounds one HTTP request, from when the rate limiter lets it go
 	// until its body is read. Default 30s.
 	Timeout time.Duration
-	// RateLimit is the most requests per second over all calls of the
-	// Client, retries and page follow-ups included. 0 means unlimited.
+	// Concurrency is the most requests in flight at once, over all calls of
+	// the Client (see budget.go: halved on 429, grown back on success).
+	// Default 8.
+	Concurrency int
+	// ConcurrencyShare is the largest share of the account's requests in
+	// flight, as Twilio's Twilio-Concurrent-Requests header reports them,
+	// that the Client takes while other traffic is in flight. 0 means
+	// 0.25; 1 disables the cap.
+	ConcurrencyShare float64
+	// SuccessInterval is how often the concurrency limit may grow back by
+	// one after a 429, and how often it may be halved. Default 1s.
+	SuccessInterval time.Duration
+	// RateLimit is an optional hard cap on requests per second over all
+	// calls of the Client, retries and page follow-ups included. 0 means
+	// none: the concurrency budget is what bounds the Client.
 	RateLimit float64
 	// Burst is the rate limiter's bucket size. Default 1.
 	Burst int
@@ -104,6 +120,7 @@ type Client struct {
 	base       *url.URL                    // scheme and host every request goes to
 	transport  *http.Transport             // shared connection pool
 	wait       func(context.Context) error // rate limiter; a hook for tests
+	budget     *budget                     // requests in flight
 	now        func() time.Time            // for Retry-After dates
 	classifier *traffic.Classifier
 	peers      *traffic.Peers
@@ -157,6 +174,15 @@ func New(cfg Config) (*Client, error) {
 	if cfg.PageSize == 0 {
 		cfg.PageSize = DefaultPageSize
 	}
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = DefaultConcurrency
+	}
+	if cfg.ConcurrencyShare == 0 {
+		cfg.ConcurrencyShare = DefaultConcurrencyShare
+	}
+	if cfg.SuccessInterval == 0 {
+		cfg.SuccessInterval = time.Second
+	}
 	switch {
 	case cfg.Timeout < 0:
 		return nil, errors.New("new twilio client: negative timeout")
@@ -170,6 +196,12 @@ func New(cfg Config) (*Client, error) {
 		return nil, errors.New("new twilio client: negative max pages")
 	case cfg.PageSize < 1 || cfg.PageSize > 1000:
 		return nil, errors.New("new twilio client: page size must be 1..1000")
+	case cfg.Concurrency < 1:
+		return nil, errors.New("new twilio client: concurrency must be at least 1")
+	case !(cfg.ConcurrencyShare > 0 && cfg.ConcurrencyShare <= 1):
+		return nil, errors.New("new twilio client: concurrency share must be more than 0 and at most 1")
+	case cfg.SuccessInterval < 0:
+		return nil, errors.New("new twilio client: negative success interval")
 	}
 	if cfg.Classifier == nil {
 		cfg.Classifier = traffic.NewClassifier()
@@ -198,6 +230,7 @@ func New(cfg Config) (*Client, error) {
 		base:       &url.URL{Scheme: base.Scheme, Host: base.Host},
 		transport:  transport,
 		wait:       limiter.Wait,
+		budget:     newBudget(cfg.Concurrency, cfg.ConcurrencyShare, cfg.SuccessInterval, time.Now, m),
 		now:        time.Now,
 		classifier: cfg.Classifier,
 		peers:      cfg.Peers,

@@ -17,9 +17,14 @@ const (
 )
 
 type metrics struct {
-	requests *prometheus.CounterVec
-	retries  *prometheus.CounterVec
-	duration *prometheus.HistogramVec
+	requests  *prometheus.CounterVec
+	retries   *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	limit     prometheus.Gauge
+	capped    prometheus.Gauge
+	inFlight  prometheus.Gauge
+	throttled prometheus.Counter
+	wait      prometheus.Counter
 }
 
 // newMetrics builds the Client's metrics and registers them on reg if it is
@@ -48,8 +53,40 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.retries.WithLabelValues(e)
 		m.duration.WithLabelValues(e)
 	}
+	m.limit = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "sentinel_twilio_concurrency_limit",
+		Help: "Requests to Twilio sentinel lets be in flight at once now: -concurrency, halved on 429s, grown back on success, capped by -concurrency-share.",
+	})
+	m.capped = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "sentinel_twilio_concurrency_share_cap",
+		Help: "The cap -concurrency-share puts on sentinel's requests in flight, from Twilio's Twilio-Concurrent-Requests header; 0 when the header showed no other traffic.",
+	})
+	m.inFlight = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "sentinel_twilio_requests_in_flight",
+		Help: "Requests to Twilio in flight now.",
+	})
+	m.throttled = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sentinel_twilio_throttled_total",
+		Help: "Responses 429 (Twilio's 20429: too many concurrent requests on the account).",
+	})
+	m.wait = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sentinel_twilio_budget_wait_seconds_total",
+		Help: "Time requests spent waiting for a place in sentinel's concurrency budget.",
+	})
 	if reg == nil {
 		return m, nil
+	}
+	for _, g := range []*prometheus.Gauge{&m.limit, &m.capped, &m.inFlight} {
+		var err error
+		if *g, err = register(reg, *g); err != nil {
+			return nil, err
+		}
+	}
+	for _, c := range []*prometheus.Counter{&m.throttled, &m.wait} {
+		var err error
+		if *c, err = register(reg, *c); err != nil {
+			return nil, err
+		}
 	}
 	var err error
 	m.requests, err = register(reg, m.requests)
