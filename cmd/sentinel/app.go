@@ -147,6 +147,7 @@ func build(cfg *config, log *slog.Logger, terminal io.Writer) (_ *app, err error
 		Settle:            cfg.settle,
 		Backfill:          set.MaxWindow(),
 		UsageDays:         max(set.UsageDays()-1, 1),
+		UsageRefresh:      set.Settings().UsageStaleness / 2,
 		Retention:         cfg.retention,
 		NoSubaccountLabel: cfg.noSubaccountLabel,
 		MessagesDeadline:  cfg.messagesDeadline,
@@ -215,6 +216,7 @@ func (a *app) onReload(set *policy.Set, err error) {
 	}
 	a.log.Info("policies reloaded", "rules", len(set.Rules()))
 	a.poll.SetBackfill(set.MaxWindow())
+	a.poll.SetUsageRefresh(set.Settings().UsageStaleness / 2)
 }
 
 func (a *app) close() {

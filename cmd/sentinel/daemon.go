@@ -112,9 +112,16 @@ func (a *app) serve(ctx context.Context, ready chan<- string) error {
 				log.Error("messages cycle", "err", err)
 			}
 		}},
-		poller.Job{Name: "usage", Spec: cfg.usageSpec, Run: func(context.Context) {
+		// Usage and the sweep read at low priority, behind the message
+		// watch, and never hold it up.
+		poller.Job{Name: "usage", Spec: cfg.usageSpec, Concurrent: true, Run: func(context.Context) {
 			if _, err := a.poll.Usage(jobCtx); err != nil && jobCtx.Err() == nil {
 				log.Error("usage cycle", "err", err)
+			}
+		}},
+		poller.Job{Name: "sweep", Spec: cfg.sweepSpec, Deferred: true, Run: func(context.Context) {
+			if _, err := a.poll.Sweep(jobCtx); err != nil && jobCtx.Err() == nil {
+				log.Error("settle sweep", "err", err)
 			}
 		}},
 	)

@@ -61,6 +61,7 @@ type config struct {
 	logLevel  slog.Level
 
 	accountsSpec, messagesSpec, usageSpec string
+	sweepSpec                             string
 	concurrency                           int
 	concurrencyShare                      float64
 	rateLimit                             float64
@@ -123,7 +124,8 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 
 	fs.StringVar(&c.accountsSpec, "accounts-schedule", "@every 10m", "when to read the subaccount list (cron spec or @every)")
 	fs.StringVar(&c.messagesSpec, "messages-schedule", "@every 1m", "when to read message logs and judge them (cron spec or @every)")
-	fs.StringVar(&c.usageSpec, "usage-schedule", "@every 5m", "when to read usage (cron spec or @every)")
+	fs.StringVar(&c.usageSpec, "usage-schedule", "@every 5m", "when to read usage of the subaccounts whose usage can have changed (cron spec or @every)")
+	fs.StringVar(&c.sweepSpec, "sweep-schedule", "@every 1h", "when to re-read every log's whole -settle window, for messages that appear late (cron spec or @every)")
 	fs.IntVar(&c.concurrency, "concurrency", 8, "most Twilio API requests in flight at once (halved on 429, grown back on success)")
 	fs.Float64Var(&c.concurrencyShare, "concurrency-share", 0.25, "most share of the account's requests in flight sentinel takes while other traffic is in flight (Twilio-Concurrent-Requests)")
 	fs.Float64Var(&c.rateLimit, "rate-limit", 0, "optional hard cap on Twilio API requests per second (0: none; the concurrency budget bounds sentinel)")
@@ -250,7 +252,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 	// The schedules are parsed here, so that a typo exits before the
 	// database is opened.
 	for _, j := range []struct{ name, spec string }{
-		{"accounts", c.accountsSpec}, {"messages", c.messagesSpec}, {"usage", c.usageSpec},
+		{"accounts", c.accountsSpec}, {"messages", c.messagesSpec}, {"usage", c.usageSpec}, {"sweep", c.sweepSpec},
 	} {
 		job := poller.Job{Name: j.name, Spec: j.spec, Run: func(context.Context) {}}
 		if _, err := poller.NewScheduler(slog.New(slog.DiscardHandler), job); err != nil {

@@ -344,3 +344,12 @@ func (e *env) metric(name string, labels map[string]string) float64 {
 	}
 	return 0
 }
+
+// sweep runs a Sweep and fails the test on any failure.
+func (e *env) sweep() {
+	e.tb.Helper()
+	res, err := e.p.Sweep(context.Background())
+	if err != nil || len(res.Failed) > 0 {
+		e.tb.Fatalf("Sweep: %v, failed %v", err, res.Failed)
+	}
+}

@@ -90,6 +90,7 @@ const (
 	StreamAccounts = "accounts"
 	StreamMessages = "messages"
 	StreamUsage    = "usage"
+	StreamSweep    = "sweep"
 )
 
 // maxBatch bounds the messages of one store transaction: five pages of
@@ -119,6 +120,9 @@ type Config struct {
 	// their aggregates are. Defaults 7 and 35 days. Retention is raised to
 	// at least Backfill+Settle so that no window loses its raw messages.
 	Retention, AggRetention time.Duration
+	// UsageRefresh is the longest an account's usage goes unread while it
+	// sends nothing; see SetUsageRefresh. Default 30m.
+	UsageRefresh time.Duration
 	// NoSubaccountLabel drops the subaccount label from per-account metrics,
 	// for fleets too large to label.
 	NoSubaccountLabel bool
@@ -196,10 +200,12 @@ type Poller struct {
 	mu           sync.Mutex
 	lastPrune    time.Time
 	pruneHorizon time.Time
-	failing      map[string]int  // consecutive failures by stream+"/"+account, for logging
-	lastRead     map[string]int  // messages the last poll of an account read (firstPage)
-	logged       map[string]bool // account/message SIDs logged as undecodable
-	statuses     map[string]bool // unknown statuses seen: whether each has its own label
+	failing      map[string]int       // consecutive failures by stream+"/"+account, for logging
+	lastRead     map[string]int       // messages the last poll of an account read (firstPage)
+	logged       map[string]bool      // account/message SIDs logged as undecodable
+	statuses     map[string]bool      // unknown statuses seen: whether each has its own label
+	active       map[string]time.Time // when a poll last stored a new or changed message, by account
+	started      time.Time            // when the Poller was made
 }
 
 // New returns a Poller. reg may be nil.
@@ -229,7 +235,8 @@ func New(cfg Config, tw *twilioapi.Client, st *store.Store, reg prometheus.Regis
 		}
 	}
 	p := &Poller{cfg: cfg, tw: tw, st: st, log: log, now: now, m: m, fresh: fresh, failing: map[string]int{},
-		lastRead: map[string]int{}, logged: map[string]bool{}, statuses: map[string]bool{}}
+		lastRead: map[string]int{}, logged: map[string]bool{}, statuses: map[string]bool{}, active: map[string]time.Time{},
+		started: now()}
 	m.failures.WithLabelValues(append([]string{StreamAccounts}, p.label(cfg.Parent)...)...)
 	// The data ages are known from the store before the first cycle, which
 	// may be long in coming (the account list is read first).
@@ -409,6 +416,21 @@ func (p *Poller) Messages(ctx context.Context) (Result, error) {
 	return res, nil
 }
 
+// Sweep reads every account's whole settle window again, at low priority,
+// behind the regular polls. Those read back only to the oldest message
+// that can still change; a message that shows up in a log later than it
+// is dated, more than the overlap before the last poll (a listing that is
+// eventually consistent (?)), is caught here, within the sweep's schedule.
+func (p *Poller) Sweep(ctx context.Context) (Result, error) {
+	start := time.Now()
+	defer func() { p.m.cycle.WithLabelValues(StreamSweep).Observe(time.Since(start).Seconds()) }()
+	accts, err := p.pollable(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	return p.each(ctx, accts, StreamSweep, p.cfg.MessagesDeadline, p.sweepMessages), ctx.Err()
+}
+
 // Usage polls every subaccount's usage once. The parent's usage is not read:
 // spend rules judge subaccounts.
 func (p *Poller) Usage(ctx context.Context) (Result, error) {
@@ -478,6 +500,9 @@ func (p *Poller) each(ctx context.Context, accts []store.Account, stream string,
 			}
 			cancel()
 			<-slots
+			if errors.Is(err, errUnchanged) {
+				return
+			}
 			if err == nil && finish != nil {
 				err = finish()
 			}
@@ -568,28 +593,61 @@ func (p *Poller) logOutcome(stream, sid string, err error) {
 // coverage, less the settle window) back, newest first. Its finish stores
 // the last batch and advances the coverage.
 func (p *Poller) pollMessages(ctx context.Context, a store.Account) (func() error, error) {
+	return p.pollLog(ctx, a, false)
+}
+
+// sweepMessages reads one account's whole settle window again, at low
+// priority (see Sweep).
+func (p *Poller) sweepMessages(ctx context.Context, a store.Account) (func() error, error) {
+	return p.pollLog(ctx, a, true)
+}
+
+// pollLog reads a log; deep reads the whole settle window rather than back
+// to the oldest message that can still change.
+func (p *Poller) pollLog(ctx context.Context, a store.Account, deep bool) (func() error, error) {
 	now := p.now()
 	backfill := p.backfill()
 	cov, err := p.st.Coverage(a.SID)
 	if err != nil {
 		return nil, err
 	}
-	from, since := cov.From, cov.Until.Add(-p.cfg.Settle)
+	from, since := cov.From, cov.Until.Add(-overlap)
+	backfilling := false
 	switch {
 	case cov.Until.IsZero() || cov.Until.Before(now.Add(-backfill)):
 		// First poll, or a gap longer than the backfill: coverage restarts.
-		from, since = now.Add(-backfill), now.Add(-backfill)
+		from, since, backfilling = now.Add(-backfill), now.Add(-backfill), true
 	case cov.From.After(now.Add(-backfill)):
 		// The backfill grew (policies now need a longer history).
-		from, since = now.Add(-backfill), now.Add(-backfill)
+		from, since, backfilling = now.Add(-backfill), now.Add(-backfill), true
+	case deep:
+		since = now.Add(-p.cfg.Settle)
+		ctx = twilioapi.WithPriority(ctx, twilioapi.PriorityLow)
+	default:
+		// Re-read back to the oldest message that can still change (in
+		// flight, or sent and waiting for its receipt), within the settle
+		// window: a busy account whose messages reach a final state
+		// quickly costs a page or two, not the whole window.
+		settleFrom := now.Add(-p.cfg.Settle)
+		at, found, err := p.st.OldestPending(a.SID, settleFrom, cov.Until)
+		if err != nil {
+			return nil, err
+		}
+		if found && at.Before(since) {
+			since = at
+		}
+		if since.Before(settleFrom) {
+			since = settleFrom
+		}
 	}
 	// Messages before the prune horizon are not counted (they may have
 	// been counted and pruned already): coverage must not claim them.
 	if h := p.horizon(); from.Before(h) {
 		from = h
 	}
-	if floor := now.Add(-p.cfg.Settle); since.After(floor) {
-		since = floor
+	if backfilling {
+		// Watching the other accounts' logs goes first.
+		ctx = twilioapi.WithPriority(ctx, twilioapi.PriorityLow)
 	}
 	label := p.label(a.SID)
 	batch := p.batch()
@@ -603,6 +661,11 @@ func (p *Poller) pollMessages(ctx context.Context, a store.Account) (func() erro
 		batch = batch[:0]
 		if err != nil {
 			return err
+		}
+		if ing.New+ing.Changed > 0 {
+			p.mu.Lock()
+			p.active[a.SID] = p.now()
+			p.mu.Unlock()
 		}
 		p.m.ingested.WithLabelValues("new").Add(float64(ing.New))
 		p.m.ingested.WithLabelValues("changed").Add(float64(ing.Changed))
@@ -678,6 +741,12 @@ func (p *Poller) pollMessages(ctx context.Context, a store.Account) (func() erro
 		return nil
 	}, nil
 }
+
+// overlap is how far before the end of its coverage a poll reads again
+// when nothing can still change: a message whose date_sent Twilio's clock
+// put a little before sentinel's, or that became visible in the listing a
+// little after it was dated.
+const overlap = 2 * time.Minute
 
 // Page sizes of the first request of a poll (see firstPage).
 const (
@@ -795,7 +864,29 @@ func (p *Poller) putBatch(b []traffic.Message) {
 // pollUsage stores today's usage and makes sure the trailing days that
 // spend baselines need are stored in their final form.
 func (p *Poller) pollUsage(ctx context.Context, a store.Account) (func() error, error) {
+	// Watching the message logs goes first.
+	ctx = twilioapi.WithPriority(ctx, twilioapi.PriorityLow)
 	now := p.now().UTC()
+	var first, last string
+	var stored []traffic.Usage
+	if p.cfg.UsageDays > 0 {
+		first = now.AddDate(0, 0, -p.cfg.UsageDays).Format(time.DateOnly)
+		last = now.AddDate(0, 0, -1).Format(time.DateOnly)
+		var err error
+		if stored, err = p.st.Usage(a.SID, first, last); err != nil {
+			return nil, err
+		}
+	}
+	pastFinal := p.cfg.UsageDays == 0 || usageFinal(stored, p.cfg.UsageDays)
+	if pastFinal {
+		unchanged, err := p.usageUnchanged(a.SID, now)
+		if err != nil {
+			return nil, err
+		}
+		if unchanged {
+			return nil, errUnchanged
+		}
+	}
 	today, err := p.tw.UsageToday(ctx, a.SID)
 	if err != nil {
 		return nil, fmt.Errorf("poll usage of %s: %w", a.SID, err)
@@ -804,25 +895,63 @@ func (p *Poller) pollUsage(ctx context.Context, a store.Account) (func() error, 
 		today.Day = now.Format(time.DateOnly)
 	}
 	days := []traffic.Usage{today}
-	if p.cfg.UsageDays > 0 {
-		first := now.AddDate(0, 0, -p.cfg.UsageDays).Format(time.DateOnly)
-		last := now.AddDate(0, 0, -1).Format(time.DateOnly)
-		stored, err := p.st.Usage(a.SID, first, last)
+	if !pastFinal {
+		past, err := p.tw.UsageDaily(ctx, a.SID, first, last)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("poll daily usage of %s: %w", a.SID, err)
 		}
-		if !usageFinal(stored, p.cfg.UsageDays) {
-			past, err := p.tw.UsageDaily(ctx, a.SID, first, last)
-			if err != nil {
-				return nil, fmt.Errorf("poll daily usage of %s: %w", a.SID, err)
-			}
-			days = append(completeDays(past, now, p.cfg.UsageDays), today)
-		}
+		days = append(completeDays(past, now, p.cfg.UsageDays), today)
 	}
 	p.log.Debug("usage polled", "subaccount", a.SID, "day", today.Day, "spend", today.TotalPrice,
 		"currency", today.Currency, "as_of", today.AsOf, "days", len(days))
 	return func() error { return p.st.PutUsage(a.SID, days) }, nil
 }
+
+// errUnchanged is a poll that had nothing to read: not recorded, not a
+// failure.
+var errUnchanged = errors.New("nothing can have changed")
+
+// usageUnchanged reports whether sid's usage today cannot have changed
+// since it was last read: read today, less than UsageRefresh ago, and no
+// message of the account stored since. Usage is read no more often than it
+// can change; UsageRefresh bounds the wait for spend that messages do not
+// show (calls, numbers), and keeps spend rules from going stale.
+func (p *Poller) usageUnchanged(sid string, now time.Time) (bool, error) {
+	ps, err := p.st.PollState(sid, StreamUsage)
+	if err != nil {
+		return false, err
+	}
+	last := ps.LastSuccess
+	// What was stored before this process started is not in p.active.
+	if last.IsZero() || last.Before(p.started) || last.UTC().Format(time.DateOnly) != now.Format(time.DateOnly) || now.Sub(last) >= p.usageRefresh() {
+		return false, nil
+	}
+	p.mu.Lock()
+	active := p.active[sid]
+	p.mu.Unlock()
+	return active.Before(last), nil
+}
+
+// SetUsageRefresh sets how long an account's usage may go unread while it
+// sends nothing (see usageUnchanged): half the policies' usage_staleness,
+// so that spend rules never go unknown for it. Zero means the default.
+func (p *Poller) SetUsageRefresh(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cfg.UsageRefresh = d
+}
+
+func (p *Poller) usageRefresh() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cfg.UsageRefresh <= 0 {
+		return defaultUsageRefresh
+	}
+	return p.cfg.UsageRefresh
+}
+
+// defaultUsageRefresh is Config.UsageRefresh's default.
+const defaultUsageRefresh = 30 * time.Minute
 
 // completeDays returns the n whole days before now's UTC day as Twilio
 // reported them in past, read at now. A day Twilio did not list had no

@@ -121,8 +121,8 @@ func TestChangeAfterSettleWindowNotSeen(t *testing.T) {
 }
 
 // Pages of ten and a page of messages between the late arrivals and the
-// last poll make only a poll that resumes from the stored coverage, less
-// the settle window, reach the late arrivals.
+// last poll make only a read of the whole settle window (the sweep) reach
+// the late arrivals, after a restart as before.
 func TestRestartLosesNothing(t *testing.T) {
 	e := newEnv(t, envOptions{client: func(c *twilioapi.Config) { c.PageSize = 10 }})
 	sub := e.addSub("")
@@ -143,6 +143,9 @@ func TestRestartLosesNothing(t *testing.T) {
 	second := e.append(late...)
 	e.clock.Advance(5 * time.Minute)
 	e.mustSucceed()
+	// The late arrivals predate the last poll by more than the overlap:
+	// the regular poll does not reach back to them, the sweep does.
+	e.sweep()
 
 	all := append(first, second...)
 	e.checkStored(sub, all)
@@ -389,8 +392,8 @@ func TestUsage(t *testing.T) {
 			if err != nil || len(res.Failed) > 0 {
 				t.Fatalf("Usage: %v %v", err, res.Failed)
 			}
-			if n := len(e.requests(daily)); n != 3 {
-				t.Errorf("first poll: %d daily requests, want 3 (one per category)", n)
+			if n := len(e.requests(daily)); n != 1 {
+				t.Errorf("first poll: %d daily requests, want 1", n)
 			}
 			want, err := e.tw.UsageToday(context.Background(), sub)
 			if err != nil {
@@ -424,11 +427,32 @@ func TestUsage(t *testing.T) {
 			if _, err := e.p.Usage(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			if n, want := len(e.requests(daily)), map[bool]int{true: 3, false: 0}[tc.refetch]; n != want {
+			// Nothing sent since: today's usage cannot have changed, and is
+			// read again only with past days that were not final.
+			if n, want := len(e.requests(daily)), map[bool]int{true: 1, false: 0}[tc.refetch]; n != want {
 				t.Errorf("second poll: %d daily requests, want %d", n, want)
 			}
-			if n := len(e.requests(todayPath)); n != 3 {
-				t.Errorf("second poll: %d requests for today, want 3", n)
+			if n, want := len(e.requests(todayPath)), map[bool]int{true: 1, false: 0}[tc.refetch]; n != want {
+				t.Errorf("second poll: %d requests for today, want %d", n, want)
+			}
+			// After a message, or the refresh interval, it is read again.
+			e.generate(sub, 1, e.clock.Now().Add(-time.Minute), e.clock.Now())
+			e.clock.Advance(time.Minute)
+			e.mustSucceed()
+			e.fake.Reset()
+			if _, err := e.p.Usage(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(e.requests(todayPath)); n != 1 {
+				t.Errorf("after a message: %d requests for today, want 1", n)
+			}
+			e.clock.Advance(31 * time.Minute)
+			e.fake.Reset()
+			if _, err := e.p.Usage(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(e.requests(todayPath)); n != 1 {
+				t.Errorf("after the refresh interval: %d requests for today, want 1", n)
 			}
 		})
 	}
@@ -635,4 +659,49 @@ func TestSetBackfillKeepsPruneValid(t *testing.T) {
 	if e.p.backfill() != 60*24*time.Hour {
 		t.Errorf("backfill = %v", e.p.backfill())
 	}
+}
+
+// A poll reads back only to the oldest message that can still change: a
+// busy account whose messages reach a final state costs a page or two, not
+// its whole settle window.
+func TestRereadToOldestPending(t *testing.T) {
+	e := newEnv(t, envOptions{client: func(c *twilioapi.Config) { c.PageSize = 10 }})
+	sub := e.addSub("")
+	e.generate(sub, 120, t0.Add(-60*time.Minute), t0.Add(-time.Minute))
+	waiting := e.append(twiliofake.Message{AccountSID: sub, Status: "sent", DateSent: t0.Add(-30 * time.Minute)})[0]
+	if err := e.fake.UpdateMessage(waiting, func(m *twiliofake.Message) { m.Status = "sent" }); err != nil {
+		t.Fatal(err)
+	}
+	// Every generated message has its receipt.
+	for _, m := range e.fake.Messages(sub) {
+		if m.SID != waiting && m.Status == "sent" {
+			e.fake.UpdateMessage(m.SID, func(m *twiliofake.Message) { m.Status = "delivered" })
+		}
+	}
+	e.mustSucceed()
+
+	pages := func() int {
+		e.fake.Reset()
+		e.clock.Advance(time.Minute)
+		e.mustSucceed()
+		return len(e.requests(messagesPath(sub)))
+	}
+	// The sent message 30 minutes back: about 60 messages to re-read.
+	if n := pages(); n < 6 || n > 8 {
+		t.Errorf("with a message waiting 30 minutes for its receipt, the poll read %d pages, want 6 to 8", n)
+	}
+	if err := e.fake.UpdateMessage(waiting, func(m *twiliofake.Message) { m.Status, m.ErrorCode = "undelivered", 30007 }); err != nil {
+		t.Fatal(err)
+	}
+	if n := pages(); n < 6 || n > 8 {
+		t.Errorf("reading the late receipt took %d pages, want 6 to 8", n)
+	}
+	if m, err := e.st.Message(sub, waiting); err != nil || m.ErrorCode != 30007 {
+		t.Errorf("the late receipt was not read: %+v, %v", m, err)
+	}
+	// Nothing can change any more: one page.
+	if n := pages(); n != 1 {
+		t.Errorf("with nothing pending the poll read %d pages, want 1", n)
+	}
+	e.checkConsistent(sub)
 }

@@ -21,12 +21,22 @@ type Job struct {
 	Spec string
 	// Run does the work. It should return when ctx is done.
 	Run func(ctx context.Context)
+	// Concurrent makes the job's first run start at once beside the
+	// others, instead of after the jobs before it in order: work that
+	// must not hold up the message watch (usage), and that the first
+	// message pass need not wait for.
+	Concurrent bool
+	// Deferred skips the first run at start: the job first runs on its
+	// schedule (a sweep, which right after the first reads has nothing to
+	// find).
+	Deferred bool
 }
 
 // Scheduler runs Jobs on their schedules. A job never overlaps itself: a
 // tick that arrives while the job runs is remembered (once), so a slow run
 // delays the next one instead of stacking runs behind it. Every job runs
-// once at start, in the order given.
+// once at start, in the order given, except a Concurrent job, which starts
+// its first run at once, and a Deferred one, which waits for its schedule.
 type Scheduler struct {
 	jobs  []Job
 	log   *slog.Logger
@@ -69,11 +79,14 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	// The first runs go in order, so the account list is read before the
 	// logs of the accounts on it; then each job gets its own loop.
-	for _, j := range s.jobs {
-		if ctx.Err() != nil {
-			break
+	for i, j := range s.jobs {
+		switch {
+		case j.Deferred:
+		case j.Concurrent:
+			poke(s.kicks[i])
+		case ctx.Err() == nil:
+			j.Run(ctx)
 		}
-		j.Run(ctx)
 	}
 	for i, j := range s.jobs {
 		wg.Add(1)

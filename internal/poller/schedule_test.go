@@ -247,3 +247,53 @@ func TestInterval(t *testing.T) {
 		}
 	}
 }
+
+// TestSchedulerConcurrentFirstRun: a Concurrent job's first run (a usage
+// backfill) does not hold up the other jobs' next runs, and a Deferred job
+// does not run at start.
+func TestSchedulerConcurrentFirstRun(t *testing.T) {
+	release := make(chan struct{})
+	var mu sync.Mutex
+	runs := map[string]int{}
+	count := func(name string) {
+		mu.Lock()
+		runs[name]++
+		mu.Unlock()
+	}
+	s, err := NewScheduler(slog.New(slog.DiscardHandler),
+		Job{Name: "messages", Spec: "@every 1s", Run: func(context.Context) { count("messages") }},
+		Job{Name: "usage", Spec: "@every 1h", Concurrent: true, Run: func(ctx context.Context) {
+			count("usage")
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+		}},
+		Job{Name: "sweep", Spec: "@every 1h", Deferred: true, Run: func(context.Context) { count("sweep") }},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		m, u := runs["messages"], runs["usage"]
+		mu.Unlock()
+		if m >= 2 && u == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("runs %v: the messages job did not run again while the usage job's first run was still going", runs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(release)
+	cancel()
+	<-done
+	if runs["sweep"] != 0 {
+		t.Errorf("the deferred job ran %d times at start", runs["sweep"])
+	}
+}

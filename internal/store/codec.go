@@ -31,13 +31,13 @@ const (
 )
 
 // countFields is how many counts a bucket has (see bucketCounts).
-const countFields = 10
+const countFields = 11
 
 // bucketCounts returns pointers to a bucket's counts in their stored order.
 // Append only: the stored order is the format.
 func bucketCounts(c *traffic.Counts) [countFields]*int64 {
 	return [countFields]*int64{&c.Outbound, &c.Finished, &c.Failed, &c.NoService, &c.Inbound, &c.OptOuts, &c.OptIns,
-		&c.RepeatedOptOuts, &c.UnsolicitedOptOuts, &c.UnknownStatus}
+		&c.RepeatedOptOuts, &c.UnsolicitedOptOuts, &c.UnknownStatus, &c.Pending}
 }
 
 // errCorrupt is wrapped by decoding errors; corrupt names the bucket and key.

@@ -512,6 +512,7 @@ func addCounts(counts, c *traffic.Counts, code int, sign int64) {
 	counts.RepeatedOptOuts += sign * c.RepeatedOptOuts
 	counts.UnsolicitedOptOuts += sign * c.UnsolicitedOptOuts
 	counts.UnknownStatus += sign * c.UnknownStatus
+	counts.Pending += sign * c.Pending
 	if code == 0 {
 		return
 	}
@@ -1036,6 +1037,37 @@ func readHours(c *bolt.Cursor, r *hourReader, account string, from, to time.Time
 		return err
 	})
 	return dst, err
+}
+
+// OldestPending returns the start of accountSID's oldest bucket in
+// [from, to) that holds a message that can still change (traffic.Counts
+// Pending), and whether there is one.
+func (s *Store) OldestPending(accountSID string, from, to time.Time) (time.Time, bool, error) {
+	var at time.Time
+	var found bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var r hourReader
+		return eachHour(tx.Bucket([]byte(bkAggregates)).Cursor(), accountSID, from.UTC(), to.UTC(), func(hour time.Time, v []byte) error {
+			if found {
+				return nil
+			}
+			bs, err := r.appendHour(nil, hour, v, from.UTC(), to.UTC(), false)
+			if err != nil {
+				return err
+			}
+			for _, b := range bs {
+				if b.Pending > 0 {
+					at, found = b.Start, true
+					return nil
+				}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("oldest pending %s: %w", accountSID, err)
+	}
+	return at, found, nil
 }
 
 // Horizon returns the prune horizon: messages before it may have been

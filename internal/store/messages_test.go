@@ -100,7 +100,7 @@ func TestPutMessages(t *testing.T) {
 	}
 	got2 := checkRecount(t, s, acct, testBase, testBase.Add(time.Hour))
 	want := []traffic.Bucket{
-		{Start: testBase, Counts: traffic.Counts{Outbound: 1}},
+		{Start: testBase, Counts: traffic.Counts{Outbound: 1, Pending: 1}},
 		{
 			Start:   testBase.Add(5 * time.Minute),
 			Counts:  traffic.Counts{Outbound: 1, Finished: 1, Failed: 1, NoService: 1, Errors: map[int]int64{30007: 1}},

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"path/filepath"
@@ -148,5 +150,79 @@ func TestMigrateV2Corrupt(t *testing.T) {
 	}
 	if fileSum(t, path) != sum {
 		t.Error("a failed migration changed the file")
+	}
+}
+
+// TestMigratePending: a version 2 database's hour records lack the count of
+// messages that can still change (and the other counts version 3 added);
+// the migration recounts the retained range from the raw messages, so the
+// poller's re-read finds a message still waiting for its receipt.
+func TestMigratePending(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sentinel.db")
+	s := mustOpenPath(t, path)
+	acct := testAccount(1)
+	var msgs []traffic.Message
+	for i := range 30 {
+		m := testMessage(acct, i, testBase.Add(time.Duration(i)*3*time.Minute))
+		m.Status = "delivered"
+		if i == 17 {
+			m.Status = "sent" // no receipt yet
+		}
+		msgs = append(msgs, m)
+	}
+	mustPut(t, s, acct, msgs...)
+	if _, err := s.Prune(testBase.Add(10*time.Minute), time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	// Back to version 2: hour records without the new counts, no consent
+	// records.
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		aggs := tx.Bucket([]byte(bkAggregates))
+		type kv struct{ k, v []byte }
+		var old []kv
+		err := aggs.ForEach(func(k, v []byte) error {
+			hour := time.Unix(readT8(k[len(k)-8:]), 0).UTC()
+			slots, err := decodeHour(hour, v)
+			if err != nil {
+				return err
+			}
+			old = append(old, kv{bytes.Clone(k), encodeHourAs(hourV2, &slots)})
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, o := range old {
+			if err := aggs.Put(o.k, o.v); err != nil {
+				return err
+			}
+		}
+		for _, b := range []string{bkConsent, bkSpendDays} {
+			if err := tx.DeleteBucket([]byte(b)); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket([]byte(bkMeta)).Put([]byte(keySchema), binary.BigEndian.AppendUint64(nil, 2))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, found, _ := s.OldestPending(acct, testBase, testBase.Add(2*time.Hour)); found {
+		t.Fatal("a version 2 record knows of pending messages (the test's premise)")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = mustOpenPath(t, path)
+	at, found, err := s.OldestPending(acct, testBase, testBase.Add(2*time.Hour))
+	if err != nil || !found || !at.Equal(traffic.BucketStart(msgs[17].Time)) {
+		t.Errorf("oldest pending after migration = %v, %v, %v; want %v", at, found, err, traffic.BucketStart(msgs[17].Time))
+	}
+	checkRecount(t, s, acct, testBase.Add(10*time.Minute), testBase.Add(2*time.Hour))
+	// Before the horizon the counts stay as they were.
+	bs, err := s.Buckets(acct, testBase, testBase.Add(10*time.Minute))
+	if err != nil || traffic.Sum(bs, testBase, testBase.Add(10*time.Minute)).Outbound != 4 {
+		t.Errorf("buckets before the horizon = %+v, %v; want their 4 messages kept", bs, err)
 	}
 }

@@ -207,8 +207,12 @@ func schema() []migration {
 	return []migration{createV1, rekeyMessagesV2, consentV3}
 }
 
-// consentV3 adds the consent records, the spend days and the peer key.
+// consentV3 adds the consent records, the spend days and the peer key, and
+// recounts the aggregates of the retained range (recountRetained).
 func consentV3(tx *bolt.Tx) error {
+	if err := recountRetained(tx); err != nil {
+		return err
+	}
 	for _, name := range []string{bkConsent, bkSpendDays} {
 		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)

@@ -273,6 +273,10 @@ type Counts struct {
 	// UnknownStatus counts outbound messages whose status Twilio does not
 	// document: they are in no rate.
 	UnknownStatus int64
+	// Pending counts outbound messages that can still change: in flight,
+	// or "sent" and waiting for a delivery receipt. The poller re-reads a
+	// log back to the oldest of them, not a whole settle window.
+	Pending int64
 	// Errors counts finished outbound messages by error code.
 	Errors map[int]int64
 }
@@ -290,6 +294,9 @@ func Contribution(m Message) Counts {
 			return c
 		}
 		c.Outbound = 1
+		if ClassOf(m.Status) == StatusInFlight || m.Status == "sent" {
+			c.Pending = 1
+		}
 		if !m.MessagingService {
 			c.NoService = 1
 		}
@@ -338,6 +345,7 @@ func (c *Counts) add(o Counts, sign int64) {
 	c.RepeatedOptOuts += sign * o.RepeatedOptOuts
 	c.UnsolicitedOptOuts += sign * o.UnsolicitedOptOuts
 	c.UnknownStatus += sign * o.UnknownStatus
+	c.Pending += sign * o.Pending
 	for code, n := range o.Errors {
 		if c.Errors == nil {
 			c.Errors = map[int]int64{}

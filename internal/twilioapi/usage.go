@@ -32,33 +32,32 @@ type usageRecord struct {
 }
 
 // UsageToday returns accountSID's usage for Twilio's current UTC day. It
-// makes one request per category (totalprice, sms, mms), each asking for
-// that account alone (IncludeSubaccounts=false).
+// makes one listing of every category for that account alone
+// (IncludeSubaccounts=false), usually one request, and keeps the
+// categories sentinel reads (totalprice, sms, mms).
 func (c *Client) UsageToday(ctx context.Context, accountSID string) (traffic.Usage, error) {
 	if err := validSID(accountSID); err != nil {
 		return traffic.Usage{}, fmt.Errorf("usage today: %w", err)
 	}
 	days := map[string]*traffic.Usage{}
-	for _, cat := range []string{categoryTotalPrice, categorySMS, categoryMMS} {
-		params := (&openapi.ListUsageRecordTodayParams{}).
-			SetPathAccountSid(accountSID).SetCategory(cat).SetIncludeSubaccounts(false).SetPageSize(c.cfg.PageSize)
-		err := walk(ctx, c, endpointUsageToday,
-			func(api *openapi.ApiService) (*openapi.ListUsageRecordTodayResponse, error) {
-				return api.PageUsageRecordToday(params, "", "")
-			},
-			func(p *openapi.ListUsageRecordTodayResponse) *string { return p.NextPageUri },
-			func(p *openapi.ListUsageRecordTodayResponse, _ int) (bool, error) {
-				for _, r := range p.UsageRecords {
-					rec := usageRecord{r.Category, r.StartDate, r.Count, r.AsOf, r.PriceUnit, r.Price}
-					if err := addUsage(days, cat, rec, "", ""); err != nil {
-						return false, err
-					}
+	params := (&openapi.ListUsageRecordTodayParams{}).
+		SetPathAccountSid(accountSID).SetIncludeSubaccounts(false).SetPageSize(c.cfg.PageSize)
+	err := walk(ctx, c, endpointUsageToday,
+		func(api *openapi.ApiService) (*openapi.ListUsageRecordTodayResponse, error) {
+			return api.PageUsageRecordToday(params, "", "")
+		},
+		func(p *openapi.ListUsageRecordTodayResponse) *string { return p.NextPageUri },
+		func(p *openapi.ListUsageRecordTodayResponse, _ int) (bool, error) {
+			for _, r := range p.UsageRecords {
+				rec := usageRecord{r.Category, r.StartDate, r.Count, r.AsOf, r.PriceUnit, r.Price}
+				if err := addUsage(days, rec, "", ""); err != nil {
+					return false, err
 				}
-				return true, nil
-			})
-		if err != nil {
-			return traffic.Usage{}, fmt.Errorf("usage today of %s: %s: %w", accountSID, cat, err)
-		}
+			}
+			return true, nil
+		})
+	if err != nil {
+		return traffic.Usage{}, fmt.Errorf("usage today of %s: %w", accountSID, err)
 	}
 	switch len(days) {
 	case 0:
@@ -68,15 +67,15 @@ func (c *Client) UsageToday(ctx context.Context, accountSID string) (traffic.Usa
 			return *u, nil
 		}
 	}
-	// Midnight UTC passed between the requests: the categories disagree on
-	// the day. The next poll will see one day again.
+	// Midnight UTC passed while the pages were read: the records disagree
+	// on the day. The next poll will see one day again.
 	return traffic.Usage{}, fmt.Errorf("usage today of %s: records span %d days", accountSID, len(days))
 }
 
 // UsageDaily returns accountSID's usage per UTC day for the days in
 // [fromDay, toDay] ("2006-01-02", inclusive) that Twilio reports, oldest
-// first. It makes one listing per category (totalprice, sms, mms), each
-// covering the whole range, for that account alone.
+// first. It makes one listing of every category over the whole range, for
+// that account alone.
 func (c *Client) UsageDaily(ctx context.Context, accountSID string, fromDay, toDay string) ([]traffic.Usage, error) {
 	if err := validSID(accountSID); err != nil {
 		return nil, fmt.Errorf("daily usage: %w", err)
@@ -87,27 +86,25 @@ func (c *Client) UsageDaily(ctx context.Context, accountSID string, fromDay, toD
 		return nil, fmt.Errorf("daily usage of %s: days %q..%q must be YYYY-MM-DD, in order", accountSID, truncate(fromDay, 20), truncate(toDay, 20))
 	}
 	days := map[string]*traffic.Usage{}
-	for _, cat := range []string{categoryTotalPrice, categorySMS, categoryMMS} {
-		params := (&openapi.ListUsageRecordDailyParams{}).
-			SetPathAccountSid(accountSID).SetCategory(cat).SetStartDate(fromDay).SetEndDate(toDay).
-			SetIncludeSubaccounts(false).SetPageSize(c.cfg.PageSize)
-		err := walk(ctx, c, endpointUsageDaily,
-			func(api *openapi.ApiService) (*openapi.ListUsageRecordDailyResponse, error) {
-				return api.PageUsageRecordDaily(params, "", "")
-			},
-			func(p *openapi.ListUsageRecordDailyResponse) *string { return p.NextPageUri },
-			func(p *openapi.ListUsageRecordDailyResponse, _ int) (bool, error) {
-				for _, r := range p.UsageRecords {
-					rec := usageRecord{r.Category, r.StartDate, r.Count, r.AsOf, r.PriceUnit, r.Price}
-					if err := addUsage(days, cat, rec, fromDay, toDay); err != nil {
-						return false, err
-					}
+	params := (&openapi.ListUsageRecordDailyParams{}).
+		SetPathAccountSid(accountSID).SetStartDate(fromDay).SetEndDate(toDay).
+		SetIncludeSubaccounts(false).SetPageSize(c.cfg.PageSize)
+	err := walk(ctx, c, endpointUsageDaily,
+		func(api *openapi.ApiService) (*openapi.ListUsageRecordDailyResponse, error) {
+			return api.PageUsageRecordDaily(params, "", "")
+		},
+		func(p *openapi.ListUsageRecordDailyResponse) *string { return p.NextPageUri },
+		func(p *openapi.ListUsageRecordDailyResponse, _ int) (bool, error) {
+			for _, r := range p.UsageRecords {
+				rec := usageRecord{r.Category, r.StartDate, r.Count, r.AsOf, r.PriceUnit, r.Price}
+				if err := addUsage(days, rec, fromDay, toDay); err != nil {
+					return false, err
 				}
-				return true, nil
-			})
-		if err != nil {
-			return nil, fmt.Errorf("daily usage of %s: %s: %w", accountSID, cat, err)
-		}
+			}
+			return true, nil
+		})
+	if err != nil {
+		return nil, fmt.Errorf("daily usage of %s: %w", accountSID, err)
 	}
 	out := make([]traffic.Usage, 0, len(days))
 	for _, u := range days {
@@ -117,13 +114,15 @@ func (c *Client) UsageDaily(ctx context.Context, accountSID string, fromDay, toD
 	return out, nil
 }
 
-// addUsage folds a record of category cat into days. Records of other
-// categories (a server ignoring the Category filter) are skipped rather than
-// counted twice, and so are days outside [from, to] when those are given.
-// A day's AsOf is the oldest of its records': the day is known complete up
-// to then.
-func addUsage(days map[string]*traffic.Usage, cat string, r usageRecord, from, to string) error {
-	if r.category != nil && *r.category != cat {
+// addUsage folds a record into days: the categories sentinel reads
+// (totalprice, sms, mms) and no other, and days outside [from, to] when
+// those are given are skipped. A day's AsOf is the oldest of its records':
+// the day is known complete up to then.
+func addUsage(days map[string]*traffic.Usage, r usageRecord, from, to string) error {
+	cat := deref(r.category)
+	switch cat {
+	case categoryTotalPrice, categorySMS, categoryMMS:
+	default:
 		return nil
 	}
 	day := deref(r.startDate)

@@ -29,16 +29,15 @@ func usagePage(records ...string) string {
 
 func TestUsageToday(t *testing.T) {
 	srv := newServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
-		switch r.URL.Query().Get("Category") {
-		case "totalprice":
-			writeJSON(w, 200, usagePage(usageRecordJSON("totalprice", "2024-05-01", "0", `"12.34"`, "2024-05-01T10:00:00+00:00")))
-		case "sms":
-			writeJSON(w, 200, usagePage(usageRecordJSON("sms", "2024-05-01", "1500", `11.85`, "2024-05-01T09:58:00+00:00")))
-		case "mms":
-			writeJSON(w, 200, usagePage(usageRecordJSON("mms", "2024-05-01", "3", `null`, "2024-05-01T10:01:00+00:00")))
-		default:
+		if r.URL.Query().Has("Category") {
 			writeJSON(w, 400, twilioError(400, 20001))
+			return
 		}
+		writeJSON(w, 200, usagePage(
+			usageRecordJSON("totalprice", "2024-05-01", "0", `"12.34"`, "2024-05-01T10:00:00+00:00"),
+			usageRecordJSON("sms", "2024-05-01", "1500", `11.85`, "2024-05-01T09:58:00+00:00"),
+			usageRecordJSON("calls", "2024-05-01", "7", `0.49`, "2024-05-01T09:00:00+00:00"), // not read
+			usageRecordJSON("mms", "2024-05-01", "3", `null`, "2024-05-01T10:01:00+00:00")))
 	})
 	tc := newTestClient(t, srv.URL, nil)
 	got, err := tc.UsageToday(context.Background(), subSID)
@@ -51,27 +50,19 @@ func TestUsageToday(t *testing.T) {
 		t.Errorf("UsageToday (-want +got):\n%s", diff)
 	}
 	reqs := srv.requests()
-	if len(reqs) != 3 {
-		t.Fatalf("requests: got %d, want 3 (one per category)", len(reqs))
+	if len(reqs) != 1 {
+		t.Fatalf("requests: got %d, want 1 (every category in one listing)", len(reqs))
 	}
-	for _, r := range reqs {
-		if r.Path != "/2010-04-01/Accounts/"+subSID+"/Usage/Records/Today.json" {
-			t.Errorf("path: got %q", r.Path)
-		}
-		if r.Query.Get("IncludeSubaccounts") != "false" {
-			t.Errorf("IncludeSubaccounts: got %q, want false", r.Query.Get("IncludeSubaccounts"))
-		}
+	if r := reqs[0]; r.Path != "/2010-04-01/Accounts/"+subSID+"/Usage/Records/Today.json" || r.Query.Get("IncludeSubaccounts") != "false" {
+		t.Errorf("request: got %s?%s", r.Path, r.RawQuery)
 	}
 }
 
 func TestUsageTodayAcrossMidnight(t *testing.T) {
 	srv := newServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
-		cat := r.URL.Query().Get("Category")
-		day := "2024-05-01"
-		if cat == "mms" {
-			day = "2024-05-02"
-		}
-		writeJSON(w, 200, usagePage(usageRecordJSON(cat, day, "1", "1", "2024-05-01T23:59:00+00:00")))
+		writeJSON(w, 200, usagePage(
+			usageRecordJSON("totalprice", "2024-05-01", "1", "1", "2024-05-01T23:59:00+00:00"),
+			usageRecordJSON("mms", "2024-05-02", "1", "1", "2024-05-02T00:00:10+00:00")))
 	})
 	tc := newTestClient(t, srv.URL, nil)
 	if _, err := tc.UsageToday(context.Background(), subSID); err == nil || !strings.Contains(err.Error(), "2 days") {
@@ -80,8 +71,8 @@ func TestUsageTodayAcrossMidnight(t *testing.T) {
 }
 
 func TestUsageDaily(t *testing.T) {
-	// This server ignores the Category filter and answers every request
-	// with every category: each must still be counted once.
+	// One listing of every category; the ones sentinel does not read, and
+	// days outside the range, are left out.
 	all := usagePage(
 		usageRecordJSON("totalprice", "2024-05-01", "0", "10.5", "2024-05-03T01:00:00+00:00"),
 		usageRecordJSON("totalprice", "2024-05-02", "0", `"0.0079"`, "2024-05-03T01:00:00+00:00"),
@@ -107,20 +98,13 @@ func TestUsageDaily(t *testing.T) {
 		t.Errorf("UsageDaily (-want +got):\n%s", diff)
 	}
 	reqs := srv.requests()
-	if len(reqs) != 3 {
-		t.Fatalf("requests: got %d, want 3", len(reqs))
+	if len(reqs) != 1 {
+		t.Fatalf("requests: got %d, want 1", len(reqs))
 	}
-	var cats []string
-	for _, r := range reqs {
-		q := r.Query
-		if r.Path != "/2010-04-01/Accounts/"+subSID+"/Usage/Records/Daily.json" ||
-			q.Get("StartDate") != "2024-05-01" || q.Get("EndDate") != "2024-05-02" || q.Get("IncludeSubaccounts") != "false" {
-			t.Errorf("request: got %s?%s", r.Path, r.RawQuery)
-		}
-		cats = append(cats, q.Get("Category"))
-	}
-	if diff := cmp.Diff([]string{"totalprice", "sms", "mms"}, cats); diff != "" {
-		t.Errorf("categories (-want +got):\n%s", diff)
+	q := reqs[0].Query
+	if reqs[0].Path != "/2010-04-01/Accounts/"+subSID+"/Usage/Records/Daily.json" || q.Has("Category") ||
+		q.Get("StartDate") != "2024-05-01" || q.Get("EndDate") != "2024-05-02" || q.Get("IncludeSubaccounts") != "false" {
+		t.Errorf("request: got %s?%s", reqs[0].Path, reqs[0].RawQuery)
 	}
 }
 
