@@ -301,7 +301,7 @@ func (a *app) handler() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if ok, why := a.ready.check(time.Now(), a.cfg.maxStaleness, a.poll.Freshness(a.cfg.maxStaleness)); !ok {
+		if ok, why := a.ready.check(time.Now(), a.cfg.maxStaleness, a.poll.Freshness(a.cfg.maxStaleness), a.poll.Backfill()); !ok {
 			http.Error(w, why, http.StatusServiceUnavailable)
 			return
 		}
@@ -331,11 +331,14 @@ func (r *readiness) cycleDone(at time.Time, ok bool) {
 }
 
 // check says whether sentinel is ready at now, and why not; fresh is how
-// old the active accounts' data is, against maxStale.
-func (r *readiness) check(now time.Time, maxStale time.Duration, fresh poller.Freshness) (bool, string) {
+// old the active accounts' data is, against maxStale, and backfill how far
+// the running cycle's first reads have come.
+func (r *readiness) check(now time.Time, maxStale time.Duration, fresh poller.Freshness, backfill poller.Backfill) (bool, string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
+	case backfill.Total > 0:
+		return false, fmt.Sprintf("backfilling %d of %d subaccounts (%d messages read)", backfill.Done, backfill.Total, backfill.Messages)
 	case r.lastGood.IsZero():
 		return false, "no complete cycle yet"
 	case now.Sub(r.lastGood) > maxStale:

@@ -72,23 +72,26 @@ func TestReadiness(t *testing.T) {
 		name     string
 		lastGood time.Time
 		fresh    poller.Freshness
+		backfill poller.Backfill
 		want     string // "" for ready
 	}{
-		{"no cycle yet", time.Time{}, fresh, "no complete cycle yet"},
-		{"last cycle too old", now.Add(-11 * time.Minute), fresh, "data is stale: last complete cycle 11m0s ago"},
-		{"fresh", now.Add(-time.Minute), fresh, ""},
-		{"no accounts", now.Add(-time.Minute), poller.Freshness{}, ""},
-		{"one account stale", now.Add(-time.Minute), poller.Freshness{Active: 31, Stale: 1, Oldest: sid, Age: 197 * time.Second},
-			"data is stale: 1 of 31 active accounts not read completely for over 10m0s (-max-staleness); the oldest, " + sid + ", for 3m17s"},
-		{"several stale", now.Add(-time.Minute), poller.Freshness{Active: 31, Stale: 3, Oldest: sid, Age: 12*time.Minute + 300*time.Millisecond},
-			"data is stale: 3 of 31 active accounts not read completely for over 10m0s (-max-staleness); the oldest, " + sid + ", for 12m0s"},
+		{name: "backfilling", fresh: fresh, backfill: poller.Backfill{Total: 200, Done: 37, Messages: 185000},
+			want: "backfilling 37 of 200 subaccounts (185000 messages read)"},
+		{name: "no cycle yet", fresh: fresh, want: "no complete cycle yet"},
+		{name: "last cycle too old", lastGood: now.Add(-11 * time.Minute), fresh: fresh, want: "data is stale: last complete cycle 11m0s ago"},
+		{name: "fresh", lastGood: now.Add(-time.Minute), fresh: fresh},
+		{name: "no accounts", lastGood: now.Add(-time.Minute)},
+		{name: "one account stale", lastGood: now.Add(-time.Minute), fresh: poller.Freshness{Active: 31, Stale: 1, Oldest: sid, Age: 197 * time.Second},
+			want: "data is stale: 1 of 31 active accounts not read completely for over 10m0s (-max-staleness); the oldest, " + sid + ", for 3m17s"},
+		{name: "several stale", lastGood: now.Add(-time.Minute), fresh: poller.Freshness{Active: 31, Stale: 3, Oldest: sid, Age: 12*time.Minute + 300*time.Millisecond},
+			want: "data is stale: 3 of 31 active accounts not read completely for over 10m0s (-max-staleness); the oldest, " + sid + ", for 12m0s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var r readiness
 			if !tc.lastGood.IsZero() {
 				r.cycleDone(tc.lastGood, true)
 			}
-			ok, why := r.check(now, 10*time.Minute, tc.fresh)
+			ok, why := r.check(now, 10*time.Minute, tc.fresh, tc.backfill)
 			if ok != (tc.want == "") || why != tc.want {
 				t.Errorf("check = %v, %q; want %v, %q", ok, why, tc.want == "", tc.want)
 			}

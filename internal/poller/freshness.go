@@ -163,12 +163,13 @@ func (f *freshness) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// loadFreshness resets the data ages from the store.
-func (p *Poller) loadFreshness(accts []store.Account) error {
+// loadFreshness resets the data ages from the store and returns the
+// coverage it read.
+func (p *Poller) loadFreshness(accts []store.Account) (map[string]traffic.Coverage, error) {
 	covs, err := p.st.AllCoverage()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	p.fresh.reset(accts, covs)
-	return nil
+	return covs, nil
 }

@@ -13,8 +13,12 @@ type metrics struct {
 	accounts      prometheus.Gauge
 	pruned        prometheus.Counter
 	undecodable   prometheus.Counter
-	unknownStatus *prometheus.CounterVec
-	optOuts       *prometheus.CounterVec
+	// backfillPending counts the accounts the running cycle has yet to
+	// backfill; backfillMessages the messages backfills read.
+	backfillPending  prometheus.Gauge
+	backfillMessages prometheus.Counter
+	unknownStatus    *prometheus.CounterVec
+	optOuts          *prometheus.CounterVec
 }
 
 // newMetrics builds the poller's metrics and registers them on reg, which
@@ -63,6 +67,14 @@ func newMetrics(reg prometheus.Registerer, noSubaccountLabel bool) (*metrics, er
 			Name: "sentinel_messages_pruned_total",
 			Help: "Raw messages deleted past the retention period.",
 		}),
+		backfillPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sentinel_backfill_accounts_pending",
+			Help: "Accounts whose message logs the running cycle still has to read for the first time (or from scratch after a gap).",
+		}),
+		backfillMessages: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sentinel_backfill_messages_read_total",
+			Help: "Messages read by first reads (backfills) of message logs.",
+		}),
 		undecodable: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sentinel_messages_undecodable_total",
 			Help: "Messages skipped because they could not be decoded (the rest of their page is stored).",
@@ -100,7 +112,7 @@ func newMetrics(reg prometheus.Registerer, noSubaccountLabel bool) (*metrics, er
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.cycle, m.ingested, m.statusUpdates, m.failures, m.timeouts, m.lastSuccess, m.coverageEnd, m.accounts, m.pruned,
-		m.undecodable, m.unknownStatus, m.optOuts} {
+		m.undecodable, m.unknownStatus, m.optOuts, m.backfillPending, m.backfillMessages} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -205,6 +205,7 @@ type Poller struct {
 	logged       map[string]bool      // account/message SIDs logged as undecodable
 	statuses     map[string]bool      // unknown statuses seen: whether each has its own label
 	active       map[string]time.Time // when a poll last stored a new or changed message, by account
+	progress     progress             // of the first reads (backfills) of a cycle
 	started      time.Time            // when the Poller was made
 }
 
@@ -242,7 +243,7 @@ func New(cfg Config, tw *twilioapi.Client, st *store.Store, reg prometheus.Regis
 	// may be long in coming (the account list is read first).
 	accts, err := st.Accounts()
 	if err == nil {
-		err = p.loadFreshness(accts)
+		_, err = p.loadFreshness(accts)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("poller: %w", err)
@@ -337,7 +338,7 @@ func (p *Poller) Accounts(ctx context.Context) ([]store.AccountChange, error) {
 	// A new subaccount's data ages from now, before any messages cycle.
 	stored, err := p.st.Accounts()
 	if err == nil {
-		err = p.loadFreshness(stored)
+		_, err = p.loadFreshness(stored)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("data ages: %w", err)
@@ -395,8 +396,13 @@ func (p *Poller) Messages(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	if err := p.loadFreshness(accts); err != nil {
+	covs, err := p.loadFreshness(accts)
+	if err != nil {
 		return Result{}, fmt.Errorf("data ages: %w", err)
+	}
+	if n := p.toBackfill(accts, covs); n > 0 {
+		stop := p.progress.begin(n, p.log, p.m)
+		defer stop()
 	}
 	h, err := p.st.Horizon()
 	if err != nil {
@@ -735,6 +741,10 @@ func (p *Poller) pollLog(ctx context.Context, a store.Account, deep bool) (func(
 		}
 		p.noteRead(a.SID, read)
 		p.fresh.advance(a.SID, now)
+		if backfilling {
+			p.progress.accountDone(read)
+			p.m.backfillMessages.Add(float64(read))
+		}
 		p.m.coverageEnd.WithLabelValues(label...).Set(float64(now.Unix()))
 		p.log.Debug("messages polled", "subaccount", a.SID, "pages", pages, "first_page", opts.FirstPage,
 			"read", read, "since", since, "coverage_from", from, "coverage_until", now)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -704,4 +705,61 @@ func TestRereadToOldestPending(t *testing.T) {
 		t.Errorf("with nothing pending the poll read %d pages, want 1", n)
 	}
 	e.checkConsistent(sub)
+}
+
+// A first start backfills every log: it is followed (Backfill, for
+// /readyz), counted and logged, and over when the cycle is.
+func TestBackfillProgress(t *testing.T) {
+	var e *env
+	var seen []Backfill
+	var mu sync.Mutex
+	e = newEnv(t, envOptions{
+		poller: func(c *Config) { c.Concurrency = 1 },
+		handler: func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if strings.HasSuffix(r.URL.Path, "/Messages.json") && e != nil && e.p != nil {
+					mu.Lock()
+					seen = append(seen, e.p.Backfill())
+					mu.Unlock()
+				}
+				next.ServeHTTP(w, r)
+			})
+		},
+	})
+	var subs []string
+	for range 3 {
+		sub := e.addSub("")
+		e.generate(sub, 40, t0.Add(-10*time.Hour), t0)
+		subs = append(subs, sub)
+	}
+	e.mustSucceed()
+	mu.Lock()
+	got := slices.Clone(seen)
+	seen = nil
+	mu.Unlock()
+	if len(got) == 0 || got[0].Total != 4 { // three and the parent
+		t.Fatalf("progress during the first cycle = %+v, want 4 accounts to backfill", got)
+	}
+	if last := got[len(got)-1]; last.Done < 2 || last.Messages == 0 {
+		t.Errorf("progress at the last request = %+v, want accounts done and messages read", last)
+	}
+	if b := e.p.Backfill(); b.Total != 0 {
+		t.Errorf("progress after the cycle = %+v, want none", b)
+	}
+	if n := e.metric("sentinel_backfill_messages_read_total", nil); n != 120 {
+		t.Errorf("backfilled messages metric = %v, want 120", n)
+	}
+	if !strings.Contains(e.logs.String(), `msg="backfill done" done=4 accounts=4 messages=120`) {
+		t.Errorf("no backfill summary in the log:\n%s", e.logs.String())
+	}
+	// The next cycle reads incrementally: nothing to backfill.
+	e.clock.Advance(time.Minute)
+	e.mustSucceed()
+	mu.Lock()
+	defer mu.Unlock()
+	for _, b := range seen {
+		if b.Total != 0 {
+			t.Errorf("second cycle backfilling %+v", b)
+		}
+	}
 }
