@@ -13,10 +13,15 @@ import (
 // crowds it out hurts the customers it protects. So the Client's request
 // budget is a number of requests in flight, adaptive:
 //
-//   - at most Config.Concurrency requests are in flight at once;
+//   - at most Config.Concurrency requests are in flight at once; a new
+//     Client starts with one and adds one per good response (doubling per
+//     round trip) until the first 429 or the configured concurrency, so
+//     that it knows what the account's other traffic is before it has more
+//     than one request out;
 //   - a 429 halves that limit (never below 1; at most once per
 //     SuccessInterval, so that a burst of 429s to requests already in flight
-//     counts once) and holds new requests until its Retry-After has passed;
+//     counts once), and the request that drew it waits out its Retry-After
+//     before it is sent again (Client.do);
 //   - each SuccessInterval with successes and no 429 grows the limit back by
 //     one, up to Config.Concurrency;
 //   - where Twilio's Twilio-Concurrent-Requests response header says how
@@ -70,13 +75,12 @@ type budget struct {
 	lastCut  time.Time // the last halving
 	lastGrow time.Time // the last growth, or the start of the success interval
 	okSince  bool      // a success since lastGrow
-	paused   time.Time // no new request before it (Retry-After)
-	timer    *time.Timer
+	slow     bool      // slow start: one more per good response, until a 429
 }
 
 func newBudget(max int, share float64, interval time.Duration, now func() time.Time, m *metrics) *budget {
-	b := &budget{max: max, share: share, interval: interval, now: now, m: m, limit: max, lastGrow: now()}
-	m.limit.Set(float64(max))
+	b := &budget{max: max, share: share, interval: interval, now: now, m: m, limit: 1, slow: true, lastGrow: now()}
+	m.limit.Set(1)
 	return b
 }
 
@@ -91,12 +95,11 @@ func (b *budget) effective() int {
 }
 
 // acquire waits for a place in the budget or for ctx to end. Waiting
-// counts in the budget-wait metric. A retry (which has waited out its
-// Retry-After already) is not held by a pause.
-func (b *budget) acquire(ctx context.Context, retry bool) error {
+// counts in the budget-wait metric.
+func (b *budget) acquire(ctx context.Context) error {
 	start := b.now()
 	b.mu.Lock()
-	if (b.free() || (retry && b.inFlight < b.effective())) && len(b.waiters[PriorityNormal]) == 0 && len(b.waiters[PriorityLow]) == 0 {
+	if b.free() && len(b.waiters[PriorityNormal]) == 0 && len(b.waiters[PriorityLow]) == 0 {
 		b.inFlight++
 		b.m.inFlight.Set(float64(b.inFlight))
 		b.mu.Unlock()
@@ -136,11 +139,11 @@ func (b *budget) acquire(ctx context.Context, retry bool) error {
 
 // free reports whether a request may start now. The caller holds b.mu.
 func (b *budget) free() bool {
-	return b.inFlight < b.effective() && !b.now().Before(b.paused)
+	return b.inFlight < b.effective()
 }
 
-// wake hands free places to waiters, normal priority first, and sets a
-// timer for the end of a pause. The caller holds b.mu.
+// wake hands free places to waiters, normal priority first. The caller
+// holds b.mu.
 func (b *budget) wake() {
 	for b.free() {
 		p := PriorityNormal
@@ -156,14 +159,6 @@ func (b *budget) wake() {
 		b.m.inFlight.Set(float64(b.inFlight))
 		close(ch)
 	}
-	if d := b.paused.Sub(b.now()); d > 0 && b.timer == nil && (len(b.waiters[0])+len(b.waiters[1])) > 0 {
-		b.timer = time.AfterFunc(d, func() {
-			b.mu.Lock()
-			defer b.mu.Unlock()
-			b.timer = nil
-			b.wake()
-		})
-	}
 }
 
 // release gives back a place after a request's response was read.
@@ -175,10 +170,9 @@ func (b *budget) release() {
 	b.wake()
 }
 
-// answered adjusts the budget to a response: status, Retry-After (0 for
-// none) and the Twilio-Concurrent-Requests header (-1 for none). inFlight
-// is sentinel's own requests in flight when it arrived, itself included.
-func (b *budget) answered(status int, retryAfter time.Duration, concurrent int) {
+// answered adjusts the budget to a response: its status and Twilio's
+// Twilio-Concurrent-Requests header (-1 for none).
+func (b *budget) answered(status int, concurrent int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.now()
@@ -193,14 +187,15 @@ func (b *budget) answered(status int, retryAfter time.Duration, concurrent int) 
 	switch {
 	case status == 429:
 		b.m.throttled.Inc()
+		b.slow = false
 		if now.Sub(b.lastCut) >= b.interval {
 			b.limit = max(1, b.limit/2)
 			b.lastCut = now
 		}
 		b.lastGrow, b.okSince = now, false
-		if retryAfter > 0 && now.Add(retryAfter).After(b.paused) {
-			b.paused = now.Add(retryAfter)
-		}
+	case status > 0 && status < 500 && b.slow:
+		b.limit = min(b.limit+1, b.max)
+		b.slow = b.limit < b.max
 	case status > 0 && status < 500:
 		b.okSince = true
 		if now.Sub(b.lastGrow) >= b.interval {

@@ -38,21 +38,35 @@ func newTestBudget(t *testing.T, max int, share float64) (*budget, *fakeClock) {
 func TestBudgetAIMD(t *testing.T) {
 	b, clk := newTestBudget(t, 8, 1)
 	limit := func() int { b.mu.Lock(); defer b.mu.Unlock(); return b.effective() }
-	b.answered(429, 0, -1)
-	b.answered(429, 0, -1) // the same burst
+	// Slow start: one request out until the first answer, then one more
+	// per good answer.
+	for _, want := range []int{1, 2, 3} {
+		if got := limit(); got != want {
+			t.Fatalf("slow start: limit %d, want %d", got, want)
+		}
+		b.answered(200, -1)
+	}
+	for range 10 {
+		b.answered(200, -1)
+	}
+	if got := limit(); got != 8 {
+		t.Fatalf("after slow start the limit is %d, want 8", got)
+	}
+	b.answered(429, -1)
+	b.answered(429, -1) // the same burst
 	if got := limit(); got != 4 {
 		t.Fatalf("after a burst of 429s the limit is %d, want 4", got)
 	}
 	for _, want := range []int{2, 1, 1} {
 		clk.add(time.Second)
-		b.answered(429, 0, -1)
+		b.answered(429, -1)
 		if got := limit(); got != want {
 			t.Fatalf("limit %d, want %d", got, want)
 		}
 	}
 	for i := range 10 {
 		clk.add(time.Second)
-		b.answered(200, 0, -1)
+		b.answered(200, -1)
 		if got, want := limit(), min(2+i, 8); got != want {
 			t.Fatalf("after %d good intervals the limit is %d, want %d", i+1, got, want)
 		}
@@ -66,9 +80,10 @@ func TestBudgetAIMD(t *testing.T) {
 // hold a place at once, and normal requests go before low-priority ones.
 func TestBudgetBoundsInFlight(t *testing.T) {
 	b, _ := newTestBudget(t, 2, 1)
+	b.answered(200, -1) // out of slow start
 	ctx := context.Background()
 	for range 2 {
-		if err := b.acquire(ctx, false); err != nil {
+		if err := b.acquire(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -78,7 +93,7 @@ func TestBudgetBoundsInFlight(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := b.acquire(WithPriority(ctx, p), false); err != nil {
+			if err := b.acquire(WithPriority(ctx, p)); err != nil {
 				t.Error(err)
 				return
 			}
@@ -99,10 +114,10 @@ func TestBudgetBoundsInFlight(t *testing.T) {
 
 	// A cancelled wait gives nothing away.
 	b2, _ := newTestBudget(t, 1, 1)
-	b2.acquire(ctx, false)
+	b2.acquire(ctx)
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if err := b2.acquire(cctx, false); err == nil {
+	if err := b2.acquire(cctx); err == nil {
 		t.Error("acquire on a cancelled context succeeded")
 	}
 	b2.release()
@@ -130,16 +145,19 @@ func waitWaiters(t *testing.T, b *budget, n int) {
 func TestBudgetShare(t *testing.T) {
 	b, _ := newTestBudget(t, 8, 0.25)
 	limit := func() int { b.mu.Lock(); defer b.mu.Unlock(); return b.effective() }
-	b.acquire(context.Background(), false) // one of sentinel's in flight
-	b.answered(200, 0, 13)                 // 12 others: 0.25/0.75*12 = 4
+	for range 10 {
+		b.answered(200, -1) // out of slow start
+	}
+	b.acquire(context.Background()) // one of sentinel's in flight
+	b.answered(200, 13)             // 12 others: 0.25/0.75*12 = 4
 	if got := limit(); got != 4 {
 		t.Errorf("limit with 12 others in flight = %d, want 4", got)
 	}
-	b.answered(200, 0, 2) // 1 other: at least one
+	b.answered(200, 2) // 1 other: at least one
 	if got := limit(); got != 1 {
 		t.Errorf("limit with 1 other in flight = %d, want 1", got)
 	}
-	b.answered(200, 0, 1) // only this one: no cap
+	b.answered(200, 1) // only this one: no cap
 	if got := limit(); got != 8 {
 		t.Errorf("limit with no other traffic = %d, want 8", got)
 	}

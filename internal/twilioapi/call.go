@@ -40,13 +40,11 @@ type attempt struct {
 	limitErr   error
 	// held: the attempt holds a place in the budget until done.
 	held bool
-	// retry: not the call's first attempt.
-	retry bool
 }
 
 func (a *attempt) RoundTrip(req *http.Request) (*http.Response, error) {
 	a.done() // twilio-go sends one request per attempt; be safe if not
-	if err := a.c.budget.acquire(a.ctx, a.retry); err != nil {
+	if err := a.c.budget.acquire(a.ctx); err != nil {
 		if req.Body != nil {
 			req.Body.Close()
 		}
@@ -75,12 +73,11 @@ func (a *attempt) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	a.c.metrics.requests.WithLabelValues(a.endpoint, strconv.Itoa(resp.StatusCode)).Inc()
 	a.status, a.retryAfter, a.body = resp.StatusCode, resp.Header.Get("Retry-After"), resp.Body
-	ra, _ := parseRetryAfter(a.retryAfter, a.c.now())
 	concurrent := -1
 	if v, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Twilio-Concurrent-Requests"))); err == nil && v >= 0 {
 		concurrent = v
 	}
-	a.c.budget.answered(resp.StatusCode, ra, concurrent)
+	a.c.budget.answered(resp.StatusCode, concurrent)
 	return resp, nil
 }
 
@@ -110,7 +107,7 @@ func (c *Client) do(ctx context.Context, endpoint string, op func(api *openapi.A
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		a := &attempt{c: c, ctx: ctx, endpoint: endpoint, retry: n > 0}
+		a := &attempt{c: c, ctx: ctx, endpoint: endpoint}
 		err := c.calledURL(op(c.service(a)))
 		timedOut := a.done()
 		if err == nil {
