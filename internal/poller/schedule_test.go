@@ -297,3 +297,44 @@ func TestSchedulerConcurrentFirstRun(t *testing.T) {
 		t.Errorf("the deferred job ran %d times at start", runs["sweep"])
 	}
 }
+
+// The schedule counts from start, not from the end of the first runs: a
+// first pass over the message logs that takes 50s is followed by the next
+// at one minute, so no log waits 1m50s for its second read.
+func TestScheduleCountsFromStart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		var mu sync.Mutex
+		var starts []time.Duration
+		s, err := NewScheduler(discard(), Job{Name: "messages", Spec: "@every 1m", Run: func(ctx context.Context) {
+			mu.Lock()
+			starts = append(starts, time.Since(start))
+			first := len(starts) == 1
+			mu.Unlock()
+			if first {
+				time.Sleep(50 * time.Second)
+			}
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- s.Run(ctx) }()
+		time.Sleep(150 * time.Second)
+		cancel()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		want := []time.Duration{0, time.Minute, 2 * time.Minute}
+		if len(starts) != len(want) {
+			t.Fatalf("runs started at %v, want %v", starts, want)
+		}
+		for i := range want {
+			if starts[i] != want[i] {
+				t.Errorf("runs started at %v, want %v", starts, want)
+				break
+			}
+		}
+	})
+}

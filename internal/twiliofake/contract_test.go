@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -319,6 +320,63 @@ func TestInjected429(t *testing.T) {
 	st := s.Stats()
 	if st.Requests != 2 || st.Faults != 1 || st.ByStatus[429] != 1 || st.ByStatus[200] != 1 {
 		t.Errorf("stats = %+v", st)
+	}
+}
+
+// The account's pool of concurrent requests is shared with its other
+// traffic: past ConcurrencyLimit, Twilio answers 20429, and every response
+// says how many requests are in flight.
+func TestConcurrencyLimit(t *testing.T) {
+	s := mustStart(t, twiliofake.Options{Latency: 200 * time.Millisecond, ConcurrencyLimit: 4, ReportConcurrency: true})
+	s.SetBackground(2)
+	tw, w := restClient(s, parentSID, parentToken)
+	var wg sync.WaitGroup
+	errs := make([]error, 5)
+	for i := range errs {
+		wg.Go(func() { _, errs[i] = tw.FetchAccount(parentSID) })
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		if err == nil {
+			ok++
+			continue
+		}
+		if re := restErr(t, err); re.Code != 20429 || re.Status != 429 {
+			t.Errorf("got %d/%d, want 429/20429", re.Status, re.Code)
+		}
+	}
+	// Two places are the background's; whatever the timing, no request
+	// with more than two of its own in flight was served.
+	for _, r := range s.Requests() {
+		if r.Status == http.StatusOK && r.InFlight > 2 {
+			t.Errorf("served a request with %d in flight beside 2 of the background, limit 4", r.InFlight)
+		}
+	}
+	st := s.Stats()
+	if ok == 0 || st.Throttled != 5-ok || st.ByStatus[429] != 5-ok {
+		t.Errorf("%d served; stats %+v", ok, st)
+	}
+	if st.MaxInFlight < 1 || st.MaxInFlight > 5 {
+		t.Errorf("MaxInFlight = %d", st.MaxInFlight)
+	}
+	w.mu.Lock()
+	for _, resp := range w.resp {
+		n, err := strconv.Atoi(resp.Header.Get("Twilio-Concurrent-Requests"))
+		if err != nil || n < 3 || n > 7 {
+			t.Errorf("Twilio-Concurrent-Requests = %q, want 3..7", resp.Header.Get("Twilio-Concurrent-Requests"))
+		}
+	}
+	w.mu.Unlock()
+
+	// Alone, a request counts itself.
+	s.SetBackground(0)
+	s.Reset()
+	if _, err := tw.FetchAccount(parentSID); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.last().Header.Get("Twilio-Concurrent-Requests"); got != "1" {
+		t.Errorf("alone: Twilio-Concurrent-Requests = %q, want 1", got)
 	}
 }
 

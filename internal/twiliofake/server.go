@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -38,6 +39,17 @@ type Options struct {
 	MaxRecorded int
 	// Latency delays every request; it honours the request's context.
 	Latency time.Duration
+	// ConcurrencyLimit is the account's pool of concurrent requests (0:
+	// none): a request that would take the requests in flight, the
+	// Background ones included, past it is answered 429 with 20429, as
+	// Twilio does. Twilio does not publish its figure (?: third parties
+	// cite about 100).
+	ConcurrencyLimit int
+	// ReportConcurrency sends Twilio-Concurrent-Requests on every response:
+	// the requests in flight when it arrived, itself and Background
+	// included (?: Twilio does not document the header's meaning; see
+	// ../shared/twilio/NOTES.md).
+	ReportConcurrency bool
 }
 
 // Server is the fake. Its exported methods are safe for concurrent use,
@@ -59,6 +71,10 @@ type Server struct {
 	loops    map[string]int
 	requests []Request
 	stats    Stats
+
+	imu        sync.Mutex // guards the fields below
+	inFlight   int        // requests being served
+	background int        // other traffic's requests in flight (SetBackground)
 
 	ts *httptest.Server
 }
@@ -451,6 +467,9 @@ type Request struct {
 	Status int
 	// Fault is the injected fault that answered, FaultNone if none.
 	Fault FaultKind
+	// InFlight is how many requests were being served when it arrived,
+	// itself included and Background traffic not.
+	InFlight int
 }
 
 // Stats counts requests since the last Reset.
@@ -459,6 +478,34 @@ type Stats struct {
 	ByStatus map[int]int
 	// Faults counts requests answered by an injected fault (not Delay).
 	Faults int
+	// MaxInFlight is the most requests served at once (Background not
+	// included); Throttled counts the 429s ConcurrencyLimit answered.
+	MaxInFlight int
+	Throttled   int
+}
+
+// SetBackground sets how many requests other clients of the account (the
+// ISV's own production traffic) have in flight: they count against
+// ConcurrencyLimit and in Twilio-Concurrent-Requests.
+func (s *Server) SetBackground(n int) {
+	s.imu.Lock()
+	defer s.imu.Unlock()
+	s.background = max(0, n)
+}
+
+// enter counts a request in flight and returns the requests in flight
+// with it: its own and all of the account's.
+func (s *Server) enter() (own, all int) {
+	s.imu.Lock()
+	defer s.imu.Unlock()
+	s.inFlight++
+	return s.inFlight, s.inFlight + s.background
+}
+
+func (s *Server) leave() {
+	s.imu.Lock()
+	defer s.imu.Unlock()
+	s.inFlight--
 }
 
 // Requests returns the recorded requests, oldest first.
@@ -498,6 +545,7 @@ func (s *Server) record(r Request) {
 	s.requests = append(s.requests, r)
 	s.stats.Requests++
 	s.stats.ByStatus[r.Status]++
+	s.stats.MaxInFlight = max(s.stats.MaxInFlight, r.InFlight)
 	if r.Fault != FaultNone && r.Fault != FaultDelay {
 		s.stats.Faults++
 	}
@@ -539,12 +587,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	rec.User, _, _ = r.BasicAuth()
+	own, all := s.enter()
+	defer s.leave()
+	rec.InFlight = own
 	sw := &statusWriter{ResponseWriter: w, done: func(status int) {
 		rec.Status = status
 		s.record(rec)
 	}}
 	// A handler that writes nothing answers 200.
 	defer sw.setStatus(http.StatusOK)
+	if s.opts.ReportConcurrency {
+		w.Header().Set("Twilio-Concurrent-Requests", strconv.Itoa(all))
+	}
+	if s.opts.ConcurrencyLimit > 0 && all > s.opts.ConcurrencyLimit {
+		s.fmu.Lock()
+		s.stats.Throttled++
+		s.fmu.Unlock()
+		writeError(sw, http.StatusTooManyRequests, 20429, "Too Many Requests")
+		return
+	}
 
 	f, delay := s.pickFault(r)
 	if d := s.opts.Latency + delay; d > 0 {
