@@ -152,6 +152,7 @@ func build(cfg *config, log *slog.Logger, terminal io.Writer) (_ *app, err error
 		NoSubaccountLabel: cfg.noSubaccountLabel,
 		MessagesDeadline:  cfg.messagesDeadline,
 		UsageDeadline:     cfg.usageDeadline,
+		SweepDeadline:     cfg.sweepDeadline,
 	}, a.tw, a.st, a.reg, log, time.Now)
 	if err != nil {
 		return nil, err
@@ -220,6 +221,9 @@ func (a *app) onReload(set *policy.Set, err error) {
 }
 
 func (a *app) close() {
+	if a.poll != nil {
+		a.poll.Wait() // the reads that outlived their cycle; their context is done
+	}
 	if a.st != nil {
 		if err := a.st.Close(); err != nil {
 			a.log.Error("close store", "err", err)
@@ -261,6 +265,9 @@ func (a *app) once(ctx context.Context) error {
 		return err
 	}
 	res, err := a.poll.Messages(ctx)
+	// One run judges everything it read: reads that outlived the cycle
+	// are waited for.
+	a.poll.Wait()
 	if err != nil {
 		return fmt.Errorf("poll messages: %w", err)
 	}

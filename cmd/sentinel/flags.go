@@ -70,9 +70,10 @@ type config struct {
 	optOutKeywords                        []string
 	noSubaccountLabel                     bool
 
-	// pollDeadline is -poll-deadline; messagesDeadline and usageDeadline
-	// are what each stream gets, derived from its schedule without it.
-	pollDeadline, messagesDeadline, usageDeadline time.Duration
+	// pollDeadline is -poll-deadline; messagesDeadline, usageDeadline and
+	// sweepDeadline are what each stream gets, derived from its schedule
+	// without it.
+	pollDeadline, messagesDeadline, usageDeadline, sweepDeadline time.Duration
 
 	maxPerHour   int
 	maxFraction  float64
@@ -130,7 +131,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 	fs.Float64Var(&c.concurrencyShare, "concurrency-share", 0.25, "most share of the account's requests in flight sentinel takes while other traffic is in flight (Twilio-Concurrent-Requests)")
 	fs.Float64Var(&c.rateLimit, "rate-limit", 0, "optional hard cap on Twilio API requests per second (0: none; the concurrency budget bounds sentinel)")
 	fs.DurationVar(&c.requestTimeout, "request-timeout", 30*time.Second, "timeout of one Twilio API request")
-	fs.DurationVar(&c.pollDeadline, "poll-deadline", 0, "the longest one account's poll (all its requests, retries and backoff) may take before it is abandoned (default: half the interval of its stream's schedule)")
+	fs.DurationVar(&c.pollDeadline, "poll-deadline", 0, "how long one account's poll may go without a page (requests, retries and backoff) before it is abandoned as hung; a message log still being read page after page then goes on outside its cycle (default: half the interval of its stream's schedule)")
 	fs.DurationVar(&c.settle, "settle", 2*time.Hour, "trailing window re-read every poll, for late status changes")
 	fs.DurationVar(&c.retention, "retention", 7*24*time.Hour, "how long raw messages are kept")
 	keywords := fs.String("opt-out-keywords", "", "extra opt-out keywords, comma separated (Twilio's defaults always apply)")
@@ -261,14 +262,15 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 	}
 	// One account whose Twilio log hangs may hold up its cycle for half the
 	// time until the next cycle is due, so that everyone else is still
-	// judged on time; -poll-deadline overrides that for both streams.
-	c.messagesDeadline, c.usageDeadline = c.pollDeadline, c.pollDeadline
+	// judged on time; -poll-deadline overrides that for every stream.
+	c.messagesDeadline, c.usageDeadline, c.sweepDeadline = c.pollDeadline, c.pollDeadline, c.pollDeadline
 	for _, j := range []struct {
 		name     string
 		spec     string
 		deadline *time.Duration
 	}{
 		{"messages", c.messagesSpec, &c.messagesDeadline}, {"usage", c.usageSpec, &c.usageDeadline},
+		{"sweep", c.sweepSpec, &c.sweepDeadline},
 	} {
 		interval, err := poller.Interval(j.spec)
 		if err != nil {

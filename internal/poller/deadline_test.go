@@ -3,12 +3,14 @@ package poller
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"sentinel/internal/twilioapi"
 	"sentinel/internal/twiliofake"
 )
 
@@ -135,4 +137,96 @@ func TestHungAccountAbandonedAtDeadline(t *testing.T) {
 				goleak.IgnoreAnyFunction("net/http.(*conn).serve"))
 		})
 	}
+}
+
+// A read that needs more pages than fit in the deadline, such as the first
+// backfill of a very busy account, is not hung: abandoning it would leave
+// the account unread forever. It leaves its cycle, which goes on with the
+// other accounts, reads on to the end, and is recorded then; the cycles
+// meanwhile skip its account, and the backfill stays in the progress until
+// it ends.
+func TestLongReadOutlivesItsCycle(t *testing.T) {
+	const deadline = 300 * time.Millisecond
+	e := newEnv(t, envOptions{
+		client: func(c *twilioapi.Config) { c.PageSize = 50 },
+		poller: func(c *Config) {
+			c.Concurrency = 1
+			c.MessagesDeadline = deadline
+		},
+	})
+	busy := e.addSub("")
+	e.generate(busy, 1000, t0.Add(-20*time.Hour), t0) // 20 pages
+	var others []string
+	for range 3 {
+		sub := e.addSub("")
+		e.generate(sub, 10, t0.Add(-time.Hour), t0)
+		others = append(others, sub)
+	}
+	e.accounts()
+	// 100ms a page: 2s for the busy log, ten times its deadline, and a
+	// page well within it.
+	e.fake.Inject(twiliofake.Fault{Kind: twiliofake.FaultDelay, Path: messagesPath(busy), Delay: 100 * time.Millisecond})
+	leaks := goleak.IgnoreCurrent()
+
+	start := time.Now()
+	res, err := e.p.Messages(context.Background())
+	took := time.Since(start)
+	if err != nil || len(res.Failed) > 0 {
+		t.Fatalf("first cycle: %v %v", err, res.Failed)
+	}
+	if took > time.Second {
+		t.Errorf("the first cycle took %v: it waited for the long read", took)
+	}
+	if !slices.Equal(res.CatchingUp, []string{busy}) {
+		t.Errorf("CatchingUp = %v, want [%s]", res.CatchingUp, busy)
+	}
+	for _, sid := range others {
+		if got := e.coverage(sid); !got.Until.Equal(t0) {
+			t.Errorf("%s covered until %v, want %v: polled in the same cycle", sid, got.Until, t0)
+		}
+	}
+	if b := e.p.Backfill(); b.Total != 5 || b.Done != 4 {
+		t.Errorf("progress after the first cycle = %+v, want 4 of 5 done", b)
+	}
+
+	// The next cycle skips the account whose read goes on.
+	e.clock.Advance(time.Minute)
+	before := len(e.requests(messagesPath(busy)))
+	res, err = e.p.Messages(context.Background())
+	if err != nil || len(res.Failed) > 0 || !slices.Equal(res.CatchingUp, []string{busy}) {
+		t.Fatalf("second cycle: %v %v, catching up %v", err, res.Failed, res.CatchingUp)
+	}
+	e.p.Wait()
+	if n := len(e.requests(messagesPath(busy))) - before; n > 20 {
+		t.Errorf("%d requests for the busy log after the first cycle: it was read twice at once", n)
+	}
+	ps, err := e.st.PollState(busy, StreamMessages)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ps.Failures != 0 || !ps.LastSuccess.Equal(t0) {
+		t.Errorf("busy poll state = %+v, want a success at %v, when its read started", ps, t0)
+	}
+	if got := e.coverage(busy); !got.Until.Equal(t0) {
+		t.Errorf("busy covered until %v, want %v", got.Until, t0)
+	}
+	if c := e.sum(busy); c.Outbound+c.Inbound != 1000 {
+		t.Errorf("busy log: %d messages stored, want 1000", c.Outbound+c.Inbound)
+	}
+	e.checkConsistent(busy)
+	if b := e.p.Backfill(); b.Total != 0 {
+		t.Errorf("progress after the long read = %+v, want none", b)
+	}
+	if !strings.Contains(e.logs.String(), `msg="backfill done" done=5 accounts=5 failed=0`) {
+		t.Errorf("no backfill summary in the log:\n%s", e.logs.String())
+	}
+	// The third cycle reads it again, incrementally.
+	e.clock.Advance(time.Minute)
+	if res := e.messages(); len(res.CatchingUp) != 0 || len(res.Failed) != 0 {
+		t.Errorf("third cycle: %+v", res)
+	}
+	goleak.VerifyNone(t, leaks,
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreAnyFunction("net/http.(*conn).serve"))
 }

@@ -56,17 +56,17 @@
 //     account). Coverage only ever advances for an account whose poll
 //     finished, so the store stays consistent.
 //   - Each account's read from Twilio has a deadline (Config's
-//     MessagesDeadline and UsageDeadline), retries and backoff included, so
-//     that one account whose log hangs delays its cycle by at most that
-//     long and the others are judged on time. A read past its deadline is
-//     abandoned like a cancelled one, but it is the account's failure: it
-//     is recorded and counted (ErrDeadline, sentinel_poll_timeouts_total)
-//     and its coverage stays where it was, so its rules say "unknown" once
-//     the data is too old. The next poll starts again from the same
-//     watermark. An account's pages are read one after another, so a read
-//     that needs more pages than fit in the deadline, such as the first
-//     backfill of a very busy account, never completes: raise the deadline
-//     for such a fleet.
+//     MessagesDeadline, UsageDeadline and SweepDeadline), retries and
+//     backoff included, so that one account whose log hangs delays its
+//     cycle by at most that long and the others are judged on time. A read
+//     that goes its deadline without a page is hung: it is abandoned like a
+//     cancelled one, but it is the account's failure: it is recorded and
+//     counted (ErrDeadline, sentinel_poll_timeouts_total) and its coverage
+//     stays where it was, so its rules say "unknown" once the data is too
+//     old. The next poll starts again from the same watermark. A messages
+//     read that is still reading page after page at its deadline (the
+//     first backfill of a very busy account, the catch-up after an outage)
+//     leaves its cycle instead and reads on to the end; see each.
 package poller
 
 import (
@@ -75,6 +75,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/bits"
+	"slices"
 	"sync"
 	"time"
 
@@ -132,8 +133,11 @@ type Config struct {
 	// runs past its deadline is abandoned, recorded as failed with
 	// ErrDeadline, and the cycle goes on without it. Defaults 30s and
 	// 2m30s: half the intervals of the default schedules (@every 1m and
-	// @every 5m).
+	// @every 5m). A poll that reads page after page is not hung: see each.
 	MessagesDeadline, UsageDeadline time.Duration
+	// SweepDeadline bounds one account's sweep (see Sweep) the same way.
+	// Default 30m: half the interval of the default schedule (@every 1h).
+	SweepDeadline time.Duration
 }
 
 func (c *Config) setDefaults() error {
@@ -161,11 +165,14 @@ func (c *Config) setDefaults() error {
 	if c.UsageDeadline == 0 {
 		c.UsageDeadline = 150 * time.Second
 	}
+	if c.SweepDeadline == 0 {
+		c.SweepDeadline = 30 * time.Minute
+	}
 	switch {
 	case c.Concurrency < 0:
 		return fmt.Errorf("poller: concurrency %d is negative", c.Concurrency)
 	case c.Settle < 0 || c.Backfill < 0 || c.Retention < 0 || c.AggRetention < 0 ||
-		c.MessagesDeadline < 0 || c.UsageDeadline < 0:
+		c.MessagesDeadline < 0 || c.UsageDeadline < 0 || c.SweepDeadline < 0:
 		return errors.New("poller: durations must not be negative")
 	case c.UsageDays < 0:
 		return fmt.Errorf("poller: usage days %d is negative", c.UsageDays)
@@ -205,8 +212,10 @@ type Poller struct {
 	logged       map[string]bool      // account/message SIDs logged as undecodable
 	statuses     map[string]bool      // unknown statuses seen: whether each has its own label
 	active       map[string]time.Time // when a poll last stored a new or changed message, by account
-	progress     progress             // of the first reads (backfills) of a cycle
+	progress     progress             // of the first reads (backfills)
 	started      time.Time            // when the Poller was made
+	catching     map[string]bool      // accounts whose messages poll outlived its cycle
+	outlived     sync.WaitGroup       // those polls
 }
 
 // New returns a Poller. reg may be nil.
@@ -237,7 +246,8 @@ func New(cfg Config, tw *twilioapi.Client, st *store.Store, reg prometheus.Regis
 	}
 	p := &Poller{cfg: cfg, tw: tw, st: st, log: log, now: now, m: m, fresh: fresh, failing: map[string]int{},
 		lastRead: map[string]int{}, logged: map[string]bool{}, statuses: map[string]bool{}, active: map[string]time.Time{},
-		started: now()}
+		started: now(), catching: map[string]bool{}}
+	p.progress.log, p.progress.m = log, m
 	m.failures.WithLabelValues(append([]string{StreamAccounts}, p.label(cfg.Parent)...)...)
 	// The data ages are known from the store before the first cycle, which
 	// may be long in coming (the account list is read first).
@@ -285,6 +295,11 @@ type Result struct {
 	Polled int
 	// Failed maps each account whose poll failed to its error.
 	Failed map[string]error
+	// CatchingUp lists the accounts whose poll was still reading, page
+	// after page, when the cycle went on without it (see each), or had
+	// been since an earlier cycle. Their outcome is recorded when the read
+	// ends.
+	CatchingUp []string
 }
 
 // Err returns an error when every account failed, which usually means
@@ -400,10 +415,8 @@ func (p *Poller) Messages(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("data ages: %w", err)
 	}
-	if n := p.toBackfill(accts, covs); n > 0 {
-		stop := p.progress.begin(n, p.log, p.m)
-		defer stop()
-	}
+	backfills := p.toBackfill(accts, covs)
+	p.progress.expect(backfills)
 	h, err := p.st.Horizon()
 	if err != nil {
 		return Result{}, err
@@ -412,6 +425,9 @@ func (p *Poller) Messages(ctx context.Context) (Result, error) {
 	p.pruneHorizon = h
 	p.mu.Unlock()
 	res := p.each(ctx, accts, StreamMessages, p.cfg.MessagesDeadline, p.pollMessages)
+	// The backfills that did not end well end here, but for those still
+	// reading: each ends them.
+	p.progress.end(false, slices.DeleteFunc(backfills, func(sid string) bool { return slices.Contains(res.CatchingUp, sid) })...)
 	if ctx.Err() != nil {
 		// Shutting down: pruning can wait for the next cycle.
 		return res, ctx.Err()
@@ -434,7 +450,7 @@ func (p *Poller) Sweep(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	return p.each(ctx, accts, StreamSweep, p.cfg.MessagesDeadline, p.sweepMessages), ctx.Err()
+	return p.each(ctx, accts, StreamSweep, p.cfg.SweepDeadline, p.sweepMessages), ctx.Err()
 }
 
 // Usage polls every subaccount's usage once. The parent's usage is not read:
@@ -468,23 +484,38 @@ func (p *Poller) Usage(ctx context.Context) (Result, error) {
 // either part at once, which bounds the memory of reads waiting for the
 // store.
 //
-// The read has until deadline to finish: one account whose Twilio log hangs
-// gives its slot back then, is recorded as failed with ErrDeadline and is
-// counted as a timeout, and the others are polled on time. The store part
-// is local work and is not abandoned, so a read that completed in time
-// always advances the coverage.
+// The deadline tells a hung read from a long one. A read that goes a whole
+// deadline without a page (see touch) is hung: it is abandoned, recorded as
+// failed with ErrDeadline and counted as a timeout, and its slot goes to
+// the next account. A messages read still going at its deadline that is
+// reading page after page, such as the first backfill of a very busy
+// account or the catch-up after an outage, is not abandoned, or it would
+// never finish: it leaves the cycle (which goes on, so that the other
+// accounts are read and judged on time) and goes on reading on its own,
+// up to Concurrency of them at once; later cycles skip its account until
+// it ends, and its outcome is recorded then. The store part is local work
+// and is not abandoned, so a read that completed always advances the
+// coverage.
 func (p *Poller) each(ctx context.Context, accts []store.Account, stream string, deadline time.Duration, poll pollFunc) Result {
-	res := Result{Polled: len(accts), Failed: map[string]error{}}
+	res := Result{Failed: map[string]error{}}
 	var mu sync.Mutex
 	fail := func(sid string, err error) {
 		mu.Lock()
 		res.Failed[sid] = err
 		mu.Unlock()
 	}
+	outlive := stream == StreamMessages
 	slots := make(chan struct{}, p.cfg.Concurrency)
 	pending := make(chan struct{}, pendingPerSlot*p.cfg.Concurrency)
 	var wg sync.WaitGroup
 	for _, a := range accts {
+		if (stream == StreamMessages || stream == StreamSweep) && p.catchingUp(a.SID) {
+			mu.Lock()
+			res.CatchingUp = append(res.CatchingUp, a.SID)
+			mu.Unlock()
+			continue
+		}
+		res.Polled++
 		if err := acquire(ctx, pending); err != nil {
 			fail(a.SID, err)
 			continue
@@ -495,17 +526,62 @@ func (p *Poller) each(ctx context.Context, accts []store.Account, stream string,
 			continue
 		}
 		wg.Add(1)
+		// releaseSlot ends the read's hold on its slot; leave, the poll's
+		// part in the cycle. A poll that outlives its cycle does both when
+		// it leaves.
+		releaseSlot := sync.OnceFunc(func() { <-slots })
+		leave := sync.OnceFunc(func() {
+			<-pending
+			wg.Done()
+		})
 		go func() {
-			defer wg.Done()
-			defer func() { <-pending }()
+			defer leave()
 			at := p.now()
-			pctx, cancel := context.WithTimeout(ctx, deadline)
-			finish, err := poll(pctx, a)
-			if err != nil && ctx.Err() == nil && (pctx.Err() != nil || errors.Is(err, twilioapi.ErrDeadline)) {
+			pctx, cancel := context.WithCancel(ctx)
+			dog := newWatchdog(deadline, cancel)
+			var (
+				omu      sync.Mutex
+				read     bool // the read is over
+				outlived bool // the read left the cycle
+			)
+			if outlive {
+				t := time.AfterFunc(deadline, func() {
+					omu.Lock()
+					defer omu.Unlock()
+					if read || !dog.progressing() || !p.startCatchUp(a.SID) {
+						return
+					}
+					outlived = true
+					p.log.Info("poll goes on past its deadline, reading page after page; the cycle goes on without it",
+						"stream", stream, "subaccount", a.SID, "deadline", deadline)
+					mu.Lock()
+					res.CatchingUp = append(res.CatchingUp, a.SID)
+					mu.Unlock()
+					releaseSlot()
+					leave()
+				})
+				defer t.Stop()
+			}
+			finish, err := poll(withTouch(pctx, dog.touch), a)
+			hung := dog.stop()
+			if err != nil && ctx.Err() == nil && (hung || errors.Is(err, twilioapi.ErrDeadline)) {
 				err = &deadlineError{sid: a.SID, d: deadline, err: err}
 			}
 			cancel()
-			<-slots
+			omu.Lock()
+			read = true
+			gone := outlived
+			omu.Unlock()
+			if gone {
+				defer p.endCatchUp(a.SID)
+			}
+			releaseSlot()
+			// What the cycle reports: nothing for a poll that left it.
+			report := func(err error) {
+				if !gone {
+					fail(a.SID, err)
+				}
+			}
 			if errors.Is(err, errUnchanged) {
 				return
 			}
@@ -513,7 +589,7 @@ func (p *Poller) each(ctx context.Context, accts []store.Account, stream string,
 				err = finish()
 			}
 			if err != nil && ctx.Err() != nil {
-				fail(a.SID, err)
+				report(err)
 				return
 			}
 			if rerr := p.st.RecordPoll(a.SID, stream, at, err); rerr != nil && err == nil {
@@ -523,7 +599,7 @@ func (p *Poller) each(ctx context.Context, accts []store.Account, stream string,
 			label := append([]string{stream}, p.label(a.SID)...)
 			failures := p.m.failures.WithLabelValues(label...) // from 0, so a later failure is an increase
 			if err != nil {
-				fail(a.SID, err)
+				report(err)
 				failures.Inc()
 				if errors.Is(err, ErrDeadline) {
 					p.m.timeouts.WithLabelValues(stream).Inc()
@@ -535,6 +611,42 @@ func (p *Poller) each(ctx context.Context, accts []store.Account, stream string,
 	}
 	wg.Wait()
 	return res
+}
+
+// catchingUp reports whether sid's messages poll outlived its cycle and is
+// still reading.
+func (p *Poller) catchingUp(sid string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.catching[sid]
+}
+
+// startCatchUp lets sid's messages poll outlive its cycle, unless
+// Concurrency of them already do: then it stays in its cycle, which waits
+// for it.
+func (p *Poller) startCatchUp(sid string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.catching) >= p.cfg.Concurrency {
+		return false
+	}
+	p.catching[sid] = true
+	p.outlived.Add(1)
+	return true
+}
+
+func (p *Poller) endCatchUp(sid string) {
+	p.progress.end(false, sid) // if it was a backfill that did not end well
+	p.mu.Lock()
+	delete(p.catching, sid)
+	p.mu.Unlock()
+	p.outlived.Done()
+}
+
+// Wait waits for the polls that outlived their cycle (see each) to end.
+// Cancel the context given to the cycles first to have them end soon.
+func (p *Poller) Wait() {
+	p.outlived.Wait()
 }
 
 // deadlineError is a poll abandoned at its deadline; err is how the read
@@ -685,6 +797,7 @@ func (p *Poller) pollLog(ctx context.Context, a store.Account, deep bool) (func(
 	read, pages := 0, 0
 	opts := twilioapi.MessageList{FirstPage: p.firstPage(a.SID)}
 	err = p.tw.Messages(ctx, a.SID, opts, func(page *twilioapi.Page) (bool, error) {
+		touch(ctx)
 		pages = page.Number
 		p.skipped(a.SID, page.Skipped)
 		if len(page.Messages) == 0 {
@@ -742,7 +855,8 @@ func (p *Poller) pollLog(ctx context.Context, a store.Account, deep bool) (func(
 		p.noteRead(a.SID, read)
 		p.fresh.advance(a.SID, now)
 		if backfilling {
-			p.progress.accountDone(read)
+			p.progress.read(read)
+			p.progress.end(true, a.SID)
 			p.m.backfillMessages.Add(float64(read))
 		}
 		p.m.coverageEnd.WithLabelValues(label...).Set(float64(now.Unix()))

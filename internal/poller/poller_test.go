@@ -749,7 +749,7 @@ func TestBackfillProgress(t *testing.T) {
 	if n := e.metric("sentinel_backfill_messages_read_total", nil); n != 120 {
 		t.Errorf("backfilled messages metric = %v, want 120", n)
 	}
-	if !strings.Contains(e.logs.String(), `msg="backfill done" done=4 accounts=4 messages=120`) {
+	if !strings.Contains(e.logs.String(), `msg="backfill done" done=4 accounts=4 failed=0 messages=120`) {
 		t.Errorf("no backfill summary in the log:\n%s", e.logs.String())
 	}
 	// The next cycle reads incrementally: nothing to backfill.
