@@ -81,7 +81,7 @@ type world struct {
 
 // newWorld starts the fake and the Slack recorder and stops them when t
 // ends.
-func newWorld(t *testing.T, opts twiliofake.Options) *world {
+func newWorld(t testing.TB, opts twiliofake.Options) *world {
 	t.Helper()
 	fake := twiliofake.New(opts)
 	fake.Start()
@@ -222,7 +222,7 @@ func runEnv(t *testing.T, env, secrets []string, args ...string) result {
 }
 
 // checkSecrets fails t if any output contains a secret.
-func checkSecrets(t *testing.T, secrets []string, outputs ...string) {
+func checkSecrets(t testing.TB, secrets []string, outputs ...string) {
 	t.Helper()
 	for _, out := range outputs {
 		for _, s := range secrets {
@@ -243,20 +243,20 @@ type proc struct {
 }
 
 // start starts sentinel in the background with w's environment.
-func (w *world) start(t *testing.T, args ...string) *proc {
+func (w *world) start(t testing.TB, args ...string) *proc {
 	t.Helper()
 	return startEnv(t, w.environ(), w.secrets(), args...)
 }
 
 // startEnv starts sentinel in the background. It is killed when t ends if
 // it is still running, and its output then must not contain secrets.
-func startEnv(t *testing.T, env, secrets []string, args ...string) *proc {
+func startEnv(t testing.TB, env, secrets []string, args ...string) *proc {
 	t.Helper()
 	return startCmd(t, exec.Command(bin, args...), env, secrets)
 }
 
 // startCmd is startEnv for a command the test prepared (its directory).
-func startCmd(t *testing.T, cmd *exec.Cmd, env, secrets []string) *proc {
+func startCmd(t testing.TB, cmd *exec.Cmd, env, secrets []string) *proc {
 	t.Helper()
 	p := &proc{
 		cmd:     cmd,
@@ -296,7 +296,7 @@ func startCmd(t *testing.T, cmd *exec.Cmd, env, secrets []string) *proc {
 
 // waitFor waits until re matches the process's stderr (or stdout, if
 // stdout is set) and returns the first submatch, or the whole match.
-func (p *proc) waitFor(t *testing.T, re *regexp.Regexp, stdout bool, timeout time.Duration) string {
+func (p *proc) waitFor(t testing.TB, re *regexp.Regexp, stdout bool, timeout time.Duration) string {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -322,14 +322,14 @@ func (p *proc) waitFor(t *testing.T, re *regexp.Regexp, stdout bool, timeout tim
 var listenRe = regexp.MustCompile(`msg="sentinel started".* listen=(\S+)`)
 
 // addr waits for the daemon's start-up line and returns its HTTP address.
-func (p *proc) addr(t *testing.T) string {
+func (p *proc) addr(t testing.TB) string {
 	t.Helper()
 	return p.waitFor(t, listenRe, false, 30*time.Second)
 }
 
 // signal sends sig and waits at most timeout for the process to exit,
 // returning its exit code.
-func (p *proc) signal(t *testing.T, sig os.Signal, timeout time.Duration) int {
+func (p *proc) signal(t testing.TB, sig os.Signal, timeout time.Duration) int {
 	t.Helper()
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Fatalf("signal %v: %v", sig, err)
@@ -338,7 +338,7 @@ func (p *proc) signal(t *testing.T, sig os.Signal, timeout time.Duration) int {
 }
 
 // wait waits at most timeout for the process to exit.
-func (p *proc) wait(t *testing.T, timeout time.Duration) int {
+func (p *proc) wait(t testing.TB, timeout time.Duration) int {
 	t.Helper()
 	select {
 	case <-p.done:
@@ -392,7 +392,7 @@ func (r *slackRecorder) setDown(down bool) {
 	r.down = down
 }
 
-func newSlackRecorder(t *testing.T) *slackRecorder {
+func newSlackRecorder(t testing.TB) *slackRecorder {
 	t.Helper()
 	r := &slackRecorder{revoked: map[string]bool{}}
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {

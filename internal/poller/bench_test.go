@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -349,5 +350,210 @@ func BenchmarkSteadyState2000(b *testing.B) {
 		b.ReportMetric(elapsed.Seconds()/ideal.Seconds(), "x-ideal")
 		b.ReportMetric(float64(fake.Stats().Requests), "requests")
 		b.StartTimer()
+	}
+}
+
+// busySender sends rate messages an hour from one subaccount on the fake,
+// each delivered within a minute of being sent: a message is listed as
+// "sent" until its receipt, then as "delivered".
+type busySender struct {
+	fake    *twiliofake.Server
+	sid     string
+	rate    int // messages an hour
+	next    time.Time
+	seq     int
+	pending []pendingMsg // sent, not yet delivered, oldest first
+}
+
+type pendingMsg struct {
+	sid       string
+	delivered time.Time
+}
+
+// receipt is the delay of the n-th message's delivery receipt, spread over
+// (0, 60s].
+func receipt(n int) time.Duration {
+	return time.Duration(1+(n*7919)%60) * time.Second
+}
+
+// until appends the messages sent up to now and delivers those whose
+// receipt is due by now.
+func (s *busySender) until(b *testing.B, now time.Time) {
+	b.Helper()
+	every := time.Hour / time.Duration(s.rate)
+	var msgs []twiliofake.Message
+	var due []time.Time
+	for ; !s.next.After(now); s.next = s.next.Add(every) {
+		s.seq++
+		at := s.next
+		status := "sent"
+		if !at.Add(receipt(s.seq)).After(now) {
+			status = "delivered"
+		}
+		msgs = append(msgs, twiliofake.Message{AccountSID: s.sid, From: "+15550001000", To: fmt.Sprintf("+1202555%04d", s.seq%10000),
+			Status: status, DateSent: at, MessagingServiceSID: "MG" + s.sid[2:], Body: "Your code is 1234", Price: "-0.0079"})
+		due = append(due, at.Add(receipt(s.seq)))
+	}
+	sids, err := s.fake.AppendMessages(msgs...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i, m := range msgs {
+		if m.Status == "sent" {
+			s.pending = append(s.pending, pendingMsg{sids[i], due[i]})
+		}
+	}
+	keep := s.pending[:0]
+	for _, m := range s.pending {
+		if m.delivered.After(now) {
+			keep = append(keep, m)
+			continue
+		}
+		if err := s.fake.UpdateMessage(m.sid, func(msg *twiliofake.Message) { msg.Status = "delivered" }); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s.pending = keep
+}
+
+// BenchmarkBusy50k polls, once a simulated minute, a subaccount sending
+// 50,000 messages an hour whose every message is delivered within 60s of
+// being sent, with the default settings: a poll re-reads only back to the
+// oldest message that can still change, so a cycle costs a page or two,
+// not the 100 pages of its 2-hour settle window.
+//
+// It starts with the settle window's worth of history, polls 15 minutes to
+// reach a steady state, then measures 30 cycles. Metrics:
+// max-pages/cycle (target at most 3), pages/cycle (the mean),
+// msgs-read/cycle, and sweep-pages, what the hourly sweep of the whole
+// settle window costs (see Poller.Sweep).
+func BenchmarkBusy50k(b *testing.B) {
+	const rate = 50000
+	const warm, measured = 15, 30
+	for b.Loop() {
+		b.StopTimer()
+		clk := newClock(t0)
+		fake, _, _ := benchFleet(b, clk, 0, 0, 0)
+		a, err := fake.AddSubaccount(twiliofake.Account{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		s := &busySender{fake: fake, sid: a.SID, rate: rate, next: t0.Add(-2 * time.Hour)}
+		s.until(b, t0)
+		p, _ := benchPoller(b, fake, clk, 0)
+		if res, err := p.Messages(context.Background()); err != nil || len(res.Failed) > 0 {
+			b.Fatalf("first cycle: %v %v", err, res.Failed)
+		}
+		path := "/2010-04-01/Accounts/" + a.SID + "/Messages.json"
+		var maxPages, pages, read int
+		b.StartTimer()
+		for i := range warm + measured {
+			s.until(b, clk.Advance(time.Minute))
+			fake.Reset()
+			if res, err := p.Messages(context.Background()); err != nil || len(res.Failed) > 0 {
+				b.Fatalf("cycle %d: %v %v", i, err, res.Failed)
+			}
+			if i < warm {
+				continue
+			}
+			n := 0
+			for _, r := range fake.Requests() {
+				if r.Path == path {
+					n++
+				}
+			}
+			maxPages = max(maxPages, n)
+			pages += n
+			p.mu.Lock()
+			read += p.lastRead[a.SID]
+			p.mu.Unlock()
+		}
+		b.StopTimer()
+		fake.Reset()
+		if res, err := p.Sweep(context.Background()); err != nil || len(res.Failed) > 0 {
+			b.Fatalf("sweep: %v %v", err, res.Failed)
+		}
+		sweep := 0
+		for _, r := range fake.Requests() {
+			if r.Path == path {
+				sweep++
+			}
+		}
+		b.ReportMetric(float64(maxPages), "max-pages/cycle")
+		b.ReportMetric(float64(pages)/measured, "pages/cycle")
+		b.ReportMetric(float64(read)/measured, "msgs-read/cycle")
+		b.ReportMetric(float64(sweep), "sweep-pages")
+		if maxPages > 3 {
+			b.Errorf("a steady-state cycle cost %d message pages, want at most 3", maxPages)
+		}
+		b.StartTimer()
+	}
+}
+
+// cpuTime returns the CPU time (user and system) this process has used.
+func cpuTime(b *testing.B) time.Duration {
+	b.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkQuietCycle measures one quiet cycle (the message logs, then
+// usage, as the daemon's schedules run them) over fleets of 1,000 to 10,000
+// subaccounts that sent nothing since the last one, with the default
+// settings, to show that its cost grows linearly with the fleet. Each
+// subaccount has a day of history (20 messages).
+//
+// Metrics: requests (the fake's count: one per account for the message
+// logs, none for usage that cannot have changed), requests/sub,
+// cpu-ms (the process's CPU time over the cycle, the in-process fake's
+// serving included), cpu-us/sub, alloc-MB (allocated during the cycle,
+// the fake's included), heap-MB (the heap the poller and store retain
+// after it: the live heap less the fake's).
+func BenchmarkQuietCycle(b *testing.B) {
+	for _, subs := range []int{1000, 2000, 5000, 10000} {
+		b.Run(fmt.Sprintf("subs=%d", subs), func(b *testing.B) {
+			clk := newClock(t0)
+			fake, _, _ := benchFleet(b, clk, subs, 20, 0)
+			fakeHeap := heapMB()
+			p, _ := benchPoller(b, fake, clk, 0)
+			ctx := context.Background()
+			cycle := func() {
+				if res, err := p.Messages(ctx); err != nil || len(res.Failed) > 0 {
+					b.Fatalf("messages: %v %v", err, res.Failed)
+				}
+				// The usage job runs after the message logs were read.
+				clk.Advance(time.Second)
+				if res, err := p.Usage(ctx); err != nil || len(res.Failed) > 0 {
+					b.Fatalf("usage: %v %v", err, res.Failed)
+				}
+			}
+			cycle() // the first, backfilling one
+			var ms runtime.MemStats
+			for b.Loop() {
+				b.StopTimer()
+				clk.Advance(time.Minute)
+				fake.Reset()
+				runtime.GC()
+				runtime.ReadMemStats(&ms)
+				alloc, cpu := ms.TotalAlloc, cpuTime(b)
+				b.StartTimer()
+				cycle()
+				b.StopTimer()
+				cpu = cpuTime(b) - cpu
+				runtime.ReadMemStats(&ms)
+				alloc = ms.TotalAlloc - alloc
+				n := fake.Stats().Requests
+				b.ReportMetric(float64(n), "requests")
+				b.ReportMetric(float64(n)/float64(subs), "requests/sub")
+				b.ReportMetric(float64(cpu.Milliseconds()), "cpu-ms")
+				b.ReportMetric(float64(cpu.Microseconds())/float64(subs), "cpu-us/sub")
+				b.ReportMetric(float64(alloc)/(1<<20), "alloc-MB")
+				b.ReportMetric(heapMB()-fakeHeap, "heap-MB")
+				b.StartTimer()
+			}
+		})
 	}
 }

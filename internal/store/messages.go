@@ -1039,26 +1039,46 @@ func readHours(c *bolt.Cursor, r *hourReader, account string, from, to time.Time
 	return dst, err
 }
 
-// OldestPending returns the start of accountSID's oldest bucket in
-// [from, to) that holds a message that can still change (traffic.Counts
-// Pending), and whether there is one.
+// OldestPending returns the Time of accountSID's oldest message in
+// [from, to) that can still change (traffic.Counts Pending), and whether
+// there is one. The aggregates find its bucket; the raw messages of that
+// bucket alone are read for the message, so that a poll reads back to it
+// and not to the start of its bucket, five minutes of a busy log earlier.
 func (s *Store) OldestPending(accountSID string, from, to time.Time) (time.Time, bool, error) {
+	from, to = from.UTC(), to.UTC()
 	var at time.Time
 	var found bool
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var r hourReader
-		return eachHour(tx.Bucket([]byte(bkAggregates)).Cursor(), accountSID, from.UTC(), to.UTC(), func(hour time.Time, v []byte) error {
+		times, msgs := tx.Bucket([]byte(bkMsgTime)), tx.Bucket([]byte(bkMessages))
+		// The bucket that holds from starts before it.
+		start := traffic.BucketStart(from)
+		return eachHour(tx.Bucket([]byte(bkAggregates)).Cursor(), accountSID, start, to, func(hour time.Time, v []byte) error {
 			if found {
 				return nil
 			}
-			bs, err := r.appendHour(nil, hour, v, from.UTC(), to.UTC(), false)
+			bs, err := r.appendHour(nil, hour, v, start, to, false)
 			if err != nil {
 				return err
 			}
 			for _, b := range bs {
-				if b.Pending > 0 {
-					at, found = b.Start, true
-					return nil
+				if b.Pending == 0 {
+					continue
+				}
+				lo, hi := b.Start, b.Start.Add(traffic.BucketWidth)
+				if lo.Before(from) {
+					lo = from
+				}
+				if hi.After(to) {
+					hi = to
+				}
+				err := scanTimes(times, msgs, accountSID, lo, hi, func(m traffic.Message) {
+					if !found && traffic.Contribution(m).Pending > 0 {
+						at, found = m.Time, true
+					}
+				})
+				if err != nil || found {
+					return err
 				}
 			}
 			return nil

@@ -745,3 +745,37 @@ func TestConcurrentUse(t *testing.T) {
 		checkRecount(t, s, acct, testBase, testBase.Add(2*time.Hour))
 	}
 }
+
+// OldestPending names the oldest message that can still change, not the
+// start of its bucket: a busy log would otherwise be re-read up to five
+// minutes further back than needed on every poll.
+func TestOldestPendingIsExact(t *testing.T) {
+	s := MustOpen(t)
+	acct := testAccount(1)
+	var msgs []traffic.Message
+	for i := range 40 {
+		m := testMessage(acct, i, testBase.Add(time.Duration(i)*15*time.Second))
+		m.Status = "delivered"
+		msgs = append(msgs, m)
+	}
+	msgs[30].Status = "sent"   // 7m30s
+	msgs[36].Status = "queued" // 9m
+	msgs[3].Status = "sent"    // 45s, before the range asked for below
+	mustPut(t, s, acct, msgs...)
+	for _, tc := range []struct {
+		from time.Time
+		want time.Time
+	}{
+		{testBase.Add(time.Minute), testBase.Add(7*time.Minute + 30*time.Second)},
+		{testBase.Add(8 * time.Minute), testBase.Add(9 * time.Minute)},
+		{testBase, testBase.Add(45 * time.Second)},
+	} {
+		at, found, err := s.OldestPending(acct, tc.from, testBase.Add(time.Hour))
+		if err != nil || !found || !at.Equal(tc.want) {
+			t.Errorf("OldestPending from %v = %v, %v, %v; want %v", tc.from, at, found, err, tc.want)
+		}
+	}
+	if _, found, err := s.OldestPending(acct, testBase.Add(9*time.Minute+time.Second), testBase.Add(time.Hour)); found || err != nil {
+		t.Errorf("OldestPending after the last pending message: found %v, %v", found, err)
+	}
+}
