@@ -85,7 +85,7 @@ func status(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 			if lerr != nil {
 				fmt.Fprintf(stderr, "sentinel: the policies in %s do not load, so rules are not judged here: %v\n", cfg.policies, firstLine(lerr))
 			}
-			rows, err = actions.StatusRows(ctx, st, set, time.Now())
+			rows, err = actions.StatusRows(ctx, st, set, time.Now(), cfg.maxStaleness)
 			return err
 		})
 	if err != nil {

@@ -122,7 +122,7 @@ sentinel demo
 	}
 	stopFleet()
 
-	rows, err := actions.StatusRows(context.WithoutCancel(ctx), a.st, a.policies.Current(), time.Now())
+	rows, err := actions.StatusRows(context.WithoutCancel(ctx), a.st, a.policies.Current(), time.Now(), a.cfg.maxStaleness)
 	if err != nil {
 		return err
 	}

@@ -44,10 +44,11 @@ func statusPosts(fake *twiliofake.Server, status string) []string {
 	return sids
 }
 
-// statusRows runs `sentinel -status -json` and returns its rows by SID.
-func (w *world) statusRows(t *testing.T) map[string]actions.StatusRow {
+// statusRows runs `sentinel -status -json` (with extra flags) and returns
+// its rows by SID.
+func (w *world) statusRows(t *testing.T, extra ...string) map[string]actions.StatusRow {
 	t.Helper()
-	r := w.run(t, w.args("-status", "-json")...)
+	r := w.run(t, w.args(append([]string{"-status", "-json"}, extra...)...)...)
 	if r.code != 0 {
 		t.Fatalf("-status -json: %s", r)
 	}

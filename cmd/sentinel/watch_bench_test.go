@@ -125,7 +125,7 @@ func gaps(byAcct map[string][]time.Time, since time.Time, n int) (longest time.D
 		if i == len(ts) || ts[i].Sub(since) > watchEvery {
 			onTime = false
 		}
-		for j := max(i, 1); j < len(ts); j++ {
+		for j := i + 1; j < len(ts); j++ {
 			d := ts[j].Sub(ts[j-1])
 			longest = max(longest, d)
 			if d > watchEvery {
@@ -245,4 +245,62 @@ func timeline(recs []twiliofake.Request, start time.Time, width time.Duration) s
 		fmt.Fprintf(&sb, "%8v %8d %8d %8d %8d\n", time.Duration(i)*width, b.msgs, b.usage, b.throttled, b.other)
 	}
 	return sb.String()
+}
+
+// BenchmarkThrottledWatch2000 runs the daemon over the same 2,000 quiet
+// subaccounts while the account's other traffic holds 21 requests in
+// flight (Twilio-Concurrent-Requests says so) and, for the first two
+// minutes, the fake answers 429 to a fifth of all requests. With the
+// default -concurrency-share of 0.25, sentinel may hold at most 7 requests
+// beside those 21 (a quarter of the 28), fewer than -concurrency's 8: the
+// fake's count of requests in flight must never exceed that. Two cycles
+// after the 429s stop, the watch must hold again: every log read within a
+// minute, and every minute after.
+//
+// Metrics: max-in-flight (the most of sentinel's requests the fake served
+// at once), share-cap (7), throttled (429s answered), max-gap-s (the
+// longest gap between two reads of a log from two cycles after the 429s
+// stopped), late-reads (of those, more than a minute apart).
+func BenchmarkThrottledWatch2000(b *testing.B) {
+	const subs, background = 2000, 21
+	const throttled = 2 * time.Minute
+	shareCap := int(0.25 / 0.75 * background)
+	for b.Loop() {
+		w := watchWorld(b, subs, twiliofake.Options{Latency: 150 * time.Millisecond, ReportConcurrency: true})
+		w.fake.SetBackground(background)
+		parent := w.fake.ParentSID()
+		fault := w.fake.Inject(twiliofake.Fault{Kind: twiliofake.FaultTooManyRequests, Rate: 0.2, Seed: 1})
+		start := time.Now()
+		p, addr := startWatch(b, w)
+		time.Sleep(throttled - time.Since(start))
+		w.fake.RemoveFault(fault)
+		stopped := time.Now()
+		waitUntil(b, p, 10*time.Minute, "the first read of every log", func() bool {
+			return covered(w.fake.Requests(), messagesPathRe, parent, subs)
+		})
+		// Two cycles after the 429s stopped, and two more to watch.
+		holds := stopped.Add(2 * watchEvery)
+		time.Sleep(time.Until(holds))
+		quietCycles(b, w, p, addr, 2)
+		if code := p.signal(b, syscall.SIGTERM, time.Minute); code != 0 {
+			b.Fatalf("sentinel exited %d:\n%s", code, p.stderr)
+		}
+
+		recs := w.fake.Requests()
+		longest, late, onTime := gaps(reads(recs, parent), holds, subs)
+		st := w.fake.Stats()
+		b.ReportMetric(float64(st.MaxInFlight), "max-in-flight")
+		b.ReportMetric(float64(shareCap), "share-cap")
+		b.ReportMetric(float64(st.ByStatus[429]), "throttled")
+		b.ReportMetric(longest.Seconds(), "max-gap-s")
+		b.ReportMetric(float64(late), "late-reads")
+		if st.MaxInFlight > shareCap {
+			b.Errorf("sentinel had %d requests in flight beside %d of the account's own; its share allows %d", st.MaxInFlight, background, shareCap)
+		}
+		if late > 0 || !onTime {
+			b.Log(timeline(recs, start, 10*time.Second))
+			b.Errorf("two cycles after the 429s stopped, the watch did not hold: every log read in the minute after: %v; %d reads more than %v apart (longest %v)",
+				onTime, late, watchEvery, longest)
+		}
+	}
 }

@@ -208,6 +208,7 @@ func statesChanged(stored map[string]store.RuleState, next map[string]policy.Sta
 type evaluator struct {
 	set   *policy.Set
 	now   time.Time
+	lag   time.Duration // policy.Subject.MaxLag: Config.MaxStaleness
 	log   *slog.Logger
 	debug bool                    // log every decision (-log-level debug)
 	spend []bool                  // by rule index: a spend signal
@@ -245,6 +246,7 @@ func (e *evaluator) judge(v *verdict, buckets []traffic.Bucket, examples traffic
 		Buckets:      buckets,
 		Examples:     examples,
 		Coverage:     v.cov,
+		MaxLag:       e.lag,
 		Usage:        v.usage,
 		UsageAsOf:    v.usageAsOf,
 		ReinstatedAt: v.br.ReinstatedAt,
@@ -305,14 +307,16 @@ func withHead(examples traffic.ExampleFunc, head traffic.Bucket) traffic.Example
 // error, if any, after judging the accounts the scan did not reach one at
 // a time; it stops early only when ctx is done.
 func (a *Actor) evaluate(ctx context.Context, set *policy.Set, snap *snapshot, vs []*verdict, now time.Time) error {
-	e := newEvaluator(set, now, a.log, a.log.Enabled(ctx, slog.LevelDebug))
+	e := newEvaluator(set, now, a.cfg.MaxStaleness, a.log, a.log.Enabled(ctx, slog.LevelDebug))
 	defer a.countEvaluations(set, e.evals)
 	return evaluateAll(ctx, a.st, snap, vs, e)
 }
 
-// newEvaluator returns an evaluator of set at now.
-func newEvaluator(set *policy.Set, now time.Time, log *slog.Logger, debug bool) *evaluator {
-	e := &evaluator{set: set, now: now, prev: map[string]policy.State{}, evals: map[evalKey]int{}, log: log, debug: debug}
+// newEvaluator returns an evaluator of set at now. Message logs whose
+// coverage ends more than maxStaleness before now are not read enough to
+// judge: their rules are Unknown (see policy.Subject.MaxLag).
+func newEvaluator(set *policy.Set, now time.Time, maxStaleness time.Duration, log *slog.Logger, debug bool) *evaluator {
+	e := &evaluator{set: set, now: now, lag: maxStaleness, prev: map[string]policy.State{}, evals: map[evalKey]int{}, log: log, debug: debug}
 	for _, r := range set.Rules() {
 		e.spend = append(e.spend, r.Signal == policy.SignalSpendBudget || r.Signal == policy.SignalSpendSpike)
 	}

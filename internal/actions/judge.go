@@ -228,10 +228,10 @@ func (a *Actor) judgeAccount(ctx context.Context, snap *snapshot, v *verdict, ru
 	}
 	v.decs = nil
 	// Stale data is blindness whether or not a rule was near its threshold:
-	// a subaccount that sentinel cannot read could be doing anything. A
-	// subaccount seen for the first time gets the staleness bound to be
-	// read once.
-	blind := len(unjudged) > 0 || (stale && now.Sub(acct.FirstSeen) > a.cfg.MaxStaleness)
+	// a subaccount that sentinel cannot read could be doing anything (and
+	// its message rules are Unknown: see newEvaluator). A subaccount seen
+	// for the first time gets the staleness bound to be read once.
+	blind := len(unjudged) > 0 || (stale && (!v.cov.Until.IsZero() || now.Sub(acct.FirstSeen) > a.cfg.MaxStaleness))
 	var ev *slack.Event
 	if blind || snap.maybeBlind(acct.SID) {
 		var err error

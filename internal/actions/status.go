@@ -91,14 +91,15 @@ type RuleView struct {
 // Status returns every account's status line as the daemon's current
 // policies judge it now.
 func (a *Actor) Status(ctx context.Context) ([]StatusRow, error) {
-	return StatusRows(ctx, a.st, a.policies(), a.now())
+	return StatusRows(ctx, a.st, a.policies(), a.now(), a.cfg.MaxStaleness)
 }
 
 // StatusRows computes every account's status line from the store at now,
-// judging it with set (nil: the rules are left out). It only reads, so it
-// works through the daemon and on a directly opened database; it evaluates
+// judging it with set (nil: the rules are left out) as a cycle with
+// Config.MaxStaleness maxStaleness does. It only reads, so it works
+// through the daemon and on a directly opened database; it evaluates
 // exactly as a cycle does, but writes nothing and tells nobody.
-func StatusRows(ctx context.Context, st *store.Store, set *policy.Set, now time.Time) ([]StatusRow, error) {
+func StatusRows(ctx context.Context, st *store.Store, set *policy.Set, now time.Time, maxStaleness time.Duration) ([]StatusRow, error) {
 	accts, err := st.Accounts()
 	if err != nil {
 		return nil, err
@@ -122,7 +123,7 @@ func StatusRows(ctx context.Context, st *store.Store, set *policy.Set, now time.
 	if set != nil {
 		days := max(usageDays, set.UsageDays())
 		snap.loadRest(now.UTC().AddDate(0, 0, 1-days).Format(time.DateOnly), day)
-		e := newEvaluator(set, now, slog.New(slog.DiscardHandler), false)
+		e := newEvaluator(set, now, maxStaleness, slog.New(slog.DiscardHandler), false)
 		e.all = true
 		if err := evaluateAll(ctx, st, snap, vs, e); err != nil {
 			return nil, err

@@ -32,6 +32,12 @@ type Subject struct {
 	Examples traffic.ExampleFunc
 	// Coverage says over which stretch the message log is known complete.
 	Coverage traffic.Coverage
+	// MaxLag, when positive and shorter than settings.staleness, is how far
+	// behind now Coverage may end for a window to count as read: the
+	// caller's own bound on stale data (sentinel's -max-staleness), so
+	// that an evaluation on data too stale to act on is Unknown and does
+	// not count toward a rule's `for`.
+	MaxLag time.Duration
 	// Usage is daily usage oldest first, today (UTC) included, covering
 	// the set's UsageDays.
 	Usage []traffic.Usage
@@ -204,7 +210,7 @@ func (e *evaluation) prepare() {
 	} else {
 		e.codes = make([]int64, nw*nc)
 	}
-	fresh := e.now.Add(-s.settings.Staleness)
+	fresh := e.now.Add(-e.lag())
 	for _, w := range s.windows {
 		from := windowFrom(e.now, w, subj.ReinstatedAt)
 		e.froms = append(e.froms, from)
@@ -557,5 +563,14 @@ func (e *evaluation) gapReason(from time.Time) string {
 	}
 	return fmt.Sprintf("the message log is known complete over [%s, %s], not over [%s, %s]",
 		c.From.UTC().Format(time.RFC3339), c.Until.UTC().Format(time.RFC3339),
-		from.UTC().Format(time.RFC3339), e.now.Add(-e.s.settings.Staleness).UTC().Format(time.RFC3339))
+		from.UTC().Format(time.RFC3339), e.now.Add(-e.lag()).UTC().Format(time.RFC3339))
+}
+
+// lag is how far behind now the coverage may end: settings.staleness, or
+// the Subject's MaxLag where shorter.
+func (e *evaluation) lag() time.Duration {
+	if l := e.subj.MaxLag; l > 0 && l < e.s.settings.Staleness {
+		return l
+	}
+	return e.s.settings.Staleness
 }
