@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"sentinel/internal/poller"
+	"sentinel/internal/twilioapi"
 )
 
 // config is everything the command line and environment say. Secrets come
@@ -127,8 +128,8 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 	fs.StringVar(&c.messagesSpec, "messages-schedule", "@every 1m", "when to read message logs and judge them (cron spec or @every)")
 	fs.StringVar(&c.usageSpec, "usage-schedule", "@every 5m", "when to read usage of the subaccounts whose usage can have changed (cron spec or @every)")
 	fs.StringVar(&c.sweepSpec, "sweep-schedule", "@every 1h", "when to re-read every log's whole -settle window, for messages that appear late (cron spec or @every)")
-	fs.IntVar(&c.concurrency, "concurrency", 8, "most Twilio API requests in flight at once (halved on 429, grown back on success)")
-	fs.Float64Var(&c.concurrencyShare, "concurrency-share", 0.25, "most share of the account's requests in flight sentinel takes while other traffic is in flight (Twilio-Concurrent-Requests)")
+	fs.IntVar(&c.concurrency, "concurrency", twilioapi.DefaultConcurrency, "most Twilio API requests in flight at once (halved on 429, grown back on success)")
+	fs.Float64Var(&c.concurrencyShare, "concurrency-share", twilioapi.DefaultConcurrencyShare, "most share of the account's requests in flight sentinel takes while other traffic is in flight (Twilio-Concurrent-Requests)")
 	fs.Float64Var(&c.rateLimit, "rate-limit", 0, "optional hard cap on Twilio API requests per second (0: none; the concurrency budget bounds sentinel)")
 	fs.DurationVar(&c.requestTimeout, "request-timeout", 30*time.Second, "timeout of one Twilio API request")
 	fs.DurationVar(&c.pollDeadline, "poll-deadline", 0, "how long one account's poll may go without a page (requests, retries and backoff) before it is abandoned as hung; a message log still being read page after page then goes on outside its cycle (default: half the interval of its stream's schedule)")

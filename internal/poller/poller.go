@@ -43,11 +43,12 @@
 //     the state it was last read in. Choose Settle longer than the carriers'
 //     usual delivery-receipt delay.
 //   - Messages are stored in batches of up to maxBatch messages (several
-//     pages of one account) per store transaction. Concurrency bounds the
-//     accounts being read from Twilio; an account whose read is done may
-//     wait for the store (bbolt has one writer) without holding a slot, up
-//     to pendingPerSlot*Concurrency accounts in all. A cycle therefore holds
-//     at most that many batches in memory, however large the fleet. A poll
+//     pages of one account) per store transaction. readersPerSlot*
+//     Concurrency accounts are read from Twilio at once; an account whose
+//     read is done may wait for the store (bbolt has one writer) without
+//     holding a slot, up to pendingPerSlot*Concurrency accounts in all. A
+//     cycle therefore holds at most that many batches in memory, however
+//     large the fleet. A poll
 //     that fails part way keeps the batches stored so far but does not
 //     advance the coverage, so the next poll reads them again.
 //   - Cancelling the context stops a cycle promptly: polls in flight are
@@ -106,7 +107,9 @@ type Config struct {
 	// own message log is polled too (sending from the parent is a compliance
 	// risk in itself), but it is kept apart from the subaccounts.
 	Parent string
-	// Concurrency bounds how many accounts are polled at once. Default 8.
+	// Concurrency scales how many accounts are polled at once (see
+	// readersPerSlot). Default 8: -concurrency, which also bounds the
+	// Twilio client's requests in flight.
 	Concurrency int
 	// Settle is the trailing window re-read on every poll so that later
 	// status changes and prices are seen. Default 2h.
@@ -477,12 +480,12 @@ func (p *Poller) Usage(ctx context.Context) (Result, error) {
 // other accounts. Polls cut short by ctx are reported in the Result but not
 // recorded: shutting down is not the account's failure.
 //
-// A poll has two parts: reading from Twilio, which holds one of Concurrency
-// slots, and storing the rest of what it read (the finish it returns),
-// which does not, so that the next account's requests go out while the
-// store syncs its file. At most pendingPerSlot*Concurrency accounts are in
-// either part at once, which bounds the memory of reads waiting for the
-// store.
+// A poll has two parts: reading from Twilio, which holds one of
+// readersPerSlot*Concurrency slots, and storing the rest of what it read
+// (the finish it returns), which does not, so that the next account's
+// requests go out while the store syncs its file. At most
+// pendingPerSlot*Concurrency accounts are in either part at once, which
+// bounds the memory of reads waiting for the store.
 //
 // The deadline tells a hung read from a long one. A read that goes a whole
 // deadline without a page (see touch) is hung: it is abandoned, recorded as
@@ -505,7 +508,7 @@ func (p *Poller) each(ctx context.Context, accts []store.Account, stream string,
 		mu.Unlock()
 	}
 	outlive := stream == StreamMessages
-	slots := make(chan struct{}, p.cfg.Concurrency)
+	slots := make(chan struct{}, readersPerSlot*p.cfg.Concurrency)
 	pending := make(chan struct{}, pendingPerSlot*p.cfg.Concurrency)
 	var wg sync.WaitGroup
 	for _, a := range accts {
@@ -663,9 +666,17 @@ func (e *deadlineError) Error() string {
 
 func (e *deadlineError) Unwrap() []error { return []error{ErrDeadline, e.err} }
 
-// pendingPerSlot is how many accounts per Concurrency slot may be polled or
+// readersPerSlot is how many accounts per Concurrency slot are read from
+// Twilio at once. The Twilio client's budget bounds the requests in flight
+// (twilioapi.Config.Concurrency, the same -concurrency); with more readers
+// than that, a message request is always waiting for the next free place
+// in the budget, which therefore never goes to a low-priority request
+// (usage, a backfill, the sweep) while the message watch has work left.
+const readersPerSlot = 2
+
+// pendingPerSlot is how many accounts per Concurrency slot may be read or
 // waiting to store what they read.
-const pendingPerSlot = 2
+const pendingPerSlot = 3
 
 // pollFunc reads one account from Twilio and returns what remains to be
 // done with the store once the read no longer needs its slot; finish may be
