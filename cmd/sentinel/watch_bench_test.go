@@ -187,8 +187,10 @@ func BenchmarkQuietWatch2000(b *testing.B) {
 		b.ReportMetric(longest.Seconds(), "max-gap-s")
 		b.ReportMetric(float64(late), "late-reads")
 		b.ReportMetric(perSub, "msg-req/sub/cycle")
-		if late > 0 {
+		if late > 0 || testing.Verbose() {
 			b.Log(timeline(w.fake.Requests(), start, 10*time.Second))
+		}
+		if late > 0 {
 			b.Errorf("%d reads came more than %v after the previous read of the same log (longest gap %v)", late, watchEvery, longest)
 		}
 		if perSub > 1.05 {
@@ -218,7 +220,7 @@ func grepLines(s, sub string) string {
 // logs, for usage, and 429s, to see where a watch that did not hold lost
 // its time.
 func timeline(recs []twiliofake.Request, start time.Time, width time.Duration) string {
-	type bin struct{ msgs, usage, throttled, other int }
+	type bin struct{ msgs, usage, throttled, other, inFlight int }
 	var bins []bin
 	for _, r := range recs {
 		i := int(r.At.Sub(start) / width)
@@ -228,6 +230,7 @@ func timeline(recs []twiliofake.Request, start time.Time, width time.Duration) s
 		for len(bins) <= i {
 			bins = append(bins, bin{})
 		}
+		bins[i].inFlight += r.InFlight
 		switch {
 		case r.Status == 429:
 			bins[i].throttled++
@@ -240,9 +243,10 @@ func timeline(recs []twiliofake.Request, start time.Time, width time.Duration) s
 		}
 	}
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "%8s %8s %8s %8s %8s\n", "from", "messages", "usage", "429", "other")
+	fmt.Fprintf(&sb, "%8s %8s %8s %8s %8s %9s\n", "from", "messages", "usage", "429", "other", "in-flight")
 	for i, b := range bins {
-		fmt.Fprintf(&sb, "%8v %8d %8d %8d %8d\n", time.Duration(i)*width, b.msgs, b.usage, b.throttled, b.other)
+		n := max(1, b.msgs+b.usage+b.throttled+b.other)
+		fmt.Fprintf(&sb, "%8v %8d %8d %8d %8d %9.1f\n", time.Duration(i)*width, b.msgs, b.usage, b.throttled, b.other, float64(b.inFlight)/float64(n))
 	}
 	return sb.String()
 }
