@@ -5,15 +5,19 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"sentinel/internal/traffic"
 )
 
 // The targets below that go through HTTP share one fuzzServer and one
@@ -343,6 +347,136 @@ func FuzzAccounts(f *testing.F) {
 			if !a.Updated.IsZero() && a.Updated.Location() != time.UTC {
 				t.Fatalf("account %s updated %v, not UTC", a.SID, a.Updated)
 			}
+		}
+	})
+}
+
+var dayRE = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`)
+
+// FuzzUsage serves arbitrary usage pages to UsageToday and UsageDaily;
+// "{cat}" in a page stands for the category asked for, "{n}" for the
+// request's number. A listing either fails with a reason it names
+// (ErrMalformed above all) or yields days written YYYY-MM-DD, within the
+// range asked for, each once and in order, with counts that are not
+// negative and a price that is a number.
+func FuzzUsage(f *testing.F) {
+	const from, to = "2026-03-01", "2026-03-03"
+	f.Add(usagePage(usageRecordJSON("{cat}", "2026-03-02", "1500", `"12.34"`, "2026-03-02T10:00:00+00:00")))
+	f.Add(usagePage(usageRecordJSON("{cat}", "2026-03-01", "7", `11.85`, ""), usageRecordJSON("{cat}", "2026-03-03", "0", `null`, "2026-03-03T23:59:59Z")))
+	f.Add(usagePage(usageRecordJSON("{cat}", "2026-02-28", "1", "1", ""), usageRecordJSON("sms", "2026-03-04", "1", "1", "")))
+	f.Add(usagePage(usageRecordJSON("{cat}", "2026-03-02", "-1", `"-0.5"`, "")))
+	f.Add(usagePage(usageRecordJSON("{cat}", "2026-3-2", "1", "1", "")))
+	f.Add(usagePage(usageRecordJSON("{cat}", "2026-03-02", "1e3", `"NaN"`, "yesterday")))
+	f.Add(usagePage(usageRecordJSON("{cat}", "2026-03-02", "9223372036854775808", `1e39`, "")))
+	f.Add(`{"usage_records": [{"category": "{cat}", "start_date": "2026-03-02", "count": "{n}"}], "next_page_uri": "/2010-04-01/Accounts/` + subSID + `/Usage/Records/Daily.json?Category={cat}&Page={n}"}`)
+	f.Add(`{"usage_records": [{"category": "{cat}", "start_date": null, "count": 3}]}`)
+	f.Add(`{"usage_records": {}, "next_page_uri": null}`)
+	f.Add(`<html><body>502 Bad Gateway</body></html>`)
+	srv := newFuzzServer(f)
+	c, _ := newFuzzClient(f, srv.URL, func(cfg *Config) { cfg.MaxPages = fuzzMaxPages })
+	f.Fuzz(func(t *testing.T, body string) {
+		srv.reset(func(n int, r *http.Request) (int, http.Header, string) {
+			b := strings.ReplaceAll(body, "{cat}", r.URL.Query().Get("Category"))
+			return http.StatusOK, nil, strings.ReplaceAll(b, "{n}", strconv.Itoa(n))
+		})
+		check := func(what string, u traffic.Usage) {
+			t.Helper()
+			if _, err := time.Parse(time.DateOnly, u.Day); err != nil || !dayRE.MatchString(u.Day) {
+				t.Fatalf("%s: day %q is not YYYY-MM-DD", what, u.Day)
+			}
+			if u.SMS < 0 || u.MMS < 0 {
+				t.Fatalf("%s: negative count in %+v", what, u)
+			}
+			if math.IsNaN(u.TotalPrice) || math.IsInf(u.TotalPrice, 0) {
+				t.Fatalf("%s: price %v", what, u.TotalPrice)
+			}
+			if !u.AsOf.IsZero() && u.AsOf.Location() != time.UTC {
+				t.Fatalf("%s: as of %v, not UTC", what, u.AsOf)
+			}
+			if u.Currency != strings.ToUpper(strings.TrimSpace(u.Currency)) {
+				t.Fatalf("%s: currency %q", what, u.Currency)
+			}
+		}
+		reason := func(what string, err error) {
+			t.Helper()
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrPageLoop) && !errors.Is(err, ErrTooManyPages) &&
+				!strings.Contains(err.Error(), "records span") {
+				t.Fatalf("%s: %v names no reason", what, err)
+			}
+		}
+
+		today, err := c.UsageToday(context.Background(), subSID)
+		if err != nil {
+			reason("UsageToday", err)
+		} else {
+			check("UsageToday", today)
+		}
+		reqs, _ := srv.seen()
+		if len(reqs) > 3*fuzzMaxPages {
+			t.Fatalf("UsageToday: %d requests for 3 listings of at most %d pages", len(reqs), fuzzMaxPages)
+		}
+
+		srv.reset(func(n int, r *http.Request) (int, http.Header, string) {
+			b := strings.ReplaceAll(body, "{cat}", r.URL.Query().Get("Category"))
+			return http.StatusOK, nil, strings.ReplaceAll(b, "{n}", strconv.Itoa(n))
+		})
+		days, err := c.UsageDaily(context.Background(), subSID, from, to)
+		if err != nil {
+			reason("UsageDaily", err)
+			if days != nil {
+				t.Fatalf("UsageDaily returned %d days with %v", len(days), err)
+			}
+		}
+		for i, u := range days {
+			check("UsageDaily", u)
+			if u.Day < from || u.Day > to {
+				t.Fatalf("UsageDaily: day %s outside %s..%s", u.Day, from, to)
+			}
+			if i > 0 && u.Day <= days[i-1].Day {
+				t.Fatalf("UsageDaily: day %s after %s", u.Day, days[i-1].Day)
+			}
+		}
+		if reqs, _ := srv.seen(); len(reqs) > 3*fuzzMaxPages {
+			t.Fatalf("UsageDaily: %d requests for 3 listings of at most %d pages", len(reqs), fuzzMaxPages)
+		}
+	})
+}
+
+// FuzzRetryAfter checks the delay a Retry-After header makes the client
+// wait before retry n: never negative, never more than 4*MaxBackoff, at
+// least what the header asks for when that is within the cap, and, for
+// delay-seconds, what they say (capped at a day).
+func FuzzRetryAfter(f *testing.F) {
+	for _, s := range []string{
+		"", "0", "7", " 30 ", "-1", "+5", "1.5", "86401", "9223372036854775807", "99999999999999999999",
+		"Wed, 21 Oct 2026 07:28:00 GMT", "Mon, 02 Mar 2026 12:00:30 GMT", "Sun, 06 Nov 1994 08:49:37 GMT",
+		"Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994", "Fri, 31 Dec 9999 23:59:59 GMT", "soon",
+	} {
+		f.Add(s, uint8(0))
+	}
+	now := time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)
+	c := &Client{cfg: Config{MinBackoff: DefaultMinBackoff, MaxBackoff: DefaultMaxBackoff}, now: func() time.Time { return now }}
+	limit := 4 * DefaultMaxBackoff
+	f.Fuzz(func(t *testing.T, v string, n uint8) {
+		ra, ok := parseRetryAfter(v, now)
+		if ra < 0 || (!ok && ra != 0) {
+			t.Fatalf("parseRetryAfter(%q) = %v, %v", v, ra, ok)
+		}
+		if secs, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+			want := time.Duration(min(secs, 86400)) * time.Second
+			if secs < 0 {
+				want = 0
+			}
+			if ra != want || ok != (secs >= 0) {
+				t.Fatalf("parseRetryAfter(%q) = %v, %v; want %v", v, ra, ok, want)
+			}
+		}
+		d := c.backoff(int(n), v)
+		if d < 0 || d > limit {
+			t.Fatalf("backoff(%d, %q) = %v, want 0..%v", n, v, d, limit)
+		}
+		if ok && d < min(ra, limit) {
+			t.Fatalf("backoff(%d, %q) = %v, shorter than the %v asked for", n, v, d, ra)
 		}
 	})
 }
