@@ -480,3 +480,100 @@ func FuzzRetryAfter(f *testing.F) {
 		}
 	})
 }
+
+// twilioStatus maps a fuzzed number to an HTTP status a server can send as
+// the final answer: 200 to 599.
+func twilioStatus(s uint16) int { return 200 + int(s)%400 }
+
+// FuzzErrorClassification answers every attempt of FetchAccount with the
+// same status, Retry-After and body. Whatever they are, the call ends: a
+// success with a SID, or an error. It is retried (to MaxRetries) exactly
+// when the HTTP status is 429 or 5xx, whatever the body claims; retries
+// wait no more than the backoff cap and at least what Retry-After asks
+// within it; a 2xx that does not decode is ErrMalformed; and no error
+// quotes the auth token.
+func FuzzErrorClassification(f *testing.F) {
+	for _, s := range []struct {
+		status     int
+		retryAfter string
+		body       string
+	}{
+		{200, "", accountJSON(subSID, "active")},
+		{200, "", `{"sid": null}`},
+		{200, "", `{"sid": "` + subSID + `", "status": 1}`},
+		{200, "", ""},
+		{429, "", `{"code":20429,"message":"Too Many Requests","more_info":"https://www.twilio.com/docs/errors/20429","status":429}`},
+		{429, "3", `{"code":20429,"message":"Too Many Requests","more_info":"https://www.twilio.com/docs/errors/20429","status":429}`},
+		{429, "Wed, 21 Oct 2026 07:28:00 GMT", ``},
+		{404, "", `{"code":20404,"message":"The requested resource /2010-04-01/Accounts/` + subSID + `.json was not found","more_info":"https://www.twilio.com/docs/errors/20404","status":404}`},
+		{401, "", `{"code":20003,"message":"Authenticate","more_info":"https://www.twilio.com/docs/errors/20003","status":401}`},
+		{400, "", `{"code":21479,"message":"Account is closed","status":400}`},
+		{400, "", `{"code":20429,"message":"Too Many Requests","status":400}`},
+		{404, "", `{"code":20404,"message":"not found","status":500}`},
+		{503, "", `{"code":20503,"message":"Service Unavailable","status":400}`},
+		{500, "", `{"code":20500,"message":"Internal Server Error","more_info":"https://www.twilio.com/docs/errors/20500","status":500}`},
+		{502, "", "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body><center><h1>502 Bad Gateway</h1></center></body>\r\n</html>\r\n"},
+		{503, "120", `upstream connect error or disconnect/reset before headers`},
+		{302, "", ``},
+		{204, "", ``},
+	} {
+		f.Add(uint16(s.status-200), s.retryAfter, s.body)
+	}
+	const maxRetries = 2
+	srv := newFuzzServer(f)
+	c, sl := newFuzzClient(f, srv.URL, func(cfg *Config) {
+		cfg.MaxRetries, cfg.MinBackoff, cfg.MaxBackoff = maxRetries, time.Millisecond, 10*time.Millisecond
+	})
+	f.Fuzz(func(t *testing.T, s uint16, retryAfter, body string) {
+		if strings.ContainsFunc(retryAfter, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }) {
+			return // not a header value that reaches the client as it was sent
+		}
+		status := twilioStatus(s)
+		header := http.Header{}
+		if retryAfter != "" {
+			header.Set("Retry-After", retryAfter)
+		}
+		srv.reset(func(int, *http.Request) (int, http.Header, string) { return status, header, body })
+		sl.reset()
+		a, err := c.FetchAccount(context.Background(), subSID)
+		reqs, _ := srv.seen()
+		retryable := status == http.StatusTooManyRequests || status >= 500
+		switch {
+		case retryable:
+			if len(reqs) != maxRetries+1 || !errors.Is(err, ErrExhausted) {
+				t.Fatalf("HTTP %d: %d requests, %v; want %d and ErrExhausted", status, len(reqs), err, maxRetries+1)
+			}
+		case len(reqs) != 1:
+			t.Fatalf("HTTP %d retried: %d requests (%v)", status, len(reqs), err)
+		case err == nil:
+			if a.SID == "" {
+				t.Fatalf("HTTP %d: account without SID", status)
+			}
+		case status < 300 && !errors.Is(err, ErrMalformed):
+			t.Fatalf("HTTP %d: %v does not wrap ErrMalformed", status, err)
+		}
+		if err != nil && a != (Account{}) {
+			t.Fatalf("HTTP %d: account %+v with error %v", status, a, err)
+		}
+		if err != nil && strings.Contains(err.Error(), testToken) && !strings.Contains(body+retryAfter, testToken) {
+			t.Fatalf("error quotes the auth token: %v", err)
+		}
+		ra, ok := parseRetryAfter(header.Get("Retry-After"), time.Now())
+		limit := 4 * 10 * time.Millisecond
+		for _, d := range sl.got() {
+			if d < 0 || d > limit {
+				t.Fatalf("HTTP %d, Retry-After %q: waited %v, want 0..%v", status, retryAfter, d, limit)
+			}
+			// An HTTP date is relative to a clock that moved meanwhile.
+			if _, err := strconv.Atoi(strings.TrimSpace(retryAfter)); err == nil && ok && d < min(ra, limit) {
+				t.Fatalf("HTTP %d, Retry-After %q: waited %v", status, retryAfter, d)
+			}
+		}
+	})
+}
+
+func (s *sleeps) reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.d = nil
+}
