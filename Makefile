@@ -16,8 +16,13 @@ PROMTOOL_VERSION := v0.316.0
 TESTFLAGS   ?=
 BENCHTIME   ?= 1x
 BENCH       ?= .
+# FUZZTIME is per fuzz target. FUZZMINIMIZETIME bounds the minimizing of
+# each new input that widens coverage, a minute by Go's default, on which
+# targets whose iterations make HTTP round trips would spend their FUZZTIME.
+FUZZTIME    ?= 10s
+FUZZMINIMIZETIME ?= 5s
 
-.PHONY: build test tools chromium vet staticcheck alerts bench demo clean
+.PHONY: build test tools chromium vet staticcheck alerts bench fuzz demo clean
 
 # -buildvcs=auto, Go's default, spelled out so that a GOFLAGS=-buildvcs=false
 # in the environment cannot drop the commit from -version and
@@ -60,6 +65,11 @@ $(PROMTOOL):
 # Benchmarks hold the speed and memory targets; see README "Performance".
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) ./...
+
+# Every Fuzz target in turn, each for FUZZTIME (see .ci/fuzz); their seed
+# corpora already run in `make test`.
+fuzz:
+	@GO=$(GO) FUZZTIME=$(FUZZTIME) FUZZMINIMIZETIME=$(FUZZMINIMIZETIME) .ci/fuzz
 
 # Built, then run: `go run` would turn the demo's clean exit on Ctrl-C into
 # an error.

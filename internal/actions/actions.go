@@ -67,7 +67,8 @@ var (
 	ErrRefused = errors.New("refused")
 	// ErrUnknownAccount means the SID is not an account sentinel knows.
 	ErrUnknownAccount = errors.New("unknown subaccount")
-	// ErrInvalid means a manual action lacks its SID, actor or reason.
+	// ErrInvalid means a manual action lacks its SID, actor or reason, or
+	// a SID is not one.
 	ErrInvalid = errors.New("invalid request")
 )
 

@@ -336,7 +336,16 @@ const historyLimit = 1000
 
 // History returns sid's incidents and its last audit records (actions,
 // outcomes, transitions, decisions, refusals), newest first. It only reads.
+// What is not an account SID as Twilio writes it is refused with ErrInvalid
+// before anything is read: the control socket passes on whatever its query
+// says.
 func History(st *store.Store, sid string) ([]HistoryEntry, error) {
+	if !isSID(sid) {
+		if len(sid) > 40 {
+			sid = sid[:40] + "..."
+		}
+		return nil, fmt.Errorf("%w: %q is not an account SID (AC and 32 lower-case hex digits)", ErrInvalid, sid)
+	}
 	if _, err := st.Account(sid); err != nil {
 		return nil, err
 	}
@@ -418,4 +427,18 @@ func FleetFigures(st *store.Store, now time.Time) ([]Figures, error) {
 		out = append(out, f)
 	}
 	return out, nil
+}
+
+// isSID reports whether s is an account SID as Twilio writes it: "AC" and
+// 32 lower-case hex digits.
+func isSID(s string) bool {
+	if len(s) != 34 || s[:2] != "AC" {
+		return false
+	}
+	for _, c := range []byte(s[2:]) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }

@@ -162,11 +162,15 @@ func classify(err error, a *attempt, timedOut bool) (bool, error) {
 	}
 	var rest *client.TwilioRestError
 	if errors.As(err, &rest) {
-		status := rest.Status
+		// The status on the wire decides, not the one the body claims: a
+		// 404 whose body says 500 is not worth retrying, a 503 whose body
+		// says 400 is. Only an error twilio-go made up without sending
+		// anything (bad credentials) has no response status.
+		status := a.status
 		if status == 0 {
-			status = a.status
+			status = rest.Status
 		}
-		return status == http.StatusTooManyRequests || rest.Code == 20429 || status >= 500, err
+		return status == http.StatusTooManyRequests || status >= 500, err
 	}
 	if timedOut {
 		return true, fmt.Errorf("request timed out: %w", err)

@@ -29,7 +29,8 @@
 // JSON decode error and is recognised here by the recorded status),
 // per-request timeouts and transport errors. A Retry-After header, in
 // seconds or as an HTTP date, raises the delay to at least what it asks for,
-// capped at four times MaxBackoff. Other 4xx responses are final. When the
+// capped at four times MaxBackoff. Other 4xx responses are final. The
+// status on the wire decides, not the "status" of Twilio's error body. When the
 // retries run out the error wraps ErrExhausted and the last cause, so
 // errors.As still finds a *client.TwilioRestError and Code still works.
 //
@@ -50,8 +51,10 @@
 // are never used: the *WithMetadata variants panic when the first page
 // fails, Stream* leaks its goroutine when the reader stops early, and
 // without a Limit List* follows a looping next_page_uri forever. Here paging
-// stops with ErrPageLoop when a next_page_uri repeats and with
-// ErrTooManyPages past Config.MaxPages.
+// stops with ErrPageLoop when a next_page_uri repeats, with
+// ErrTooManyPages past Config.MaxPages, and with ErrMalformed at a
+// next_page_uri that is not a plain path and query (a host, a fragment, a
+// space), which is never requested.
 //
 // # Pitfalls handled
 //

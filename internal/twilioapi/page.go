@@ -61,12 +61,33 @@ func walk[P any](ctx context.Context, c *Client, endpoint string,
 }
 
 // isPath reports whether uri is an absolute path with an optional query,
-// which is what Twilio's next_page_uri is. Anything else would make twilio-go
-// fail before sending, which would look like a transport error and be
-// retried.
+// which is what Twilio's next_page_uri is, written with the characters of
+// RFC 3986 only, so that it goes out as it was written. Anything else would
+// make twilio-go fail before sending, which would look like a transport error
+// and be retried, or send a request line that no server can read (a space),
+// or request a page already read under another name ("/p#2" is "/p#1" on the
+// wire), or, starting with "//", name a host.
 func isPath(uri string) bool {
+	if !strings.HasPrefix(uri, "/") || strings.HasPrefix(uri, "//") {
+		return false
+	}
+	for i := 0; i < len(uri); i++ {
+		if !uriChar(uri[i]) {
+			return false
+		}
+	}
 	u, err := url.Parse(uri)
-	return err == nil && u.Scheme == "" && u.Host == "" && u.User == nil && strings.HasPrefix(u.Path, "/")
+	return err == nil && u.Scheme == "" && u.Host == "" && u.User == nil
+}
+
+// uriChar reports whether c may appear in a path and query (RFC 3986:
+// unreserved, sub-delims, ':', '@', '/', '?' and '%' of a percent-encoding).
+func uriChar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("-._~!$&'()*+,;=:@/?%", c) >= 0
 }
 
 // getJSON requests a next_page_uri the way twilio-go's own getNext* helpers
