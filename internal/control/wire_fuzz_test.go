@@ -85,7 +85,7 @@ func FuzzHistoryQuery(f *testing.F) {
 			Host: "sentinel", RequestURI: "/history?" + rawQuery,
 		}).WithContext(context.Background())
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, r)
+		h.ServeHTTP(rec, control.WithCaller(r, control.Cred{UID: uint32(os.Getuid())}))
 		return rec
 	}
 	f.Fuzz(func(t *testing.T, rawQuery string) {
