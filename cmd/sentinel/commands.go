@@ -291,7 +291,15 @@ func manual(ctx context.Context, cfg *config, getenv func(string) string, log *s
 	switch {
 	case err == nil:
 		defer c.Close()
-		if err := do(c, by); err != nil {
+		if err := do(c, by); errors.Is(err, actions.ErrUnchanged) {
+			// Nothing was done: say why, and do not claim it was.
+			msg := err.Error()
+			if ce := (*control.Error)(nil); errors.As(err, &ce) {
+				msg = ce.Message
+			}
+			fmt.Fprintln(stdout, msg)
+			return nil
+		} else if err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "%s %s by %s (through the running daemon)\n", sid, verb, by)
@@ -308,7 +316,10 @@ func manual(ctx context.Context, cfg *config, getenv func(string) string, log *s
 	}
 	defer a.close()
 	// The audit names the OS user beside -by, as the daemon does.
-	if err := do(a.act, control.Attribute(by, uint32(os.Getuid()))); err != nil {
+	if err := do(a.act, control.Attribute(by, uint32(os.Getuid()))); errors.Is(err, actions.ErrUnchanged) {
+		fmt.Fprintln(stdout, err)
+		return nil
+	} else if err != nil {
 		return err
 	}
 	a.flush(ctx)

@@ -179,6 +179,13 @@ func TestDaemon(t *testing.T) {
 		if want := steady[0] + " suspended by bob (through the running daemon)\n"; r.code != 0 || r.stdout != want {
 			t.Fatalf("-suspend through the daemon: %s\nwant stdout %q", r, want)
 		}
+		// Again: nothing to do, and it says by whom, without claiming it
+		// acted.
+		r = w.run(t, w.args("-suspend", steady[0], "-reason", "still odd", "-by", "carol")...)
+		if r.code != 0 || !strings.Contains(r.stdout, "already suspended") || !strings.Contains(r.stdout, "by bob") ||
+			!strings.Contains(r.stdout, "looks odd") || strings.Contains(r.stdout, "suspended by carol") {
+			t.Errorf("-suspend of a suspended subaccount: %s\nwant it to say it was already suspended by bob, and nothing done", r)
+		}
 		// The audit has the OS user the daemon saw beside the -by name.
 		r = w.run(t, w.args("-history", offender)...)
 		if want := "alice " + osUserOf(t); r.code != 0 || !strings.Contains(r.stdout, want) {

@@ -70,6 +70,10 @@ var (
 	// ErrInvalid means a manual action lacks its SID, actor or reason, or
 	// a SID is not one.
 	ErrInvalid = errors.New("invalid request")
+	// ErrUnchanged means a manual action found the subaccount already as
+	// asked (a -suspend of a suspended subaccount): nothing was sent to
+	// Twilio and nothing recorded. Its message says since when and by whom.
+	ErrUnchanged = errors.New("nothing to do")
 )
 
 // Twilio is what actions needs of the Twilio client (*twilioapi.Client):

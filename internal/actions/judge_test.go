@@ -2,6 +2,7 @@ package actions_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -313,9 +314,11 @@ func TestAlreadySuspended(t *testing.T) {
 	if b := e.breaker(sid); b.State != actions.StateExternalSuspended {
 		t.Errorf("breaker %s, want external_suspended", b.State)
 	}
-	// A manual suspension of an account already suspended is a no-op.
-	if err := e.actor.Suspend(context.Background(), sid, "bob", "spam"); err != nil {
-		t.Fatalf("Suspend: %v", err)
+	// A manual suspension of an account already suspended does nothing,
+	// and says so: by whom.
+	if err := e.actor.Suspend(context.Background(), sid, "bob", "spam"); !errors.Is(err, actions.ErrUnchanged) ||
+		!strings.Contains(err.Error(), "outside sentinel") {
+		t.Fatalf("Suspend = %v, want ErrUnchanged saying it was suspended outside sentinel", err)
 	}
 	if n := e.allPosts(); n != 0 {
 		t.Fatalf("%d POSTs after a manual suspend, want none", n)
@@ -331,8 +334,9 @@ func TestManualSuspend(t *testing.T) {
 			t.Fatalf("Suspend %s: %v", sid, err)
 		}
 	}
-	if err := e.actor.Suspend(ctx, e.subs[0], "bob", "again"); err != nil {
-		t.Fatalf("second Suspend: %v", err)
+	if err := e.actor.Suspend(ctx, e.subs[0], "bob", "again"); !errors.Is(err, actions.ErrUnchanged) ||
+		!strings.Contains(err.Error(), "by bob at ") || !strings.Contains(err.Error(), "fraud report #12") {
+		t.Fatalf("second Suspend = %v, want ErrUnchanged naming bob, when and why", err)
 	}
 	if diff := cmp.Diff(e.subs[:2], e.posts("suspended")); diff != "" {
 		t.Fatalf("suspensions (-want +got):\n%s", diff)

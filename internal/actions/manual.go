@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"sentinel/internal/slack"
 	"sentinel/internal/store"
@@ -123,7 +124,7 @@ func (a *Actor) Suspend(ctx context.Context, sid, by, reason string) error {
 		return fmt.Errorf("suspend %s: %w: the subaccount is closed", sid, ErrRefused)
 	case suspendedState(state):
 		a.log.Info("already suspended", "subaccount", sid, "action", "suspend", "breaker", state)
-		return nil
+		return fmt.Errorf("suspend %s: %w: it is already suspended: %s", sid, ErrUnchanged, a.suspendedBy(sid, br))
 	}
 	live, err := a.tw.FetchAccount(ctx, sid)
 	if err != nil {
@@ -141,7 +142,7 @@ func (a *Actor) Suspend(ctx context.Context, sid, by, reason string) error {
 		if live.Status == statusClosed {
 			return fmt.Errorf("suspend %s: %w: the subaccount is closed", sid, ErrRefused)
 		}
-		return nil
+		return fmt.Errorf("suspend %s: %w: it is already %s in Twilio, outside sentinel (the console, or Twilio itself)", sid, ErrUnchanged, live.Status)
 	}
 	o := order{acct: acct, br: br, actor: by, reason: reason,
 		detail: fmt.Sprintf("manual suspension; breaker %s", state),
@@ -254,4 +255,33 @@ func (a *Actor) reconcileOne(ctx context.Context, in store.AuditRecord) error {
 			fmt.Sprintf("found after a restart; Twilio status is %s, so it did not take effect", live.Status)))
 		return err
 	}
+}
+
+// suspendedBy says since when, by whom and why sid is suspended, for a
+// -suspend that finds it so: the last suspension in its audit, or what the
+// breaker knows.
+func (a *Actor) suspendedBy(sid string, br store.Breaker) string {
+	since := ""
+	if !br.Since.IsZero() {
+		since = " since " + br.Since.UTC().Format(time.RFC3339)
+	}
+	switch stateOf(br) {
+	case StateExternalSuspended:
+		return "suspended outside sentinel (the Twilio console or its API)" + since
+	case StateTwilioSuspended:
+		return "suspended by Twilio itself" + since
+	}
+	recs, err := a.st.Audit(sid, 200)
+	if err == nil {
+		for _, r := range recs {
+			if r.Action == ActionSuspend && r.Kind == KindIntent && !r.DryRun {
+				by := r.Actor
+				if r.Rule != "" {
+					by += " (rule " + r.Rule + ")"
+				}
+				return fmt.Sprintf("by %s at %s: %s", by, r.At.UTC().Format(time.RFC3339), r.Reason)
+			}
+		}
+	}
+	return "breaker " + stateOf(br) + since
 }

@@ -28,11 +28,16 @@ var ErrNoDaemon = errors.New("no sentinel daemon on the control socket")
 type Error struct {
 	Status  int
 	Message string
+	// Unchanged: the daemon found nothing to do (actions.ErrUnchanged).
+	Unchanged bool
 }
 
 func (e *Error) Error() string { return "daemon: " + e.Message }
 
 func (e *Error) Unwrap() error {
+	if e.Unchanged {
+		return actions.ErrUnchanged
+	}
 	switch e.Status {
 	case http.StatusConflict:
 		return actions.ErrRefused
@@ -104,12 +109,24 @@ func (c *Client) Close() error {
 
 // Reinstate asks the daemon to reinstate sid.
 func (c *Client) Reinstate(ctx context.Context, sid, by, reason string) error {
-	return c.do(ctx, http.MethodPost, "/reinstate", Request{SID: sid, By: by, Reason: reason}, nil)
+	return c.manual(ctx, "/reinstate", Request{SID: sid, By: by, Reason: reason})
 }
 
-// Suspend asks the daemon to suspend sid.
+// Suspend asks the daemon to suspend sid. When the daemon finds nothing to
+// do, the error wraps actions.ErrUnchanged and says why.
 func (c *Client) Suspend(ctx context.Context, sid, by, reason string) error {
-	return c.do(ctx, http.MethodPost, "/suspend", Request{SID: sid, By: by, Reason: reason}, nil)
+	return c.manual(ctx, "/suspend", Request{SID: sid, By: by, Reason: reason})
+}
+
+func (c *Client) manual(ctx context.Context, path string, req Request) error {
+	var r reply
+	if err := c.do(ctx, http.MethodPost, path, req, &r); err != nil {
+		return err
+	}
+	if r.Unchanged {
+		return &Error{Status: http.StatusOK, Message: r.Message, Unchanged: true}
+	}
+	return nil
 }
 
 // Status returns every account's status line.
@@ -163,6 +180,11 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
+			if _, note := out.(*reply); note {
+				// A manual action's success whose note does not read
+				// is still a success.
+				return nil
+			}
 			return fmt.Errorf("%s %s via %s: decode reply: %w", method, path, c.path, err)
 		}
 	}

@@ -277,6 +277,9 @@ type Request struct {
 type reply struct {
 	Message string `json:"message,omitempty"`
 	Error   string `json:"error,omitempty"`
+	// Unchanged marks a manual action that found nothing to do (Message
+	// says why): actions.ErrUnchanged.
+	Unchanged bool `json:"unchanged,omitempty"`
 }
 
 // Handler returns the endpoint's HTTP handler (Run serves it on the socket).
@@ -354,7 +357,12 @@ func (s *Server) manual(done string, do func(ctx context.Context, sid, by, reaso
 		by := Attribute(req.By, p.cred.UID)
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), ActionTimeout)
 		defer cancel()
-		if err := do(ctx, req.SID, by, req.Reason); err != nil {
+		err = do(ctx, req.SID, by, req.Reason)
+		if errors.Is(err, actions.ErrUnchanged) {
+			writeJSON(w, http.StatusOK, reply{Message: err.Error(), Unchanged: true})
+			return
+		}
+		if err != nil {
 			s.log.Warn("control request failed", "subaccount", req.SID, "action", r.URL.Path, "err", err)
 			writeJSON(w, statusOf(err), reply{Error: err.Error()})
 			return
