@@ -213,6 +213,13 @@ func statusRows(ctx context.Context, st *store.Store, set *policy.Set, now time.
 	return rows, nil
 }
 
+// View is one rule's decision as a RuleView, next the rule's state after
+// it: what -status shows, for a decision made elsewhere (an explanation
+// of a subaccount that is not judged now shows its last judgement).
+func View(r policy.Rule, d policy.Decision, next policy.State) RuleView {
+	return ruleView(r, judged{d: d, next: next})
+}
+
 // ruleView is one decision as a RuleView.
 func ruleView(r policy.Rule, j judged) RuleView {
 	d, ev := j.d, j.d.Evidence
