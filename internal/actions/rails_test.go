@@ -11,6 +11,7 @@ import (
 
 	"sentinel/internal/actions"
 	"sentinel/internal/traffic"
+	"sentinel/internal/twiliofake"
 )
 
 func TestRails(t *testing.T) {
@@ -73,6 +74,9 @@ func TestInFleet(t *testing.T) {
 func TestChanges(t *testing.T) {
 	e := newEnv(t, envOptions{subs: 3})
 	sid := e.subs[0]
+	if err := e.fake.SetUsage(sid, e.clock.Now().Format(time.DateOnly), "totalprice", twiliofake.UsageRecord{Price: 12.34}); err != nil {
+		t.Fatal(err)
+	}
 	e.send(sid, 100, 40)
 	e.judge()
 	if b := e.breaker(sid); b.State != actions.StateOpen {
@@ -108,16 +112,25 @@ func TestChanges(t *testing.T) {
 		Suspension, Offence   bool
 		Reinstatement         bool
 		ReinstatedAt          time.Time
+		SpendDay              string
+		SpendBase             float64
 	}
 	var got []change
 	for _, c := range actions.Changes(recs) {
-		got = append(got, change{c.From, c.To, c.Actor, c.Rule, c.Suspension(), c.Offence(), c.Reinstatement(), c.ReinstatedAt})
+		got = append(got, change{c.From, c.To, c.Actor, c.Rule, c.Suspension(), c.Offence(), c.Reinstatement(), c.ReinstatedAt,
+			c.SpendDay, c.SpendBase})
+	}
+	// Each reinstatement notes the day's spend, as Twilio reports it.
+	day := e.clock.Now().Format(time.DateOnly)
+	b := e.breaker(sid)
+	if b.SpendDay != day {
+		t.Fatalf("breaker's spend note %q %g, want today's", b.SpendDay, b.SpendBase)
 	}
 	want := []change{
-		{actions.StateClosed, actions.StateOpen, actions.ActorSentinel, "filtered", true, true, false, time.Time{}},
-		{actions.StateOpen, actions.StateProbation, "alice", "", false, false, true, byPerson},
-		{actions.StateProbation, actions.StateExternalSuspended, actions.ActorOutside, "", true, false, false, time.Time{}},
-		{actions.StateExternalSuspended, actions.StateProbation, actions.ActorOutside, "", false, false, true, outside},
+		{actions.StateClosed, actions.StateOpen, actions.ActorSentinel, "filtered", true, true, false, time.Time{}, "", 0},
+		{actions.StateOpen, actions.StateProbation, "alice", "", false, false, true, byPerson, day, b.SpendBase},
+		{actions.StateProbation, actions.StateExternalSuspended, actions.ActorOutside, "", true, false, false, time.Time{}, "", 0},
+		{actions.StateExternalSuspended, actions.StateProbation, actions.ActorOutside, "", false, false, true, outside, day, b.SpendBase},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Changes (-want +got):\n%s", diff)

@@ -2,8 +2,10 @@ package actions
 
 import (
 	"cmp"
+	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"time"
 
 	"sentinel/internal/store"
@@ -28,6 +30,11 @@ type Change struct {
 	// intent of a reinstatement through sentinel, or Twilio's date_updated
 	// of a reactivation made outside it, to the second.
 	ReinstatedAt time.Time
+	// SpendDay and SpendBase are, for a reinstatement, the day's spend
+	// noted at it (store.Breaker's); SpendDay is empty when none was
+	// (or the record predates the note).
+	SpendDay  string
+	SpendBase float64
 	// ID is the audit record's.
 	ID uint64
 }
@@ -49,7 +56,22 @@ func (c Change) Reinstatement() bool { return suspendedState(c.From) && !suspend
 var (
 	changeRE      = regexp.MustCompile(`breaker ([a-z_]+) -> ([a-z_]+)$`)
 	reactivatedRE = regexp.MustCompile(`reactivated at (\S+) \(Twilio's date_updated\)`)
+	spendNoteRE   = regexp.MustCompile(`spend at the reinstatement (\S+) on (\d{4}-\d\d-\d\d)`)
 )
+
+// spendNote says, in an audit record, the day's spend noted at a
+// reinstatement, exactly.
+func spendNote(day string, base float64) string {
+	return fmt.Sprintf("spend at the reinstatement %s on %s", strconv.FormatFloat(base, 'g', -1, 64), day)
+}
+
+// joinDetail joins two parts of an audit record's detail.
+func joinDetail(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}
 
 // Changes returns the breaker changes that recs, one subaccount's audit
 // records in any order, hold, oldest first.
@@ -75,6 +97,11 @@ func Changes(recs []store.AuditRecord) []Change {
 			} else if m := reactivatedRE.FindStringSubmatch(r.Detail); m != nil {
 				if at, err := time.Parse(time.RFC3339, m[1]); err == nil {
 					c.ReinstatedAt = at.UTC()
+				}
+			}
+			if m := spendNoteRE.FindStringSubmatch(r.Detail); m != nil {
+				if base, err := strconv.ParseFloat(m[1], 64); err == nil {
+					c.SpendDay, c.SpendBase = m[2], base
 				}
 			}
 		}

@@ -67,10 +67,12 @@
 //     replay's in it. A subaccount that sentinel actually suspended sent
 //     nothing while suspended: the replay judges the traffic there is.
 //   - Rule states start empty at the first step, as for a daemon started
-//     then with these policies, and an account is judged from when
-//     sentinel first saw it.
-//   - The spend noted at the last reinstatement is the breaker's; at an
-//     earlier one it is estimated as the day's spend is. A window that
+//     then with these policies. An account is judged wherever its message
+//     log is covered, also before sentinel first listed it (its first
+//     read backfills the longest window).
+//   - The spend noted at a reinstatement is the audit log's; for one
+//     recorded before the audit log noted it, the breaker's for its last
+//     reinstatement, else estimated as the day's spend is. A window that
 //     starts at a reinstatement older than the raw messages kept is
 //     unknown: its first bucket cannot be recounted.
 //

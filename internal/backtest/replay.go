@@ -385,9 +385,6 @@ type track struct {
 // step evaluates a at t.
 func (a *acct) step(r *run, t time.Time, si int, scr *scratch) {
 	a.judged = false
-	if first := a.h.Info.FirstSeen; !first.IsZero() && t.Before(first) {
-		return // sentinel did not know it yet
-	}
 	a.apply(r, t)
 	if a.suspended || a.closed {
 		if a.chart != nil && a.suspended {
@@ -600,14 +597,18 @@ func (a *acct) reinstate(r *run, c actions.Change) {
 		}
 		a.headGone = !r.h.Horizon.IsZero() && rt.Before(r.h.Horizon)
 	}
-	// The spend the daemon noted at the reinstatement: the breaker keeps
-	// the last one; an earlier one is estimated as the day's spend is
-	// (usageAt). A reactivation noticed on a later day was not noted.
+	// The spend the daemon noted at the reinstatement: the audit log
+	// records it (since it does), the breaker keeps the last one until
+	// the next suspension; without either it is estimated as the day's
+	// spend is (usageAt). A reactivation noticed on a later day was not
+	// noted.
 	a.spendDay, a.spendBase = "", 0
 	day := c.ReinstatedAt.UTC().Format(time.DateOnly)
-	switch {
-	case c.ReinstatedAt.Equal(a.h.Breaker.ReinstatedAt):
-		a.spendDay, a.spendBase = a.h.Breaker.SpendDay, a.h.Breaker.SpendBase
+	switch br := a.h.Breaker; {
+	case c.SpendDay != "":
+		a.spendDay, a.spendBase = c.SpendDay, c.SpendBase
+	case c.ReinstatedAt.Equal(br.ReinstatedAt) && br.SpendDay != "":
+		a.spendDay, a.spendBase = br.SpendDay, br.SpendBase
 	case day == c.At.UTC().Format(time.DateOnly):
 		a.spendDay = day
 		for _, u := range a.h.Usage {
@@ -824,9 +825,6 @@ func (r *run) enforce(t time.Time) {
 	})
 	var active, open int
 	for _, a := range r.accts {
-		if first := a.h.Info.FirstSeen; !first.IsZero() && t.Before(first) {
-			continue
-		}
 		ac, op := actions.InFleet(a.h.Info.Parent, a.status(), a.breakerState(), a.manual)
 		if ac {
 			active++
