@@ -55,6 +55,9 @@ type ExplainedRule struct {
 	// LastDecision is the last thing the rule led to: an incident, a
 	// suspension, a rail that stopped one.
 	LastDecision string `json:"last_decision"`
+	// ForText is the rule's `for` progress: evaluations over the trip
+	// threshold in a row against how many it takes ("1/2"), or "fired".
+	ForText string `json:"for_text"`
 	// Sparkline is the rule's value over the last 24 hours, one character
 	// a half hour, █ at the higher of its peak and its trip threshold; a
 	// space where it was not judged.
@@ -73,7 +76,7 @@ func Explain(ctx context.Context, st *store.Store, set *policy.Set, sid string, 
 	}
 	row, err := actions.StatusOf(ctx, st, set, sid, now)
 	if err != nil {
-		return nil, fmt.Errorf("explain: %w", err)
+		return nil, err // it names the subaccount
 	}
 	from := now.Add(-explainSpan)
 	req := RequestFor(set, from, now)
@@ -112,7 +115,10 @@ func Explain(ctx context.Context, st *store.Store, set *policy.Set, sid string, 
 	}
 	for _, rv := range views {
 		er := ExplainedRule{RuleView: rv, VolumeText: volumeText(rv), Coverage: e.coverageText(r, rv),
-			LastDecision: lastDecision(st, sid, rv.Rule)}
+			LastDecision: lastDecision(st, sid, rv.Rule), ForText: fmt.Sprintf("%d/%d", min(rv.Consecutive, rv.For), rv.For)}
+		if rv.Result == string(policy.Firing) {
+			er.ForText = "fired"
+		}
 		if e.Chart != nil {
 			for _, rc := range e.Chart.Rules {
 				if rc.Rule.Name == rv.Rule {
@@ -289,9 +295,9 @@ func (e *Explanation) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RULE\tRESULT\tVALUE\tTHRESHOLD\tRESOLVE\tWINDOW\tVOLUME\tCOVERAGE\tFOR\tLAST DECISION\tLAST 24H (█ = trip or peak)")
 	for _, r := range e.Rules {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", r.Rule, r.Result, FormatValue(r.Signal, r.Value),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Rule, r.Result, FormatValue(r.Signal, r.Value),
 			FormatValue(r.Signal, r.Threshold), FormatValue(r.Signal, r.Resolve), r.Window, r.VolumeText, r.Coverage,
-			r.Consecutive, r.For, r.LastDecision, r.Sparkline)
+			r.ForText, r.LastDecision, r.Sparkline)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

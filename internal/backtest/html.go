@@ -61,7 +61,40 @@ func (r *Report) WriteHTML(w io.Writer) error {
 	for _, h := range r.Fleet {
 		p.Fleet = append(p.Fleet, histogramSVG(h))
 	}
+	p.Diff = r.diffRows()
 	return pageTmpl.Execute(w, p)
+}
+
+// diffRows sets the backtest's suspensions against sentinel's, by
+// subaccount.
+func (r *Report) diffRows() []diffRow {
+	names := map[string]string{}
+	backtest := map[string][]string{}
+	for _, s := range r.Subaccounts {
+		names[s.SID] = s.Name
+		for _, rr := range s.Rules {
+			for _, at := range rr.SuspendedAt {
+				backtest[s.SID] = append(backtest[s.SID], at.UTC().Format(textTime)+" ("+rr.Rule+")")
+			}
+		}
+	}
+	for _, a := range r.Actual {
+		if names[a.SID] == "" {
+			names[a.SID] = a.Name
+		}
+	}
+	var out []diffRow
+	add := func(mark, class string, sids []string) {
+		for _, sid := range sids {
+			_, fired := backtest[sid]
+			out = append(out, diffRow{Mark: mark, Class: class, SID: sid, Name: Clean(names[sid], 80), Link: fired,
+				Backtest: strings.Join(backtest[sid], ", "), Actual: strings.Join(r.actual(sid), ", ")})
+		}
+	}
+	add("+", "plus", r.Summary.OnlyBacktest)
+	add("−", "minus", r.Summary.OnlyActual)
+	add("=", "", r.Summary.Both)
+	return out
 }
 
 // WriteHTML writes the explanation as one self-contained HTML page, as
@@ -81,6 +114,7 @@ func (e *Explanation) WriteHTML(w io.Writer) error {
 }
 
 type page struct {
+	Diff        []diffRow
 	Title       string
 	Report      *Report
 	Step        string
@@ -88,6 +122,14 @@ type page struct {
 	Subaccounts []pageSubaccount
 	Uncharted   int
 	Fleet       []template.HTML
+}
+
+// diffRow is one subaccount suspended in the backtest, in reality or in
+// both.
+type diffRow struct {
+	Mark, Class, SID, Name string
+	Backtest, Actual       string
+	Link                   bool
 }
 
 type pageSubaccount struct {
@@ -330,7 +372,7 @@ type bar struct {
 // histogramSVG draws how many subaccounts came how close to a rule's
 // threshold: where a threshold cuts the fleet.
 func histogramSVG(h Histogram) template.HTML {
-	const w, ht, pad, bottom = 380, 150, 8, 20
+	const w, ht, pad, bottom = 320, 120, 6, 20
 	most := 1
 	for _, n := range h.Bins {
 		most = max(most, n)
@@ -372,7 +414,8 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}h3{font-siz
 th{font-weight:600;border-bottom:1px solid #ccd3d8}td.num{text-align:right}.suspends{color:#b3261e;font-weight:600}
 code{font:12px ui-monospace,monospace;background:#f1f3f4;padding:1px 4px;border-radius:3px}
 .diff .plus{color:#b3261e}.diff .minus{color:#1d6f42}article{border-top:1px solid #e1e5e8;padding-top:6px}
-figure{margin:10px 0}figcaption{font-size:12px;color:#5f6b73}.fleetgrid{display:flex;flex-wrap:wrap;gap:8px 24px}
+figure{margin:10px 0}figcaption{font-size:12px;color:#5f6b73}.fleetgrid{display:flex;flex-wrap:wrap;gap:4px 28px}
+figure.fleet{width:320px;margin:4px 0}
 svg text{font:11px system-ui,sans-serif;fill:#5f6b73}svg .ylabel,svg .xlabel.last{text-anchor:end}svg .xlabel,svg .count{text-anchor:middle}
 svg .xlabel.first{text-anchor:start}
 .plot{fill:#fbfcfc;stroke:#e1e5e8}.grid{stroke:#eef1f2}.value{fill:none;stroke:#1a5fb4;stroke-width:1.6}
@@ -420,11 +463,9 @@ var pageTmpl = template.Must(template.New("page").Funcs(funcs).Parse(`<!doctype 
 <tr><th>Alerts</th><td class="num">{{.Summary.Alerts}}</td><td class="muted">times a rule fired (each an incident told to Slack)</td></tr>
 <tr><th>Actually suspended</th><td class="num">{{.Summary.ActuallySuspended}}</td><td class="muted">by sentinel in the same period, from the audit log</td></tr>
 </table>
-{{if or .Summary.OnlyBacktest .Summary.OnlyActual .Summary.Both}}<table class="diff">
-<tr><th></th><th>subaccount</th><th>suspended</th></tr>
-{{range .Summary.OnlyBacktest}}<tr class="plus"><td>+</td><td><a href="#{{.}}">{{.}}</a></td><td>in the backtest only</td></tr>
-{{end}}{{range .Summary.OnlyActual}}<tr class="minus"><td>−</td><td>{{.}}</td><td>in reality only: the backtest would not suspend it</td></tr>
-{{end}}{{range .Summary.Both}}<tr><td>=</td><td><a href="#{{.}}">{{.}}</a></td><td>in both</td></tr>
+{{if .Diff}}<table class="diff">
+<tr><th></th><th>subaccount</th><th></th><th>backtest would suspend (UTC)</th><th>sentinel suspended (UTC)</th></tr>
+{{range .Diff}}<tr class="{{.Class}}"><td>{{.Mark}}</td><td>{{if .Link}}<a href="#{{.SID}}">{{.Name}}</a>{{else}}{{.Name}}{{end}}</td><td><code>{{.SID}}</code></td><td>{{.Backtest}}</td><td>{{.Actual}}</td></tr>
 {{end}}</table>{{end}}
 
 <h2 id="fleet">How close the fleet came to each threshold</h2>
@@ -460,7 +501,7 @@ var explainTmpl = template.Must(template.New("explain").Funcs(funcs).Parse(`<!do
 <p class="muted">Judged at {{t .At}} UTC by the policies {{if .Daemon}}the daemon runs{{else}}given{{end}}. Message log known complete {{if .Status.DataUntil.IsZero}}nowhere yet{{else}}until {{t .Status.DataUntil}} UTC{{end}}{{if not .Status.ProbationUntil.IsZero}}; on probation until {{t .Status.ProbationUntil}} UTC{{end}}.</p>
 <table>
 <tr><th>rule</th><th>result</th><th>value</th><th>threshold</th><th>resolve</th><th>window</th><th>volume</th><th>coverage</th><th>for</th><th>last decision</th><th>last 24 h</th></tr>
-{{range .Rules}}<tr><td>{{.Rule}}</td><td>{{.Result}}</td><td>{{value .Signal .Value}}</td><td>{{value .Signal .Threshold}}</td><td>{{value .Signal .Resolve}}</td><td>{{.Window}}</td><td>{{.VolumeText}}</td><td>{{.Coverage}}</td><td>{{.Consecutive}}/{{.For}}</td><td>{{.LastDecision}}</td><td><code>{{.Sparkline}}</code></td></tr>
+{{range .Rules}}<tr><td>{{.Rule}}</td><td>{{.Result}}</td><td>{{value .Signal .Value}}</td><td>{{value .Signal .Threshold}}</td><td>{{value .Signal .Resolve}}</td><td>{{.Window}}</td><td>{{.VolumeText}}</td><td>{{.Coverage}}</td><td>{{.ForText}}</td><td>{{.LastDecision}}</td><td><code>{{.Sparkline}}</code></td></tr>
 {{end}}</table>{{end}}
 ` + legend + `
 {{range .Charts}}{{.}}{{end}}
