@@ -128,60 +128,30 @@ func runBacktest(ctx context.Context, cfg *config, stdout, stderr io.Writer) err
 	b := cfg.bt
 	now := time.Now().UTC()
 	from, to := b.fromAt.resolve(now), b.toAt.resolve(now)
-	fromGiven, toGiven := b.from != "", b.to != ""
-	if !toGiven || to.After(now) {
+	if b.to == "" || to.After(now) {
 		to = now
 	}
-	if !fromGiven {
+	if b.from == "" {
 		from = to.Add(-24 * time.Hour)
 	}
 	if !from.Before(to) {
 		return usageError(fmt.Errorf("-from %s is not before -to %s", stamp(from), stamp(to)))
 	}
 
-	var h *backtest.History
+	var rep *backtest.Report
 	err = withDaemonOrReadOnly(cfg,
 		func(c *control.Client) (err error) {
-			h, err = c.BacktestHistory(ctx, backtest.RequestFor(set, from, to))
+			rep, err = replay(ctx, cfg, set, from, to, stderr, func(req backtest.Request) (*backtest.History, error) {
+				return c.BacktestHistory(ctx, req)
+			})
 			return err
 		},
 		func(st *store.Store) (err error) {
-			h, err = backtest.Load(ctx, st, backtest.RequestFor(set, from, to))
+			rep, err = replay(ctx, cfg, set, from, to, stderr, func(req backtest.Request) (*backtest.History, error) {
+				return backtest.Load(ctx, st, req)
+			})
 			return err
 		})
-	if err != nil {
-		return err
-	}
-	// The period starts no earlier than the database's data: a week
-	// asked of a database that holds two days is those two days. It ends
-	// no later than now; past where the data ends, rules are unknown as
-	// they would have been for the daemon. Without -from and -to, it is
-	// the last 24 hours of the data.
-	covFrom, covUntil, ok := h.Covers()
-	if !ok {
-		return fmt.Errorf("%w between %s and %s: the database holds no message log read completely yet", backtest.ErrNoData, stamp(from), stamp(to))
-	}
-	if !toGiven && !fromGiven && covUntil.Before(to) {
-		to = covUntil
-		from = to.Add(-24 * time.Hour)
-	}
-	if !to.After(covFrom) || !from.Before(covUntil) {
-		err := fmt.Errorf("%w between %s and %s; the database covers %s to %s", backtest.ErrNoData, stamp(from), stamp(to), stamp(covFrom), stamp(covUntil))
-		if fromGiven || toGiven {
-			return usageError(err)
-		}
-		return err
-	}
-	if from.Before(covFrom) {
-		if fromGiven {
-			fmt.Fprintf(stderr, "sentinel: the database's data starts at %s: the backtest starts there\n", stamp(covFrom))
-		}
-		from = covFrom
-	}
-	rep, err := backtest.Run(ctx, h, set, backtest.Options{
-		From: from, To: to, Step: b.step, Charts: b.html != "",
-		Rails: actions.Rails{MaxPerHour: cfg.maxPerHour, MaxFraction: cfg.maxFraction, MaxStaleness: cfg.maxStaleness},
-	})
 	if err != nil {
 		return err
 	}
@@ -200,6 +170,55 @@ func runBacktest(ctx context.Context, cfg *config, stdout, stderr io.Writer) err
 		fmt.Fprintf(stdout, "\nHTML report: %s\n", b.html)
 	}
 	return nil
+}
+
+// replay loads the history of the period [from, to] with load, fits the
+// period to the data, and runs the backtest.
+func replay(ctx context.Context, cfg *config, set *policy.Set, from, to time.Time, stderr io.Writer,
+	load func(backtest.Request) (*backtest.History, error)) (*backtest.Report, error) {
+	b := cfg.bt
+	fromGiven, toGiven := b.from != "", b.to != ""
+	req := backtest.RequestFor(set, from, to)
+	h, err := load(req)
+	if err != nil {
+		return nil, err
+	}
+	// The period starts no earlier than the database's data: a week
+	// asked of a database that holds two days is those two days. It ends
+	// no later than now; past where the data ends, rules are unknown as
+	// they would have been for the daemon. Without -from and -to, it is
+	// the last 24 hours of the data.
+	covFrom, covUntil, ok := h.Covers()
+	if !ok {
+		return nil, fmt.Errorf("%w between %s and %s: the database holds no message log read completely yet", backtest.ErrNoData, stamp(from), stamp(to))
+	}
+	if !toGiven && !fromGiven && covUntil.Before(to) {
+		to = covUntil
+		from = to.Add(-24 * time.Hour)
+	}
+	if !to.After(covFrom) || !from.Before(covUntil) {
+		err := fmt.Errorf("%w between %s and %s; the database covers %s to %s", backtest.ErrNoData, stamp(from), stamp(to), stamp(covFrom), stamp(covUntil))
+		if fromGiven || toGiven {
+			return nil, usageError(err)
+		}
+		return nil, err
+	}
+	if from.Before(covFrom) {
+		if fromGiven {
+			fmt.Fprintf(stderr, "sentinel: the database's data starts at %s: the backtest starts there\n", stamp(covFrom))
+		}
+		from = covFrom
+	}
+	// A period moved back to where the data ends needs that stretch read.
+	if fit := backtest.RequestFor(set, from, to); fit.Since.Before(req.Since) || fit.To.After(req.To) {
+		if h, err = load(fit); err != nil {
+			return nil, err
+		}
+	}
+	return backtest.Run(ctx, h, set, backtest.Options{
+		From: from, To: to, Step: b.step, Charts: b.html != "",
+		Rails: actions.Rails{MaxPerHour: cfg.maxPerHour, MaxFraction: cfg.maxFraction, MaxStaleness: cfg.maxStaleness},
+	})
 }
 
 // runExplain runs -explain: the running daemon's judgement, with its

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,6 +20,7 @@ import (
 	"sentinel/internal/backtest"
 	"sentinel/internal/policy"
 	"sentinel/internal/store"
+	"sentinel/internal/traffic"
 	"sentinel/internal/twiliofake"
 )
 
@@ -368,5 +370,41 @@ func TestBacktestBadInput(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(w.dir, "typo.db")); !os.IsNotExist(err) {
 		t.Errorf("-backtest created a database: %v", err)
+	}
+}
+
+// TestBacktestFitsOldData: without -from and -to, a backtest of a copy
+// whose data ends days ago replays the last 24 hours of its data, and
+// reads them, not the last 24 hours before now.
+func TestBacktestFitsOldData(t *testing.T) {
+	set, err := policy.Load("../../policies")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	end := now.Add(-72 * time.Hour).Truncate(time.Minute)
+	var asked []backtest.Request
+	load := func(req backtest.Request) (*backtest.History, error) {
+		asked = append(asked, req)
+		start := req.Since.Truncate(5 * time.Minute)
+		slots := int(req.To.Sub(start)/(5*time.Minute)) + 1
+		h := &backtest.History{Start: start, Slots: slots, Codes: req.Codes, Loaded: now}
+		h.Accounts = []backtest.Account{{
+			Info:     store.Account{SID: "AC" + strings.Repeat("1", 32), FriendlyName: "old", Status: "active"},
+			Coverage: traffic.Coverage{From: end.Add(-7 * 24 * time.Hour), Until: end},
+			Counts:   make([]int64, slots*(5+len(req.Codes))),
+		}}
+		return h, nil
+	}
+	cfg := &config{bt: backtestFlags{step: time.Minute}, maxPerHour: 3, maxFraction: 0.1, maxStaleness: 10 * time.Minute}
+	rep, err := replay(context.Background(), cfg, set, now.Add(-24*time.Hour), now, io.Discard, load)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.From.Equal(end.Add(-24*time.Hour)) || !rep.To.Equal(end) {
+		t.Errorf("period %v to %v, want the last 24 hours of the data, to %v", rep.From, rep.To, end)
+	}
+	if len(asked) != 2 || asked[1].Since.After(end.Add(-24*time.Hour-set.MaxWindow())) || asked[1].To.Before(end) {
+		t.Errorf("histories asked for: %+v; want a second one that holds the period", asked)
 	}
 }
