@@ -144,7 +144,7 @@ func cpuTime() int64 {
 //
 //	go test -run '^$' -bench Backtest1000x7d -benchmem -benchtime 1x -count 3 ./internal/backtest/
 //
-// The first run builds the database (about 600 MB) in os.TempDir.
+// The first run builds the database (about 80 MB, in seconds) in os.TempDir.
 func BenchmarkBacktest1000x7d(b *testing.B) {
 	st := benchDB(b)
 	set, err := policy.Load("../../policies")
