@@ -404,7 +404,7 @@ func TestBacktestFitsOldData(t *testing.T) {
 	if !rep.From.Equal(end.Add(-24*time.Hour)) || !rep.To.Equal(end) {
 		t.Errorf("period %v to %v, want the last 24 hours of the data, to %v", rep.From, rep.To, end)
 	}
-	if len(asked) != 2 || asked[1].Since.After(end.Add(-24*time.Hour-set.MaxWindow())) || asked[1].To.Before(end) {
+	if len(asked) != 2 || asked[1].Since.After(traffic.WindowStart(end.Add(-24*time.Hour), set.MaxWindow())) || asked[1].To.Before(end) {
 		t.Errorf("histories asked for: %+v; want a second one that holds the period", asked)
 	}
 }
