@@ -25,7 +25,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	if r.Step == "" {
 		step = "at given times"
 	}
-	fmt.Fprintf(w, "Backtest %s to %s UTC, %s: %d evaluations of %d subaccounts, %d rules.\n",
+	fmt.Fprintf(w, "Backtest %s to %s UTC, %s: %d evaluations of %d accounts, %d rules.\n",
 		r.From.UTC().Format(textTime), r.To.UTC().Format(textTime), step, r.Evaluations, r.Judged, len(r.Rules))
 	if len(r.Subaccounts) == 0 {
 		fmt.Fprintln(w, "\nNo rule would have fired.")
