@@ -55,6 +55,7 @@ type config struct {
 	history         string
 	checkPolicies   bool
 	testPolicies    bool
+	bt              backtestFlags // -backtest, -explain (backtest.go)
 	testFiles       []string
 	version         bool
 
@@ -115,11 +116,12 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 	fs.StringVar(&c.by, "by", "", "who, for -reinstate and -suspend (default: the OS user)")
 
 	fs.BoolVar(&c.status, "status", false, "print every subaccount's state and exit")
-	fs.BoolVar(&c.jsonOut, "json", false, "with -status or -history: print JSON")
+	fs.BoolVar(&c.jsonOut, "json", false, "with -status, -history, -backtest or -explain: print JSON")
 	fs.StringVar(&c.history, "history", "", "print the incidents, transitions and actions of subaccount `SID`, newest first")
 	fs.BoolVar(&c.checkPolicies, "check-policies", false, "validate the policy directory and exit")
 	fs.BoolVar(&c.testPolicies, "test-policies", false, "run the policy test FILEs given as arguments and exit")
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
+	addBacktestFlags(fs, &c.bt)
 
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
@@ -170,6 +172,9 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 	if err := checkListen(c.listen); err != nil {
 		return nil, err
 	}
+	if err := checkBacktestFlags(c, given); err != nil {
+		return nil, err
+	}
 	if c.testPolicies {
 		c.testFiles = fs.Args()
 		if len(c.testFiles) == 0 {
@@ -198,22 +203,23 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 	// Every mode is exclusive: a second one would otherwise be silently
 	// ignored (-demo -status ran -status only).
 	actions := 0
-	for _, set := range []bool{c.reinstate != "", c.suspend != "", c.status, c.history != "", c.checkPolicies, c.testPolicies, c.version, c.once, c.demo} {
+	for _, set := range []bool{c.reinstate != "", c.suspend != "", c.status, c.history != "", c.checkPolicies, c.testPolicies, c.version, c.once, c.demo,
+		c.bt.backtest, c.bt.explain != ""} {
 		if set {
 			actions++
 		}
 	}
 	switch {
 	case actions > 1:
-		return nil, errors.New("choose one of -reinstate, -suspend, -status, -history, -check-policies, -test-policies, -version, -once and -demo")
+		return nil, errors.New("choose one of -reinstate, -suspend, -status, -history, -check-policies, -test-policies, -version, -once, -demo, -backtest and -explain")
 	case (c.reinstate != "" || c.suspend != "") && strings.TrimSpace(c.reason) == "":
 		return nil, errors.New("-reinstate and -suspend need -reason")
 	case (c.reinstate != "" || c.suspend != "") && c.dryRun:
 		// -dry-run governs sentinel's own decisions; a person's -suspend or
 		// -reinstate acts. A silent preview would look like an action.
 		return nil, errors.New("-dry-run does not apply to -reinstate and -suspend: they act")
-	case c.jsonOut && !c.status && c.history == "":
-		return nil, errors.New("-json goes with -status or -history")
+	case c.jsonOut && !c.status && c.history == "" && !c.bt.backtest && c.bt.explain == "":
+		return nil, errors.New("-json goes with -status, -history, -backtest or -explain")
 	case c.db == "":
 		return nil, errors.New("-db: need a path")
 	case c.concurrency < 1:
@@ -361,6 +367,10 @@ Usage:
   sentinel -demo                            run against the built-in Twilio fake
   sentinel -status [-json] [SID]            show every subaccount, or one in full
   sentinel -history SID [-json]             show a subaccount's incidents and actions
+  sentinel -backtest [-from T] [-to T] [-step 1m] [-json] [-html FILE]
+                                            replay the stored history through -policies
+  sentinel -explain SID [-json] [-html FILE]
+                                            why a subaccount is judged as it is, rule by rule
   sentinel -reinstate SID -reason TEXT      reinstate a subaccount (probation follows)
   sentinel -suspend SID -reason TEXT        suspend a subaccount by hand
   sentinel -check-policies                  validate the policy directory

@@ -64,6 +64,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return status(ctx, cfg, stdout, stderr)
 	case cfg.history != "":
 		return history(ctx, cfg, stdout)
+	case cfg.bt.backtest:
+		return runBacktest(ctx, cfg, stdout, stderr)
+	case cfg.bt.explain != "":
+		return runExplain(ctx, cfg, stdout)
 	case cfg.reinstate != "" || cfg.suspend != "":
 		return manual(ctx, cfg, getenv, log, stdout)
 	case cfg.demo:

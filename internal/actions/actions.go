@@ -206,6 +206,10 @@ func New(cfg Config, st *store.Store, tw Twilio, policies func() *policy.Set, n 
 	return &Actor{cfg: cfg, st: st, tw: tw, policies: policies, notifier: n, log: log, now: now, m: m}, nil
 }
 
+// Policies returns the policy set the Actor judges with now; nil while no
+// valid set is loaded.
+func (a *Actor) Policies() *policy.Set { return a.policies() }
+
 // notify hands ev to the notifier. A failure is logged, not returned: the
 // action it reports has happened and must not be undone or repeated.
 func (a *Actor) notify(ctx context.Context, ev slack.Event) {

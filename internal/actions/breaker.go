@@ -94,6 +94,11 @@ func (a *Actor) enterProbation(ctx context.Context, acct store.Account, br store
 		ProbationUntil: policy.ProbationUntil(a.settings(), at, br.Offences),
 	}
 	nb.SpendDay, nb.SpendBase = a.spendAt(ctx, acct.SID, at)
+	if nb.SpendDay != "" {
+		// The audit log keeps the note too: the breaker forgets it at the
+		// next suspension, and a backtest replays every reinstatement.
+		rec.Detail = joinDetail(rec.Detail, spendNote(nb.SpendDay, nb.SpendBase))
+	}
 	if err := a.transition(acct.SID, br, nb, rec); err != nil {
 		return err
 	}

@@ -169,13 +169,10 @@ func (a *Actor) syncAccount(ctx context.Context, set *policy.Set, snap *snapshot
 	}
 	state := stateOf(br)
 	a.m.breakers.set(sid, state)
-	if !acct.Parent && acct.Status != statusClosed && state != StateAccountClosed {
-		automatic := state == StateOpen && !br.Manual
-		if automatic {
+	if active, open := InFleet(acct.Parent, acct.Status, state, br.Manual); active {
+		fl.active++
+		if open {
 			fl.open++
-		}
-		if (acct.Status == statusActive && !suspendedState(state)) || automatic {
-			fl.active++
 		}
 	}
 	if acct.Status != statusActive || suspendedState(state) {
@@ -198,7 +195,7 @@ func (a *Actor) judgeAccount(ctx context.Context, snap *snapshot, v *verdict, ru
 	}
 	sum.Accounts++
 	acct := *v.acct
-	stale := v.cov.Until.Before(now.Add(-a.cfg.MaxStaleness))
+	stale := a.cfg.rails().Stale(v.cov, now)
 	var errs []error
 	var cands []candidate
 	var unjudged []string // suspension rules sentinel cannot judge on fresh data

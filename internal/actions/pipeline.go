@@ -1,11 +1,9 @@
 package actions
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 	"time"
@@ -28,42 +26,12 @@ type candidate struct {
 	coverage traffic.Coverage
 }
 
-// strength is the evidence's strength: how far over its threshold it is.
-func (c candidate) strength() float64 {
-	if t := c.dec.Evidence.Threshold; t > 0 {
-		return c.dec.Evidence.Value / t
-	}
-	return c.dec.Evidence.Value
-}
-
-// severityRank orders severities, worst highest.
-func severityRank(sev string) int {
-	switch sev {
-	case policy.SeverityCritical:
-		return 3
-	case policy.SeverityWarning:
-		return 2
-	case policy.SeverityInfo:
-		return 1
-	}
-	return 0
-}
-
-// sortCandidates sorts candidates by severity, then evidence strength, then SID and
-// rule, so that a limited budget goes to the worst offenders and the same
-// data always gives the same result.
+// sortCandidates sorts candidates worst offender first (CompareCandidates),
+// so that a limited budget goes to the worst offenders and the same data
+// always gives the same result.
 func sortCandidates(cands []candidate) {
 	slices.SortStableFunc(cands, func(x, y candidate) int {
-		if c := cmp.Compare(severityRank(y.dec.Severity), severityRank(x.dec.Severity)); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(y.strength(), x.strength()); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(x.acct.SID, y.acct.SID); c != 0 {
-			return c
-		}
-		return cmp.Compare(x.dec.Rule, y.dec.Rule)
+		return CompareCandidates(x.acct.SID, x.dec, y.acct.SID, y.dec)
 	})
 }
 
@@ -90,7 +58,8 @@ func (a *Actor) enforce(ctx context.Context, set *policy.Set, cands []candidate,
 		errs = append(errs, err)
 		hour = a.cfg.MaxPerHour
 	}
-	maxOpen := max(1, int(math.Floor(a.cfg.MaxFraction*float64(fl.active))))
+	rails := a.cfg.rails()
+	maxOpen := rails.MaxOpen(fl.active)
 	suspended := 0 // in this cycle, including outcomes still unknown
 	done := map[string]bool{}
 	var blocked []string
@@ -170,18 +139,12 @@ func (a *Actor) enforce(ctx context.Context, set *policy.Set, cands []candidate,
 			return false, err
 		}},
 		{"blast radius", func(ctx context.Context, c *candidate) (bool, error) {
-			if hour+suspended >= a.cfg.MaxPerHour || fl.open+suspended >= maxOpen {
-				done[c.acct.SID] = true // one block per account, not per rule
+			rail, why := rails.Blast(hour+suspended, fl.open+suspended, fl.active)
+			if rail == "" {
+				return true, nil
 			}
-			switch {
-			case hour+suspended >= a.cfg.MaxPerHour:
-				return block(c, RailPerHour, fmt.Sprintf("blocked by safety rail: at most %d suspensions per hour (%d in the last hour)",
-					a.cfg.MaxPerHour, hour+suspended))
-			case fl.open+suspended >= maxOpen:
-				return block(c, RailFraction, fmt.Sprintf("blocked by safety rail: at most %d of %d active subaccounts suspended at once (%.0f%%)",
-					maxOpen, fl.active, a.cfg.MaxFraction*100))
-			}
-			return true, nil
+			done[c.acct.SID] = true // one block per account, not per rule
+			return block(c, rail, why)
 		}},
 	}
 

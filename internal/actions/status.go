@@ -3,6 +3,7 @@ package actions
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -104,6 +105,28 @@ func StatusRows(ctx context.Context, st *store.Store, set *policy.Set, now time.
 	if err != nil {
 		return nil, err
 	}
+	return statusRows(ctx, st, set, now, accts)
+}
+
+// StatusOf is StatusRows for one account, sid; the error wraps
+// ErrUnknownAccount when the store does not know it.
+func StatusOf(ctx context.Context, st *store.Store, set *policy.Set, sid string, now time.Time) (StatusRow, error) {
+	acct, err := st.Account(sid)
+	if errors.Is(err, store.ErrNotFound) {
+		return StatusRow{}, fmt.Errorf("no subaccount %s in this fleet, as of sentinel's last read of Twilio's account list (sentinel -status lists them): %w", sid, ErrUnknownAccount)
+	}
+	if err != nil {
+		return StatusRow{}, err
+	}
+	rows, err := statusRows(ctx, st, set, now, []store.Account{acct})
+	if err != nil {
+		return StatusRow{}, err
+	}
+	return rows[0], nil
+}
+
+// statusRows computes the status lines of accts.
+func statusRows(ctx context.Context, st *store.Store, set *policy.Set, now time.Time, accts []store.Account) ([]StatusRow, error) {
 	snap := &snapshot{st: st}
 	snap.loadBreakers()
 	vs := make([]*verdict, 0, len(accts))
@@ -189,6 +212,13 @@ func StatusRows(ctx context.Context, st *store.Store, set *policy.Set, now time.
 		return cmp.Compare(x.SID, y.SID)
 	})
 	return rows, nil
+}
+
+// View is one rule's decision as a RuleView, next the rule's state after
+// it: what -status shows, for a decision made elsewhere (an explanation
+// of a subaccount that is not judged now shows its last judgement).
+func View(r policy.Rule, d policy.Decision, next policy.State) RuleView {
+	return ruleView(r, judged{d: d, next: next})
 }
 
 // ruleView is one decision as a RuleView.

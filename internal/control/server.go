@@ -40,6 +40,8 @@
 //	POST /suspend     {"sid", "by", "reason"}  -> 200 {"message"}
 //	GET  /status                               -> 200 [actions.StatusRow]
 //	GET  /history?sid=AC...                    -> 200 [actions.HistoryEntry]
+//	GET  /backtest/history?since=&to=&...      -> 200 backtest.History (backtest.go)
+//	GET  /explain?sid=AC...                    -> 200 backtest.Explanation
 //
 // Errors are JSON {"error": "..."} with 400 (bad request), 403 (a caller
 // that is neither the daemon's user nor root), 404 (unknown account), 409
@@ -291,6 +293,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /suspend", s.manual("suspended", s.act.Suspend))
 	mux.HandleFunc("GET /status", s.status)
 	mux.HandleFunc("GET /history", s.history)
+	mux.HandleFunc("GET /backtest/history", s.backtestHistory) // backtest.go
+	mux.HandleFunc("GET /explain", s.explain)
 	return s.guard(mux)
 }
 

@@ -216,6 +216,12 @@ func (d *decoder) integer(n *yaml.Node, path string, lo, hi int) (int, bool) {
 
 var daysRE = regexp.MustCompile(`^([0-9]+)d(.*)$`)
 
+// ParseDuration parses a duration the way policy files write one: a Go
+// duration with an optional leading whole number of days and an optional
+// sign ("90m", "7d", "-1d12h"), for command lines that speak the same
+// language as the policies.
+func ParseDuration(s string) (time.Duration, error) { return parseDuration(s) }
+
 // parseDuration is time.ParseDuration that also accepts a leading whole
 // number of days ("7d", "1d12h"), as compliance people think in days.
 func parseDuration(s string) (time.Duration, error) {

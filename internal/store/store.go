@@ -91,6 +91,12 @@
 // Open takes time in proportion to the size of the file: bbolt's list of free
 // pages is not written by commits but rebuilt by each Open (boltOptions).
 //
+// Options.ReadOnly opens an existing database for reading only, as
+// backtests and explanations do: it never creates, initialises or migrates
+// a file, and every write fails with ErrReadOnly. It takes bbolt's shared
+// lock, so it waits for (and then fails with ErrLocked against) a daemon
+// that holds the file, and any number of readers share it.
+//
 // # Pruning
 //
 // Prune deletes raw messages before a horizon but keeps their aggregates
@@ -142,6 +148,12 @@ var (
 	ErrNotSentinel = errors.New("not a sentinel database")
 	ErrNewerSchema = errors.New("schema newer than this binary")
 	ErrNotFound    = errors.New("not found")
+	// ErrOldSchema means a read-only Open found a database that this
+	// binary would first have to migrate.
+	ErrOldSchema = errors.New("schema older than this binary")
+	// ErrReadOnly is what every write to a store opened with
+	// Options.ReadOnly fails with.
+	ErrReadOnly = berrors.ErrDatabaseReadOnly
 )
 
 // DefaultLockTimeout is Options.LockTimeout when it is zero.
@@ -157,6 +169,9 @@ type Options struct {
 	// number for its opt-out to count (see consent.go): the raw message
 	// retention. Zero means 7 days.
 	ConsentWindow time.Duration
+	// ReadOnly opens an existing, up-to-date database for reading only
+	// (see the package doc): nothing in the file can change.
+	ReadOnly bool
 }
 
 // Store is sentinel's database. Its methods are safe for concurrent use.
@@ -300,6 +315,9 @@ func open(path string, opts Options, steps []migration) (*Store, error) {
 	if opts.LockTimeout == 0 {
 		opts.LockTimeout = DefaultLockTimeout
 	}
+	if opts.ReadOnly {
+		return openReadOnly(path, opts, len(steps))
+	}
 	fi, err := os.Stat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -319,6 +337,41 @@ func open(path string, opts Options, steps []migration) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, openErr(err))
 	}
 	if err := migrate(db, steps); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return &Store{db: db, path: path, consent: opts.ConsentWindow}, nil
+}
+
+// openReadOnly opens an existing database at the current schema version
+// for reading only.
+func openReadOnly(path string, opts Options, target int) (*Store, error) {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("open store %s: no such database: %w", path, fs.ErrNotExist)
+	case err != nil:
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	case !fi.Mode().IsRegular() || fi.Size() == 0:
+		return nil, fmt.Errorf("open store %s: %w", path, ErrNotSentinel)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: opts.LockTimeout})
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, openErr(err))
+	}
+	err = db.View(func(tx *bolt.Tx) error {
+		v, err := version(tx, target)
+		switch {
+		case err != nil:
+			return err
+		case v == 0:
+			return fmt.Errorf("%w: an empty database", ErrNotSentinel)
+		case v < target:
+			return fmt.Errorf("schema version %d, this binary writes %d; run sentinel on it once to upgrade it: %w", v, target, ErrOldSchema)
+		}
+		return nil
+	})
+	if err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
