@@ -232,7 +232,7 @@ func runExplain(ctx context.Context, cfg *config, stdout io.Writer) error {
 			if err != nil {
 				return err
 			}
-			e, err = backtest.Explain(ctx, st, set, cfg.bt.explain, time.Now().UTC())
+			e, err = backtest.Explain(ctx, st, set, cfg.bt.explain, time.Now().UTC(), cfg.maxStaleness)
 			return err
 		})
 	if err != nil {

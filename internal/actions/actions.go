@@ -210,6 +210,9 @@ func New(cfg Config, st *store.Store, tw Twilio, policies func() *policy.Set, n 
 // valid set is loaded.
 func (a *Actor) Policies() *policy.Set { return a.policies() }
 
+// MaxStaleness is Config.MaxStaleness.
+func (a *Actor) MaxStaleness() time.Duration { return a.cfg.MaxStaleness }
+
 // notify hands ev to the notifier. A failure is logged, not returned: the
 // action it reports has happened and must not be undone or repeated.
 func (a *Actor) notify(ctx context.Context, ev slack.Event) {

@@ -148,7 +148,7 @@ func TestStatusOf(t *testing.T) {
 	e.send(sid, 100, 3)
 	e.judge()
 	now := e.clock.Now()
-	rows, err := actions.StatusRows(context.Background(), e.st, e.set.Load(), now)
+	rows, err := actions.StatusRows(context.Background(), e.st, e.set.Load(), now, 10*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func TestStatusOf(t *testing.T) {
 			want = r
 		}
 	}
-	got, err := actions.StatusOf(context.Background(), e.st, e.set.Load(), sid, now)
+	got, err := actions.StatusOf(context.Background(), e.st, e.set.Load(), sid, now, 10*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +168,7 @@ func TestStatusOf(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("StatusOf (-StatusRows' row +got):\n%s", diff)
 	}
-	if _, err := actions.StatusOf(context.Background(), e.st, e.set.Load(), "AC"+strings.Repeat("f", 32), now); !errors.Is(err, actions.ErrUnknownAccount) {
+	if _, err := actions.StatusOf(context.Background(), e.st, e.set.Load(), "AC"+strings.Repeat("f", 32), now, 10*time.Minute); !errors.Is(err, actions.ErrUnknownAccount) {
 		t.Errorf("StatusOf an unknown SID: %v, want ErrUnknownAccount", err)
 	}
 }

@@ -105,12 +105,12 @@ func StatusRows(ctx context.Context, st *store.Store, set *policy.Set, now time.
 	if err != nil {
 		return nil, err
 	}
-	return statusRows(ctx, st, set, now, accts)
+	return statusRows(ctx, st, set, now, maxStaleness, accts)
 }
 
 // StatusOf is StatusRows for one account, sid; the error wraps
 // ErrUnknownAccount when the store does not know it.
-func StatusOf(ctx context.Context, st *store.Store, set *policy.Set, sid string, now time.Time) (StatusRow, error) {
+func StatusOf(ctx context.Context, st *store.Store, set *policy.Set, sid string, now time.Time, maxStaleness time.Duration) (StatusRow, error) {
 	acct, err := st.Account(sid)
 	if errors.Is(err, store.ErrNotFound) {
 		return StatusRow{}, fmt.Errorf("no subaccount %s in this fleet, as of sentinel's last read of Twilio's account list (sentinel -status lists them): %w", sid, ErrUnknownAccount)
@@ -118,7 +118,7 @@ func StatusOf(ctx context.Context, st *store.Store, set *policy.Set, sid string,
 	if err != nil {
 		return StatusRow{}, err
 	}
-	rows, err := statusRows(ctx, st, set, now, []store.Account{acct})
+	rows, err := statusRows(ctx, st, set, now, maxStaleness, []store.Account{acct})
 	if err != nil {
 		return StatusRow{}, err
 	}
@@ -126,7 +126,7 @@ func StatusOf(ctx context.Context, st *store.Store, set *policy.Set, sid string,
 }
 
 // statusRows computes the status lines of accts.
-func statusRows(ctx context.Context, st *store.Store, set *policy.Set, now time.Time, accts []store.Account) ([]StatusRow, error) {
+func statusRows(ctx context.Context, st *store.Store, set *policy.Set, now time.Time, maxStaleness time.Duration, accts []store.Account) ([]StatusRow, error) {
 	snap := &snapshot{st: st}
 	snap.loadBreakers()
 	vs := make([]*verdict, 0, len(accts))

@@ -70,11 +70,11 @@ type ExplainedRule struct {
 // store as they happened (the audit log's suspensions, every rule's for
 // and hysteresis). A subaccount that is not judged now, because it is
 // suspended, is explained by its last judgement.
-func Explain(ctx context.Context, st *store.Store, set *policy.Set, sid string, now time.Time) (*Explanation, error) {
+func Explain(ctx context.Context, st *store.Store, set *policy.Set, sid string, now time.Time, maxStaleness time.Duration) (*Explanation, error) {
 	if set == nil {
 		return nil, errors.New("explain: no policy set")
 	}
-	row, err := actions.StatusOf(ctx, st, set, sid, now)
+	row, err := actions.StatusOf(ctx, st, set, sid, now, maxStaleness)
 	if err != nil {
 		return nil, err // it names the subaccount
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"sentinel/internal/actions"
@@ -19,7 +20,7 @@ func TestExplain(t *testing.T) {
 	now := d.cycles[len(d.cycles)-1]
 	ctx := context.Background()
 
-	e, err := Explain(ctx, d.st, d.set, d.subs["acme"], now)
+	e, err := Explain(ctx, d.st, d.set, d.subs["acme"], now, 10*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +68,7 @@ func TestExplain(t *testing.T) {
 	}
 
 	// Suspended since the first cycle: explained by its last judgement.
-	e, err = Explain(ctx, d.st, d.set, d.subs["spender"], now)
+	e, err = Explain(ctx, d.st, d.set, d.subs["spender"], now, 10*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +81,7 @@ func TestExplain(t *testing.T) {
 		}
 	}
 
-	if _, err := Explain(ctx, d.st, d.set, "AC"+strings.Repeat("e", 32), now); !errors.Is(err, actions.ErrUnknownAccount) {
+	if _, err := Explain(ctx, d.st, d.set, "AC"+strings.Repeat("e", 32), now, 10*time.Minute); !errors.Is(err, actions.ErrUnknownAccount) {
 		t.Errorf("an unknown SID: %v, want ErrUnknownAccount", err)
 	}
 }

@@ -162,9 +162,15 @@ func newRun(ctx context.Context, h *History, set *policy.Set, opts Options) (*ru
 	if opts.Workers <= 0 {
 		opts.Workers = runtime.GOMAXPROCS(0)
 	}
+	// A log that lags more than the rails' MaxStaleness is not judged,
+	// as the daemon does not (policy.Subject.MaxLag).
+	lag := set.Settings().Staleness
+	if m := opts.Rails.MaxStaleness; m > 0 && m < lag {
+		lag = m
+	}
 	r := &run{
 		ctx: ctx, h: h, set: set, opts: opts, rules: set.Rules(), fields: h.fields(),
-		staleness: set.Settings().Staleness, settings: set.Settings(), usageDays: max(minUsageDays, set.UsageDays()),
+		staleness: lag, settings: set.Settings(), usageDays: max(minUsageDays, set.UsageDays()),
 		memo: !opts.exhaustive && opts.buckets == nil,
 	}
 	for _, rule := range r.rules {
@@ -444,6 +450,7 @@ func (a *acct) step(r *run, t time.Time, si int, scr *scratch) {
 		Buckets:      buckets,
 		Examples:     noExamples,
 		Coverage:     cov,
+		MaxLag:       r.staleness,
 		Usage:        a.usage,
 		UsageAsOf:    usageAsOf,
 		ReinstatedAt: a.reinstatedAt,

@@ -30,6 +30,7 @@ import (
 // (*actions.Actor): the policy set it judges with.
 type policySource interface {
 	Policies() *policy.Set
+	MaxStaleness() time.Duration
 }
 
 var _ policySource = (*actions.Actor)(nil)
@@ -99,7 +100,7 @@ func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, reply{Error: "no valid policy set is loaded"})
 		return
 	}
-	e, err := backtest.Explain(r.Context(), s.st, set, sid, s.now())
+	e, err := backtest.Explain(r.Context(), s.st, set, sid, s.now(), ps.MaxStaleness())
 	if err != nil {
 		writeJSON(w, statusOf(err), reply{Error: err.Error()})
 		return
