@@ -127,7 +127,9 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 
 	fs.StringVar(&c.accountsSpec, "accounts-schedule", "@every 10m", "when to read the subaccount list (cron spec or @every)")
-	fs.StringVar(&c.messagesSpec, "messages-schedule", "@every 1m", "when to read message logs and judge them (cron spec or @every)")
+	// 55s, so that every log is read at least once a minute: a log's place
+	// in a cycle moves by up to a second or so from one cycle to the next.
+	fs.StringVar(&c.messagesSpec, "messages-schedule", "@every 55s", "when to read message logs and judge them (cron spec or @every); the default reads every log at least once a minute")
 	fs.StringVar(&c.usageSpec, "usage-schedule", "@every 5m", "when to read usage of the subaccounts whose usage can have changed (cron spec or @every)")
 	fs.StringVar(&c.sweepSpec, "sweep-schedule", "@every 1h", "when to re-read every log's whole -settle window, for messages that appear late (cron spec or @every)")
 	fs.IntVar(&c.concurrency, "concurrency", twilioapi.DefaultConcurrency, "most Twilio API requests in flight at once (halved on 429, grown back on success)")

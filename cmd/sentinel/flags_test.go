@@ -150,8 +150,8 @@ func TestParseFlags(t *testing.T) {
 		// A hung account may hold up its cycle for half the time until the
 		// next one is due; -poll-deadline says otherwise for both streams.
 		{"poll deadlines from the default schedules", nil, func(t *testing.T, c *config) {
-			if c.messagesDeadline != 30*time.Second || c.usageDeadline != 150*time.Second {
-				t.Errorf("deadlines %v and %v, want 30s and 2m30s", c.messagesDeadline, c.usageDeadline)
+			if c.messagesDeadline != 27500*time.Millisecond || c.usageDeadline != 150*time.Second || c.sweepDeadline != 30*time.Minute {
+				t.Errorf("deadlines %v, %v and %v, want 27.5s, 2m30s and 30m", c.messagesDeadline, c.usageDeadline, c.sweepDeadline)
 			}
 		}},
 		{"poll deadlines from the schedules", []string{"-messages-schedule", "*/2 * * * *", "-usage-schedule", "@every 10m"}, func(t *testing.T, c *config) {

@@ -19,8 +19,9 @@ import (
 // latency to every request, in real time, and measure from the fake's
 // record of requests what Twilio would see. A run takes minutes.
 
-// watchEvery is the default -messages-schedule's interval: the longest any
-// message log may go unread once the watch holds.
+// watchEvery is the watch the defaults promise: the longest any message
+// log may go unread once the watch holds (-messages-schedule runs every
+// 55s to keep it).
 const watchEvery = time.Minute
 
 // watchWorld is a fake of n quiet subaccounts: accounts with no traffic.

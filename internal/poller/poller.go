@@ -135,8 +135,8 @@ type Config struct {
 	// them (the Twilio client bounds each request on its own). A poll that
 	// runs past its deadline is abandoned, recorded as failed with
 	// ErrDeadline, and the cycle goes on without it. Defaults 30s and
-	// 2m30s: half the intervals of the default schedules (@every 1m and
-	// @every 5m). A poll that reads page after page is not hung: see each.
+	// 2m30s (the daemon gives half its schedules' intervals). A poll that
+	// reads page after page is not hung: see each.
 	MessagesDeadline, UsageDeadline time.Duration
 	// SweepDeadline bounds one account's sweep (see Sweep) the same way.
 	// Default 30m: half the interval of the default schedule (@every 1h).
