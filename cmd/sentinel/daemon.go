@@ -29,7 +29,7 @@ func daemon(ctx context.Context, cfg *config, log *slog.Logger) error {
 		// Before the database is created or Twilio polled: a socket that
 		// others could replace, or a web configuration that cannot be
 		// served, is a configuration error.
-		if err := control.CheckPath(cfg.socket); err != nil {
+		if err := (control.Socket{Path: cfg.socket}).Check(); err != nil {
 			return err
 		}
 		if err := checkWebConfig(cfg.webConfig); err != nil {
@@ -78,7 +78,7 @@ func (a *app) serve(ctx context.Context, ready chan<- string) error {
 	// stays open (Twilio unreachable) is reconciled again by the first
 	// action on its subaccount, which waits for it.
 	a.recoverIntents(ctx)
-	ctrl, err := control.New(cfg.socket, a.act, a.st, log, time.Now)
+	ctrl, err := control.New(control.Socket{Path: cfg.socket}, a.act, a.st, log, time.Now)
 	if err != nil {
 		ln.Close()
 		return err

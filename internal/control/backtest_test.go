@@ -22,7 +22,7 @@ import (
 func TestBacktestEndpoints(t *testing.T) {
 	w := newWorld(t)
 	path := socketPath(t)
-	srv, err := control.New(path, w.act, w.st, nil, clock)
+	srv, err := control.New(control.Socket{Path: path}, w.act, w.st, nil, clock)
 	if err != nil {
 		t.Fatal(err)
 	}

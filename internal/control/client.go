@@ -90,6 +90,8 @@ func dial(path string, peerCred func(net.Conn) (Cred, error)) (*Client, error) {
 		return nil, err
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
 		return nil, fmt.Errorf("dial %s: %w", path, ErrNoDaemon)
+	case errors.Is(err, fs.ErrPermission):
+		return nil, fmt.Errorf("dial control socket %s: %w: only the daemon's user, root and the members of its -control-group may use it", path, err)
 	case err != nil:
 		return nil, fmt.Errorf("dial control socket %s: %w", path, err)
 	}

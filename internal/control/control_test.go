@@ -146,7 +146,7 @@ rules:
 func TestControlSocket(t *testing.T) {
 	w := newWorld(t)
 	path := socketPath(t)
-	srv, err := control.New(path, w.act, w.st, nil, clock)
+	srv, err := control.New(control.Socket{Path: path}, w.act, w.st, nil, clock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +248,7 @@ func TestControlSocket(t *testing.T) {
 	}
 
 	// A second daemon on the same socket refuses to start.
-	srv2, _ := control.New(path, w.act, w.st, nil, clock)
+	srv2, _ := control.New(control.Socket{Path: path}, w.act, w.st, nil, clock)
 	if err := srv2.Run(context.Background()); !errors.Is(err, control.ErrRunning) {
 		t.Errorf("second Run: %v, want ErrRunning", err)
 	}
@@ -316,7 +316,7 @@ func TestStaleSocketReplacedAndRemovedOnStop(t *testing.T) {
 	l.Close()
 
 	act := &stub{err: fmt.Errorf("boom: %w", actions.ErrRefused)}
-	srv, err := control.New(path, act, st, nil, clock)
+	srv, err := control.New(control.Socket{Path: path}, act, st, nil, clock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -356,7 +356,7 @@ func TestNotASocketLeftAlone(t *testing.T) {
 	if err := os.WriteFile(path, []byte("precious"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	srv, _ := control.New(path, &stub{}, st, nil, clock)
+	srv, _ := control.New(control.Socket{Path: path}, &stub{}, st, nil, clock)
 	if err := srv.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "not a socket") {
 		t.Errorf("Run: %v, want a refusal", err)
 	}
@@ -372,7 +372,7 @@ func TestBadRequests(t *testing.T) {
 	}
 	defer st.Close()
 	act := &stub{}
-	srv, _ := control.New(socketPath(t), act, st, nil, clock)
+	srv, _ := control.New(control.Socket{Path: socketPath(t)}, act, st, nil, clock)
 	h := srv.Handler()
 	for _, tc := range []struct {
 		name, method, path, body string

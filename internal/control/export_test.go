@@ -10,6 +10,9 @@ import (
 // can pretend to be another user.
 func SetPeerCred(s *Server, f func(net.Conn) (Cred, error)) { s.peerCred = f }
 
+// SetPeerGroups replaces how s reads a caller's supplementary groups.
+func SetPeerGroups(s *Server, f func(net.Conn) ([]uint32, error)) { s.peerGroups = f }
+
 // DialWith is Dial with another way to read the daemon's credentials.
 func DialWith(path string, f func(net.Conn) (Cred, error)) (*Client, error) { return dial(path, f) }
 

@@ -23,7 +23,7 @@ func FuzzRequest(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { st.Close() })
-	srv, err := control.New(filepath.Join(f.TempDir(), "s.sock"), &stub{}, st, nil, clock)
+	srv, err := control.New(control.Socket{Path: filepath.Join(f.TempDir(), "s.sock")}, &stub{}, st, nil, clock)
 	if err != nil {
 		f.Fatal(err)
 	}

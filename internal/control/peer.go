@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -34,15 +35,63 @@ var ErrUnsafeDir = errors.New("directory writable by other users")
 const safePlace = "put the socket in a directory only sentinel's user can write, " +
 	"such as /run/sentinel (systemd's RuntimeDirectory=sentinel), with -control-socket /run/sentinel/control.sock"
 
-// CheckPath returns an error wrapping ErrUnsafeDir when this process, as the
-// daemon, must not create its control socket at path (see checkDir). Run
-// checks it too; the daemon calls it before opening the database, so that a
-// misplaced socket fails start-up before anything is created or polled.
-func CheckPath(path string) error {
-	if _, err := checkDir(filepath.Dir(path), uint32(os.Getuid())); err != nil {
-		return fmt.Errorf("control socket %s: %w", path, err)
+// Socket is where the daemon's control endpoint listens, and who besides
+// the daemon's user and root may use it.
+type Socket struct {
+	// Path is the socket file's path.
+	Path string
+	// Group, if not empty, names a group (by name, or by numeric gid) whose
+	// members may use the socket too: the socket is given to that group
+	// with mode 0660, and the daemon answers a caller whose groups, as the
+	// kernel reports them (SO_PEERCRED's gid and SO_PEERGROUPS), include
+	// it. The daemon must be a member itself. Empty: mode 0600.
+	Group string
+}
+
+// Check returns an error when this process, as the daemon, may not serve
+// s: one wrapping ErrUnsafeDir for its directory (see checkDir), or one
+// saying that its Group does not exist or does not include this process.
+// New and Run check the same; the daemon calls Check before it opens its
+// database, so that a mistake fails start-up before anything is created or
+// polled.
+func (s Socket) Check() error {
+	if _, err := checkDir(filepath.Dir(s.Path), uint32(os.Getuid())); err != nil {
+		return fmt.Errorf("control socket %s: %w", s.Path, err)
 	}
-	return nil
+	_, _, err := s.group()
+	return err
+}
+
+// group resolves s.Group to a gid that this process may give its socket
+// to; shared is false when s.Group is empty.
+func (s Socket) group() (gid uint32, shared bool, err error) {
+	if s.Group == "" {
+		return 0, false, nil
+	}
+	if g, err := user.LookupGroup(s.Group); err == nil {
+		n, err := strconv.ParseUint(g.Gid, 10, 32)
+		if err != nil {
+			return 0, false, fmt.Errorf("control socket group %q: gid %q: %w", s.Group, g.Gid, err)
+		}
+		gid = uint32(n)
+	} else if n, nerr := strconv.ParseUint(s.Group, 10, 32); nerr == nil {
+		gid = uint32(n)
+	} else {
+		return 0, false, fmt.Errorf("control socket group %q: no such group (want a group name or a numeric gid)", s.Group)
+	}
+	// Only a member (or root) may give a file to a group: say so now
+	// rather than fail at the chown.
+	if os.Geteuid() != 0 && uint32(os.Getegid()) != gid {
+		groups, err := os.Getgroups()
+		if err != nil {
+			return 0, false, fmt.Errorf("control socket group %q: %w", s.Group, err)
+		}
+		if !slices.Contains(groups, int(gid)) {
+			return 0, false, fmt.Errorf("control socket group %q (gid %d): this process (uid %d) is not a member, so it cannot give the socket to it",
+				s.Group, gid, os.Geteuid())
+		}
+	}
+	return gid, true, nil
 }
 
 // checkDir returns dir's owner, and an error wrapping ErrUnsafeDir unless

@@ -12,11 +12,15 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"sentinel/internal/actions"
 	"sentinel/internal/control"
@@ -116,7 +120,7 @@ func TestDaemonChecksCaller(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			act := &stub{}
 			path := socketPath(t)
-			srv, err := control.New(path, act, mustOpenStore(t), nil, clock)
+			srv, err := control.New(control.Socket{Path: path}, act, mustOpenStore(t), nil, clock)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -153,7 +157,7 @@ func TestDaemonChecksCaller(t *testing.T) {
 // caller is unknown (a request that did not come on the socket).
 func TestHandlerNeedsCaller(t *testing.T) {
 	act := &stub{}
-	srv, _ := control.New(socketPath(t), act, mustOpenStore(t), nil, clock)
+	srv, _ := control.New(control.Socket{Path: socketPath(t)}, act, mustOpenStore(t), nil, clock)
 	h := srv.Handler()
 	for _, r := range []*http.Request{
 		httptest.NewRequest("POST", "/suspend", strings.NewReader(`{"sid":"AC1","by":"b","reason":"r"}`)),
@@ -307,7 +311,7 @@ func TestSocketDirectory(t *testing.T) {
 
 	t.Run("the daemon refuses a world-writable directory and says where to go", func(t *testing.T) {
 		path := filepath.Join(shared(t, 0o777), "s.sock")
-		srv, _ := control.New(path, &stub{}, mustOpenStore(t), nil, clock)
+		srv, _ := control.New(control.Socket{Path: path}, &stub{}, mustOpenStore(t), nil, clock)
 		// Cancelled already: a Run that wrongly starts stops at once.
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
@@ -316,8 +320,8 @@ func TestSocketDirectory(t *testing.T) {
 			!strings.Contains(err.Error(), path) {
 			t.Errorf("Run: %v, want ErrUnsafeDir naming %s and /run/sentinel", err, path)
 		}
-		if err := control.CheckPath(path); !errors.Is(err, control.ErrUnsafeDir) {
-			t.Errorf("CheckPath: %v, want ErrUnsafeDir", err)
+		if err := (control.Socket{Path: path}).Check(); !errors.Is(err, control.ErrUnsafeDir) {
+			t.Errorf("Check: %v, want ErrUnsafeDir", err)
 		}
 		if entries, _ := os.ReadDir(filepath.Dir(path)); len(entries) != 0 {
 			t.Errorf("Run left %v behind", entries)
@@ -333,4 +337,160 @@ func TestSocketDirectory(t *testing.T) {
 			t.Errorf("the socket got %d requests", n)
 		}
 	})
+}
+
+// TestPeerGroupsOfRealSocket checks what the kernel reports as the groups
+// of a real connection's peer: this process's, on both ends.
+func TestPeerGroupsOfRealSocket(t *testing.T) {
+	path := socketPath(t)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := l.Accept()
+		accepted <- c
+	}()
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := <-accepted
+	if s == nil {
+		t.Fatal("accept failed")
+	}
+	defer s.Close()
+	own, err := os.Getgroups()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []uint32
+	for _, g := range own {
+		want = append(want, uint32(g))
+	}
+	slices.Sort(want)
+	for name, conn := range map[string]net.Conn{"client's view of the listener": c, "server's view of the caller": s} {
+		got, err := control.PeerGroups(conn)
+		if err != nil {
+			t.Fatalf("%s: PeerGroups: %v", name, err)
+		}
+		slices.Sort(got)
+		if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("%s: PeerGroups (-getgroups +got):\n%s", name, diff)
+		}
+	}
+}
+
+// sharedGID is a group this process may give its socket to: any, for
+// root; otherwise its own.
+func sharedGID() uint32 {
+	if os.Geteuid() == 0 {
+		return 4300
+	}
+	return uint32(os.Getegid())
+}
+
+// TestSocketGroup runs the server with a Socket.Group: the socket is the
+// group's, mode 0660, and the daemon answers the group's members besides
+// its own user and root, whichever of their groups it is; everyone else
+// gets 403 naming who may.
+func TestSocketGroup(t *testing.T) {
+	gid := sharedGID()
+	group := strconv.FormatUint(uint64(gid), 10)
+	sid := "AC" + strings.Repeat("1", 32)
+	other := foreign()
+	for _, tc := range []struct {
+		name string
+		// The caller is uid other with primary group gid and supplementary
+		// groups; unreadable: its groups cannot be read.
+		gid        uint32
+		groups     []uint32
+		unreadable bool
+		// refused: 403 containing this.
+		refused string
+	}{
+		{name: "supplementary group", gid: other, groups: []uint32{7, gid}},
+		{name: "primary group", gid: gid},
+		{name: "another group", gid: other, groups: []uint32{gid + 1}, refused: fmt.Sprintf(
+			"uid %d may not use this control socket: only the daemon's user (uid %d), root and the members of group %s (gid %d) may",
+			other, os.Getuid(), group, gid)},
+		{name: "groups unreadable", gid: other, unreadable: true, refused: "the caller's groups are unreadable: no groups here"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			act := &stub{}
+			path := socketPath(t)
+			srv, err := control.New(control.Socket{Path: path, Group: group}, act, mustOpenStore(t), nil, clock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			control.SetPeerCred(srv, func(c net.Conn) (control.Cred, error) {
+				cred, err := control.PeerCred(c)
+				cred.UID, cred.GID = other, tc.gid
+				return cred, err
+			})
+			control.SetPeerGroups(srv, func(net.Conn) ([]uint32, error) {
+				if tc.unreadable {
+					return nil, errors.New("no groups here")
+				}
+				return tc.groups, nil
+			})
+			serve(t, srv)
+
+			fi, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st := fi.Sys().(*syscall.Stat_t); fi.Mode().Perm() != 0o660 || st.Gid != gid {
+				t.Errorf("socket mode %v group %d, want 0660 and group %d", fi.Mode().Perm(), st.Gid, gid)
+			}
+			c, err := control.Dial(path)
+			if err != nil {
+				t.Fatalf("Dial: %v", err)
+			}
+			defer c.Close()
+			err = c.Suspend(context.Background(), sid, "bob", "why")
+			var de *control.Error
+			switch {
+			case tc.refused == "" && err != nil:
+				t.Errorf("Suspend by a member: %v", err)
+			case tc.refused == "" && !slices.Equal(act.calls, []string{fmt.Sprintf("suspend %s bob (uid %d) why", sid, other)}):
+				t.Errorf("actions called: %q, want one suspension attributed to uid %d", act.calls, other)
+			case tc.refused != "" && (!errors.As(err, &de) || de.Status != http.StatusForbidden || !strings.Contains(de.Message, tc.refused)):
+				t.Errorf("Suspend: %v, want 403 saying %q", err, tc.refused)
+			case tc.refused != "" && len(act.calls) != 0:
+				t.Errorf("a refused caller reached the actions: %q", act.calls)
+			}
+		})
+	}
+}
+
+// TestSocketGroupChecked: a group that does not exist, or that the daemon
+// is not in, is refused by New and Check, before anything is created.
+func TestSocketGroupChecked(t *testing.T) {
+	dir := filepath.Dir(socketPath(t))
+	cases := map[string]string{"no-such-group-for-sentinel": `control socket group "no-such-group-for-sentinel": no such group`}
+	if os.Geteuid() != 0 {
+		// Only root may give a file to a group it is not in.
+		notIn := uint32(os.Getegid()) + 1
+		own, _ := os.Getgroups()
+		for slices.Contains(own, int(notIn)) {
+			notIn++
+		}
+		cases[strconv.FormatUint(uint64(notIn), 10)] = "is not a member, so it cannot give the socket to it"
+	}
+	for group, want := range cases {
+		sock := control.Socket{Path: filepath.Join(dir, "s.sock"), Group: group}
+		if err := sock.Check(); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Check with group %s: %v, want %q", group, err, want)
+		}
+		if _, err := control.New(sock, &stub{}, mustOpenStore(t), nil, clock); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("New with group %s: %v, want %q", group, err, want)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("checks left %v behind", entries)
+	}
 }

@@ -19,6 +19,14 @@
 //     chmodded, then linked into place), so only the daemon's user and root
 //     can connect; and the daemon answers only a caller running as its own
 //     user or root (Server.allowed), everyone else gets 403.
+//   - With a Socket.Group (-control-group), the socket is given to that
+//     group with mode 0660 before it is linked into place, and the daemon
+//     also answers a caller whose primary or supplementary groups include
+//     it. The supplementary groups come from SO_PEERGROUPS (Linux 4.13),
+//     the kernel's record of the caller at connect, like SO_PEERCRED. Not
+//     from /proc/<pid>/status: a pid can exit and be reused between the
+//     connect and the read, and a hardened daemon (ProtectProc=invisible in
+//     the shipped unit) cannot see other users' processes at all.
 //   - Requests carry who acts (-by) and why (-reason). The audit log records
 //     the -by name followed by the caller's OS user as the kernel reports it:
 //     "alice (uid 1000 alice)" (see Attribute).
@@ -44,7 +52,7 @@
 //	GET  /explain?sid=AC...                    -> 200 backtest.Explanation
 //
 // Errors are JSON {"error": "..."} with 400 (bad request), 403 (a caller
-// that is neither the daemon's user nor root), 404 (unknown account), 409
+// that is neither the daemon's user, root nor in its group), 404 (unknown account), 409
 // (refused: the parent, a closed account, one suspended by Twilio, one not
 // suspended) or 500/502 (the store or Twilio failed).
 package control
@@ -106,16 +114,22 @@ type Server struct {
 
 	// uid is the daemon's user.
 	uid uint32
+	// group is Socket.Group; gid is its gid when shared.
+	group  string
+	gid    uint32
+	shared bool
 	// peerCred reads a caller's credentials: PeerCred, except in tests that
-	// pretend to be another user.
-	peerCred func(net.Conn) (Cred, error)
+	// pretend to be another user; peerGroups likewise its supplementary
+	// groups.
+	peerCred   func(net.Conn) (Cred, error)
+	peerGroups func(net.Conn) ([]uint32, error)
 }
 
-// New returns a Server for the socket at path. It does not touch the path
-// until Run.
-func New(path string, act Actions, st *store.Store, log *slog.Logger, now func() time.Time) (*Server, error) {
+// New returns a Server for sock. It checks that sock's group exists and
+// includes this process, but does not touch the path until Run.
+func New(sock Socket, act Actions, st *store.Store, log *slog.Logger, now func() time.Time) (*Server, error) {
 	switch {
-	case path == "":
+	case sock.Path == "":
 		return nil, errors.New("new control server: no socket path")
 	case act == nil:
 		return nil, errors.New("new control server: no actions")
@@ -128,18 +142,38 @@ func New(path string, act Actions, st *store.Store, log *slog.Logger, now func()
 	if now == nil {
 		now = time.Now
 	}
-	return &Server{path: path, act: act, st: st, log: log, now: now, ready: make(chan struct{}),
-		uid: uint32(os.Getuid()), peerCred: PeerCred}, nil
+	gid, shared, err := sock.group()
+	if err != nil {
+		return nil, fmt.Errorf("new control server: %w", err)
+	}
+	return &Server{path: sock.Path, act: act, st: st, log: log, now: now, ready: make(chan struct{}),
+		uid: uint32(os.Getuid()), group: sock.Group, gid: gid, shared: shared,
+		peerCred: PeerCred, peerGroups: PeerGroups}, nil
 }
 
-// allowed is the set of users the daemon answers: its own and root. The
-// socket's mode (0600) already keeps everyone else from connecting; checking
-// each caller as well means that opening the socket to more users (a group
-// of operators, with a looser mode) also takes a change here, where the
-// accepted set is spelled out. A group would be one more term, such as the
-// caller's groups (SO_PEERGROUPS) including the socket's group.
-func (s *Server) allowed(c Cred) bool {
-	return c.UID == s.uid || c.UID == 0
+// allowed is the set of callers the daemon answers: its own user, root,
+// and, with a Socket.Group, that group's members. The socket's mode (0600,
+// or 0660 for the group) already keeps everyone else from connecting;
+// checking each caller as well means that the accepted set is spelled out
+// here, and holds even where the file's mode does not (root's socket, a
+// socket linked elsewhere).
+func (s *Server) allowed(p peer) bool {
+	c := p.cred
+	return c.UID == s.uid || c.UID == 0 || s.member(p)
+}
+
+// member says whether p is in the socket's group: its primary group, as
+// SO_PEERCRED reports it, or one of its supplementary groups.
+func (s *Server) member(p peer) bool {
+	return s.shared && (p.cred.GID == s.gid || slices.Contains(p.groups, s.gid))
+}
+
+// who is the set of callers allowed, for a refusal.
+func (s *Server) who() string {
+	if s.shared {
+		return fmt.Sprintf("the daemon's user (uid %d), root and the members of group %s (gid %d)", s.uid, s.group, s.gid)
+	}
+	return fmt.Sprintf("the daemon's user (uid %d) and root", s.uid)
 }
 
 // Ready is closed once the socket accepts connections.
@@ -160,8 +194,7 @@ func (s *Server) Run(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		// Who is calling, from the kernel, for guard and the audit.
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			cred, err := s.peerCred(c)
-			return context.WithValue(ctx, peerKey{}, peer{cred, err})
+			return context.WithValue(ctx, peerKey{}, s.peerOf(c))
 		},
 	}
 	errc := make(chan error, 1)
@@ -182,8 +215,21 @@ func (s *Server) Run(ctx context.Context) error {
 	return nil
 }
 
-// listen binds the socket with mode 0600, after removing a stale one. It
-// refuses a directory others can write to (checkDir).
+// peerOf reads who is at the other end of c. The groups are read only
+// when they can matter: a caller that is neither the daemon's user nor
+// root, with a Socket.Group.
+func (s *Server) peerOf(c net.Conn) peer {
+	cred, err := s.peerCred(c)
+	p := peer{cred: cred, err: err}
+	if err == nil && s.shared && cred.UID != s.uid && cred.UID != 0 {
+		p.groups, p.groupsErr = s.peerGroups(c)
+	}
+	return p
+}
+
+// listen binds the socket with mode 0600 (0660 and its group with a
+// Socket.Group), after removing a stale one. It refuses a directory others
+// can write to (checkDir).
 func (s *Server) listen() (net.Listener, error) {
 	if _, err := checkDir(filepath.Dir(s.path), s.uid); err != nil {
 		return nil, fmt.Errorf("control socket %s: %w", s.path, err)
@@ -206,19 +252,21 @@ func (s *Server) listen() (net.Listener, error) {
 		}
 		s.log.Info("removed stale control socket", "path", s.path)
 	}
-	l, err := listenPrivate(s.path)
+	l, err := listenPrivate(s.path, s.gid, s.shared)
 	if err != nil {
 		return nil, fmt.Errorf("control socket %s: %w", s.path, err)
 	}
 	return l, nil
 }
 
-// listenPrivate binds a unix socket at path that only the owner can connect
-// to, with no moment in which it is open to others and without touching the
-// process-wide umask: the socket is bound inside a fresh 0700 directory,
-// made 0600, and linked into place (the link is the same bound socket). The
-// listener removes path when closed, if path is still this socket.
-func listenPrivate(path string) (net.Listener, error) {
+// listenPrivate binds a unix socket at path that only the owner (and, if
+// shared, the members of group gid) can connect to, with no moment in which
+// it is open to others and without touching the process-wide umask: the
+// socket is bound inside a fresh 0700 directory, made 0600 (or given to gid
+// and made 0660), and linked into place (the link is the same bound
+// socket). The listener removes path when closed, if path is still this
+// socket.
+func listenPrivate(path string, gid uint32, shared bool) (net.Listener, error) {
 	dir, err := os.MkdirTemp(filepath.Dir(path), ".sentinel-control-")
 	if err != nil {
 		return nil, err
@@ -235,7 +283,14 @@ func listenPrivate(path string) (net.Listener, error) {
 		ul.Close()
 		return nil, err
 	}
-	if err := os.Chmod(tmp, 0o600); err != nil {
+	mode := fs.FileMode(0o600)
+	if shared {
+		if err := os.Chown(tmp, -1, int(gid)); err != nil {
+			return fail(err)
+		}
+		mode = 0o660
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
 		return fail(err)
 	}
 	fi, err := os.Lstat(tmp)
@@ -298,10 +353,13 @@ func (s *Server) Handler() http.Handler {
 	return s.guard(mux)
 }
 
-// peer is a connection's caller, put in its context by Run.
+// peer is a connection's caller, put in its context by Run. groups are its
+// supplementary groups, read only when they can matter (see peerOf).
 type peer struct {
-	cred Cred
-	err  error
+	cred      Cred
+	err       error
+	groups    []uint32
+	groupsErr error
 }
 
 type peerKey struct{}
@@ -322,10 +380,13 @@ func (s *Server) guard(next http.Handler) http.Handler {
 		case p.err != nil:
 			s.log.Warn("control socket: caller's credentials unreadable", "err", p.err)
 			writeJSON(w, http.StatusForbidden, reply{Error: fmt.Sprintf("unknown caller: %v", p.err)})
-		case !s.allowed(p.cred):
+		case !s.allowed(p):
 			s.log.Warn("control socket: refused a caller", "uid", p.cred.UID, "pid", p.cred.PID, "path", r.URL.Path)
-			writeJSON(w, http.StatusForbidden, reply{Error: fmt.Sprintf(
-				"uid %d may not use this control socket: only the daemon's user (uid %d) and root may", p.cred.UID, s.uid)})
+			msg := fmt.Sprintf("uid %d may not use this control socket: only %s may", p.cred.UID, s.who())
+			if p.groupsErr != nil {
+				msg += fmt.Sprintf(" (the caller's groups are unreadable: %v)", p.groupsErr)
+			}
+			writeJSON(w, http.StatusForbidden, reply{Error: msg})
 		default:
 			next.ServeHTTP(w, r)
 		}

@@ -69,7 +69,7 @@ func FuzzHistoryQuery(f *testing.F) {
 		f.Fatal(err)
 	}
 	handler := func(st *store.Store) http.Handler {
-		srv, err := control.New(filepath.Join(f.TempDir(), "s.sock"), fuzzActions{}, st, nil, func() time.Time { return at })
+		srv, err := control.New(control.Socket{Path: filepath.Join(f.TempDir(), "s.sock")}, fuzzActions{}, st, nil, func() time.Time { return at })
 		if err != nil {
 			f.Fatal(err)
 		}
