@@ -278,6 +278,12 @@ func (w *ingest) put(m traffic.Message, old []byte, in *Ingest) ([]byte, error) 
 		return nil, fmt.Errorf("message %s: invalid time %v", m.SID, m.Time)
 	}
 	m.Time = utc(m.Time)
+	if !m.Updated.IsZero() {
+		// Whole seconds, as stored; a time the store cannot keep is unknown.
+		if m.Updated = m.Updated.Truncate(time.Second).UTC(); !validTime(m.Updated) {
+			m.Updated = time.Time{}
+		}
+	}
 	v := w.encode(&m)
 	if bytes.Equal(old, v) {
 		w.unencode(v)
