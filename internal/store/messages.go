@@ -24,6 +24,14 @@ type Ingest struct {
 	// Reclassified counts earlier unsolicited opt-outs that an outbound
 	// message in this call showed were solicited after all.
 	OptOuts, Repeated, Unsolicited, Reclassified int
+	// Duplicates counts reports whose event id was seen before
+	// (PutReports): not stored again.
+	Duplicates int
+	// MissedNew and MissedStatus count, for ReconcileMessages, the
+	// messages last updated before its cutoff that the read was the first
+	// to store, or whose status it was the first to see: what pushed
+	// events should have brought.
+	MissedNew, MissedStatus int
 }
 
 // msgKey is a message's key: its account's SID, "/" and its own, so that
@@ -75,6 +83,19 @@ func horizon(tx *bolt.Tx) (time.Time, error) {
 // Messages are stored in SID order, and of two with the same SID the later
 // one wins; msgs itself is left as it is.
 func (s *Store) PutMessages(accountSID string, msgs []traffic.Message) (Ingest, error) {
+	return s.putMessages(accountSID, msgs, time.Time{})
+}
+
+// ReconcileMessages is PutMessages for a read that checks what pushed
+// events brought: it also counts (Ingest.MissedNew, MissedStatus) the
+// messages last updated before pushedBefore that no event had stored or
+// brought to the status read. Later changes may simply not have arrived
+// yet.
+func (s *Store) ReconcileMessages(accountSID string, msgs []traffic.Message, pushedBefore time.Time) (Ingest, error) {
+	return s.putMessages(accountSID, msgs, pushedBefore)
+}
+
+func (s *Store) putMessages(accountSID string, msgs []traffic.Message, missedBefore time.Time) (Ingest, error) {
 	if err := checkSID(accountSID); err != nil {
 		return Ingest{}, fmt.Errorf("put messages: %w", err)
 	}
@@ -88,6 +109,7 @@ func (s *Store) PutMessages(accountSID string, msgs []traffic.Message) (Ingest, 
 		if err != nil {
 			return err
 		}
+		w.missedBefore = missedBefore
 		// Every number the batch messages is known before any opt-out of
 		// the batch is judged: newest first, a page lists a STOP before
 		// the message that it answers.
@@ -181,6 +203,9 @@ type ingest struct {
 	// consent is the account's consent records that this ingest read or
 	// changed (see consent.go).
 	consent consentIndex
+	// missedBefore, if set, makes put count what pushed events missed
+	// (Ingest.MissedNew, MissedStatus).
+	missedBefore time.Time
 }
 
 // newIngest starts an ingest of up to n messages; window is the consent
@@ -342,6 +367,19 @@ func (w *ingest) put(m traffic.Message, old []byte, in *Ingest) ([]byte, error) 
 			in.Repeated++
 		case traffic.Unsolicited:
 			in.Unsolicited++
+		}
+	}
+	if !w.missedBefore.IsZero() {
+		t := m.Updated
+		if t.IsZero() {
+			t = m.Time
+		}
+		switch {
+		case !t.Before(w.missedBefore):
+		case prev == nil:
+			in.MissedNew++
+		case prev.Status != m.Status:
+			in.MissedStatus++
 		}
 	}
 	if err := w.apply(prev, &m); err != nil {
