@@ -45,6 +45,9 @@ var titles = map[string]string{
 	KindBlind:           "Sentinel cannot see",
 	KindPolicyRejected:  "Policy rejected",
 	KindManualSuspended: "Suspended by hand",
+	KindKeptSuspended:   "Kept suspended",
+	KindAcknowledged:    "Acknowledged",
+	KindWouldReinstate:  "Would reinstate (dry-run)",
 }
 
 // Render turns ev into Block Kit: a header (severity, what happened, to whom),
