@@ -142,7 +142,7 @@ func (a *Actor) vet(d slack.Decision) (vetted, error) {
 		return v, err
 	}
 	v.acct = acct
-	if acct.Parent {
+	if acct.Parent && d.Action != slack.DecideAck { // acknowledging its alert changes nothing
 		v.refused = "it is the parent account; sentinel never changes it"
 		return v, nil
 	}
