@@ -221,9 +221,6 @@ func (a *app) buildInteractions() error {
 			return err
 		}
 	}
-	if len(cfg.slackDeciders) == 0 {
-		a.log.Warn("Slack's buttons are disabled: -slack-deciders names nobody who may decide")
-	}
 	return nil
 }
 

@@ -132,6 +132,9 @@ func (a *app) serve(ctx context.Context, ready chan<- string) error {
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return a.socket.Run(ctx) }, func(error) { cancel() })
 	}
+	if a.interactions != nil && len(cfg.slackDeciders) == 0 {
+		log.Warn("Slack's buttons are disabled: -slack-deciders names nobody who may decide")
+	}
 	if a.slackEndpoint != nil && a.socket == nil {
 		log.Warn("SLACK_SIGNING_SECRET is set, but no listener serves POST /slack/interactions here: Slack's buttons need SLACK_APP_TOKEN (Socket Mode)")
 	}

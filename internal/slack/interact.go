@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	goslack "github.com/slack-go/slack"
@@ -264,7 +265,7 @@ func (in *Interactions) accept(cb goslack.InteractionCallback) any {
 		switch {
 		case strings.TrimSpace(reason) == "":
 			return goslack.NewErrorsViewSubmissionResponse(map[string]string{blockReason: "Say why: the reason goes to the audit log."})
-		case len(reason) > maxReason:
+		case utf8.RuneCountInString(reason) > maxReason:
 			return goslack.NewErrorsViewSubmissionResponse(map[string]string{blockReason: fmt.Sprintf("At most %d characters, please.", maxReason)})
 		}
 		var blocks []json.RawMessage
