@@ -623,3 +623,66 @@ func metricLabels(t *testing.T, reg *prometheus.Registry, name string, values ..
 	t.Fatalf("no metric %s%v", name, values)
 	return 0
 }
+
+// TestKeepSuspendedDryRun: Keep suspended… asks for a reason in its own
+// modal; with -dry-run every button and modal says so and the decision
+// reaches the Decider as a dry-run one, whatever the message's buttons said.
+func TestKeepSuspendedDryRun(t *testing.T) {
+	h := newHarness(t, harnessOptions{deciders: []string{ana.ID}, dryRun: true})
+	ev := suspendedEvent()
+	ev.Offer = OfferSuspended
+	ts := h.post(t, ev)
+	m, _ := h.fake.Message(ts)
+	if !strings.Contains(string(m.Blocks), "Keep suspended… (dry-run)") || !strings.Contains(string(m.Blocks), "nothing is sent to Twilio") {
+		t.Errorf("dry-run buttons do not say so:\n%s", m.Blocks)
+	}
+	h.click(t, ana, ts, actionKeep)
+	waitFor(t, "the modal", h.views(1))
+	v := h.fake.Views()[0]
+	if !strings.Contains(string(v.View), `"text":"Keep suspended (dry-run)"`) || !strings.Contains(string(v.View), `"callback_id":"sentinel.keep"`) {
+		t.Errorf("keep modal:\n%s", v.View)
+	}
+	h.submit(t, ana, v.ID, "fraud confirmed by the client")
+	waitFor(t, "the decision", func() bool { d, _ := h.dec.snapshot(); return len(d) == 1 })
+	d, _ := h.dec.snapshot()
+	if d[0].Action != DecideKeep || !d[0].DryRun || d[0].Reason != "fraud confirmed by the client" {
+		t.Errorf("decision = %+v, want a dry-run keep with the reason", d[0])
+	}
+}
+
+// TestSocketRefusedToken: Slack refusing the app-level token does not stop
+// Run (alerts must keep flowing); it is logged without the token, the
+// socket is down in the metric, and it is tried again.
+func TestSocketRefusedToken(t *testing.T) {
+	fake := slackfake.New(slackfake.Options{BotToken: testToken, AppToken: "xapp-1-A0FAKE-9-SECRETOTHERTOKEN"})
+	defer fake.Close()
+	log, logs := newLogger()
+	reg := prometheus.NewRegistry()
+	in, err := NewInteractions(InteractionsConfig{BotToken: testToken, APIURL: fake.URL()}, newScriptDecider(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock, err := NewSocket(SocketConfig{AppToken: testAppToken, BotToken: testToken, APIURL: fake.URL(), Registerer: reg,
+		MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond}, in, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sock.Run(ctx) }()
+	waitFor(t, "three refused attempts", func() bool { return len(fake.Calls("apps.connections.open")) >= 3 })
+	if got := metric(t, reg, "sentinel_slack_socket_up", ""); got != 0 {
+		t.Errorf("sentinel_slack_socket_up = %g with a refused token", got)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run = %v, want nil after its context ended", err)
+	}
+	if !strings.Contains(logs.String(), "slack socket mode stopped") || strings.Count(logs.String(), "slack socket mode stopped") != 1 {
+		t.Errorf("want the refusal logged once (rate-limited):\n%s", logs)
+	}
+	noSecret(t, "the log", logs.String())
+	if _, err := NewSocket(SocketConfig{AppToken: testToken, BotToken: testToken}, in, log); err == nil || strings.Contains(err.Error(), testSecretPart) {
+		t.Errorf("a bot token as the app token: %v, want an error without it", err)
+	}
+}
