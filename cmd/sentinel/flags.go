@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"sentinel/internal/poller"
+	"sentinel/internal/slack"
 	"sentinel/internal/twilioapi"
 )
 
@@ -42,6 +43,13 @@ type config struct {
 	slackToken   string
 	slackChannel string
 	slackAPIURL  string
+
+	// Slack interactions (buttons): the app-level token turns Socket Mode
+	// on, the signing secret the HTTP endpoint; both secrets. deciders
+	// are who may decide (-slack-deciders).
+	slackAppToken      string
+	slackSigningSecret string
+	slackDeciders      []string
 
 	dryRun bool
 	once   bool
@@ -105,6 +113,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 	fs.StringVar(&c.socket, "control-socket", "", "unix socket `path` for -reinstate/-suspend through a running daemon (default: the -db path plus \".sock\")")
 	fs.StringVar(&c.slackChannel, "slack-channel", "", "Slack `channel` for the bot token (SLACK_BOT_TOKEN)")
 	fs.StringVar(&c.slackAPIURL, "slack-api-url", "", "Slack Web API base `URL` override (tests, proxies)")
+	deciders := fs.String("slack-deciders", "", "who may decide from Slack's buttons: Slack user IDs (U…) and user-group IDs (S…), comma separated (`IDs`; needs SLACK_APP_TOKEN or SLACK_SIGNING_SECRET)")
 
 	fs.BoolVar(&c.dryRun, "dry-run", false, "decide and alert, never change a subaccount")
 	fs.BoolVar(&c.once, "once", false, "run one complete cycle (accounts, messages, usage, evaluate, act, notify) and exit")
@@ -200,6 +209,14 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 		if k = strings.TrimSpace(k); k != "" {
 			c.optOutKeywords = append(c.optOutKeywords, k)
 		}
+	}
+	for _, d := range strings.Split(*deciders, ",") {
+		if d = strings.TrimSpace(d); d != "" {
+			c.slackDeciders = append(c.slackDeciders, d)
+		}
+	}
+	if err := slack.CheckDeciders(c.slackDeciders); err != nil {
+		return nil, fmt.Errorf("-slack-deciders: %w", err)
 	}
 
 	// Every mode is exclusive: a second one would otherwise be silently
@@ -307,7 +324,27 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 	case c.slackToken != "" && c.slackChannel == "":
 		return nil, errors.New("SLACK_BOT_TOKEN needs -slack-channel")
 	}
+	if err := c.parseInteractions(getenv); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// parseInteractions reads what Slack's buttons need: SLACK_APP_TOKEN
+// (Socket Mode) or SLACK_SIGNING_SECRET (the HTTP endpoint), each with
+// the bot token that answers the clicks. Neither value is ever echoed.
+func (c *config) parseInteractions(getenv func(string) string) error {
+	c.slackAppToken = strings.TrimSpace(getenv(slack.EnvAppToken))
+	c.slackSigningSecret = strings.TrimSpace(getenv(slack.EnvSigningSecret))
+	switch {
+	case c.slackAppToken != "" && !strings.HasPrefix(c.slackAppToken, "xapp-"):
+		return errors.New("SLACK_APP_TOKEN is not an app-level token (xapp-…): Socket Mode needs one with connections:write")
+	case (c.slackAppToken != "" || c.slackSigningSecret != "") && c.slackToken == "":
+		return errors.New("buttons on Slack messages (SLACK_APP_TOKEN or SLACK_SIGNING_SECRET) need SLACK_BOT_TOKEN and -slack-channel: a webhook cannot be clicked")
+	case len(c.slackDeciders) > 0 && c.slackAppToken == "" && c.slackSigningSecret == "" && !c.demo:
+		return errors.New("-slack-deciders needs Slack interactions: set SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET")
+	}
+	return nil
 }
 
 // sidRE is an account SID as Twilio writes it.
@@ -382,6 +419,8 @@ Environment:
   TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN     the parent account's credentials
   SLACK_WEBHOOK_URL                         Slack incoming webhook, or
   SLACK_BOT_TOKEN (with -slack-channel)     Slack bot token
+  SLACK_APP_TOKEN                           with the bot token: buttons over Socket Mode
+  SLACK_SIGNING_SECRET                      with the bot token: buttons over POST /slack/interactions
 
 Flags:
 `

@@ -74,6 +74,18 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"bot token without channel", nil, map[string]string{"SLACK_BOT_TOKEN": "xoxb-1"}, "SLACK_BOT_TOKEN needs -slack-channel"},
 		{"webhook and bot token", []string{"-slack-channel", "#c"}, map[string]string{"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_WEBHOOK_URL": "https://hooks.slack.com/x"},
 			"SLACK_WEBHOOK_URL and SLACK_BOT_TOKEN are both set: choose one"},
+		{"app token not xapp", []string{"-slack-channel", "#c"}, map[string]string{"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xoxb-SECRET"},
+			"SLACK_APP_TOKEN is not an app-level token (xapp-…): Socket Mode needs one with connections:write"},
+		{"app token with a webhook", nil, map[string]string{"SLACK_WEBHOOK_URL": "https://hooks.slack.com/x", "SLACK_APP_TOKEN": "xapp-SECRET"},
+			"buttons on Slack messages (SLACK_APP_TOKEN or SLACK_SIGNING_SECRET) need SLACK_BOT_TOKEN and -slack-channel: a webhook cannot be clicked"},
+		{"signing secret alone", nil, map[string]string{"SLACK_SIGNING_SECRET": "SECRET"},
+			"buttons on Slack messages (SLACK_APP_TOKEN or SLACK_SIGNING_SECRET) need SLACK_BOT_TOKEN and -slack-channel: a webhook cannot be clicked"},
+		{"deciders without buttons", []string{"-slack-deciders", "U0ANA"}, nil,
+			"-slack-deciders needs Slack interactions: set SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET"},
+		{"decider not an ID", []string{"-slack-deciders", "U0ANA,@ana"}, nil,
+			`-slack-deciders: decider "@ana" is not a Slack user ID (U…, W…) or user-group ID (S…)`},
+		{"decider a channel", []string{"-slack-deciders", "C0CHANNEL"}, nil,
+			`-slack-deciders: decider "C0CHANNEL" is not a Slack user ID (U…, W…) or user-group ID (S…)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -162,6 +174,14 @@ func TestParseFlags(t *testing.T) {
 		{"poll deadline", []string{"-poll-deadline", "45s"}, func(t *testing.T, c *config) {
 			if c.messagesDeadline != 45*time.Second || c.usageDeadline != 45*time.Second {
 				t.Errorf("deadlines %v and %v, want 45s both", c.messagesDeadline, c.usageDeadline)
+			}
+		}},
+		{"deciders, shown by the demo", []string{"-demo", "-slack-deciders", " U0ANA, ,S0LEADS "}, func(t *testing.T, c *config) {
+			if diff := cmp.Diff([]string{"U0ANA", "S0LEADS"}, c.slackDeciders); diff != "" {
+				t.Errorf("deciders (-want +got):\n%s", diff)
+			}
+			if ia := c.slackInteractivity(); ia.Enabled || ia.NoDeciders {
+				t.Errorf("interactivity %+v: without SLACK_APP_TOKEN no buttons go to Slack", ia)
 			}
 		}},
 		{"once with dry-run", []string{"-once", "-dry-run", "-shutdown-grace", "0s"}, func(t *testing.T, c *config) {
