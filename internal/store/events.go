@@ -31,73 +31,92 @@ type Report struct {
 	Message traffic.Message
 }
 
-// PutReports stores reports of accountSID's messages, in one transaction,
-// through the same upsert as PutMessages: aggregates stay equal to a
-// recount, an older report never moves a message back (traffic.Merge), and
-// the same event id counts once within EventMemory (Ingest.Duplicates).
-// at is when the reports arrived.
-func (s *Store) PutReports(accountSID string, reports []Report, at time.Time) (Ingest, error) {
-	if err := checkSID(accountSID); err != nil {
-		return Ingest{}, fmt.Errorf("put reports: %w", err)
+// Reports are reports of one account's messages.
+type Reports struct {
+	Account string
+	Reports []Report
+}
+
+// PutReports stores reports of messages, each batch of its account, in one
+// transaction shared with the PutReports calls made at the same moment
+// (bbolt's Batch: many small HTTP requests, one file sync), through the
+// same upsert as PutMessages: aggregates stay equal to a recount, an older
+// report never moves a message back (traffic.Merge), and the same event id
+// counts once within EventMemory (Ingest.Duplicates). at is when the
+// reports arrived. It returns what it did with each batch, in order.
+func (s *Store) PutReports(batches []Reports, at time.Time) ([]Ingest, error) {
+	for _, b := range batches {
+		if err := checkSID(b.Account); err != nil {
+			return nil, fmt.Errorf("put reports: %w", err)
+		}
 	}
-	var in Ingest
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		in = Ingest{}
+	ins := make([]Ingest, len(batches))
+	err := s.db.Batch(func(tx *bolt.Tx) error {
+		clear(ins)
 		seen, err := newEventIDs(tx, at)
 		if err != nil {
 			return err
 		}
-		msgs := make([]traffic.Message, 0, len(reports))
-		for _, r := range reports {
-			if r.ID != "" {
-				dup, err := seen.add(r.ID)
-				if err != nil {
-					return err
-				}
-				if dup {
-					in.Duplicates++
-					continue
-				}
-			}
-			msgs = append(msgs, r.Message)
-		}
-		if len(msgs) == 0 {
-			return nil
-		}
-		w, err := newIngest(tx, accountSID, len(msgs), s.consent)
-		if err != nil {
-			return err
-		}
-		if err := w.noteOutbound(msgs); err != nil {
-			return err
-		}
-		order := sidOrder(msgs)
-		olds := w.stored(order)
-		var cur []byte
-		for n, k := range order {
-			old := olds[n]
-			if n > 0 && k.head == order[n-1].head && k.sid == order[n-1].sid {
-				old = cur
-			}
-			m := msgs[k.pos]
-			if old != nil {
-				if m, err = fromReport(old, m); err != nil {
-					return corrupt(bkMessages, w.msgKey(m.SID), err)
-				}
-			}
-			if cur, err = w.put(m, old, &in); err != nil {
-				return err
+		for i, b := range batches {
+			if err := s.putReports(tx, seen, b, &ins[i]); err != nil {
+				return fmt.Errorf("%s: %w", b.Account, err)
 			}
 		}
-		if err := w.reclassify(&in); err != nil {
-			return err
-		}
-		return w.flush()
+		return nil
 	})
 	if err != nil {
-		return Ingest{}, fmt.Errorf("put reports %s: %w", accountSID, err)
+		return nil, fmt.Errorf("put reports: %w", err)
 	}
-	return in, nil
+	return ins, nil
+}
+
+func (s *Store) putReports(tx *bolt.Tx, seen *eventIDs, b Reports, in *Ingest) error {
+	msgs := make([]traffic.Message, 0, len(b.Reports))
+	for _, r := range b.Reports {
+		if r.ID != "" {
+			dup, err := seen.add(r.ID)
+			if err != nil {
+				return err
+			}
+			if dup {
+				in.Duplicates++
+				continue
+			}
+		}
+		msgs = append(msgs, r.Message)
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	w, err := newIngest(tx, b.Account, len(msgs), s.consent)
+	if err != nil {
+		return err
+	}
+	if err := w.noteOutbound(msgs); err != nil {
+		return err
+	}
+	order := sidOrder(msgs)
+	olds := w.stored(order)
+	var cur []byte
+	for n, k := range order {
+		old := olds[n]
+		if n > 0 && k.head == order[n-1].head && k.sid == order[n-1].sid {
+			old = cur
+		}
+		m := msgs[k.pos]
+		if old != nil {
+			if m, err = fromReport(old, m); err != nil {
+				return corrupt(bkMessages, w.msgKey(m.SID), err)
+			}
+		}
+		if cur, err = w.put(m, old, in); err != nil {
+			return err
+		}
+	}
+	if err := w.reclassify(in); err != nil {
+		return err
+	}
+	return w.flush()
 }
 
 // fromReport is the message stored as old, as the report r updates it.

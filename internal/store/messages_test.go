@@ -379,10 +379,11 @@ func TestAggregatesMatchRecount(t *testing.T) {
 						}
 						rs[i].Message.AccountSID = acct
 					}
-					got, err := s.PutReports(acct, rs, testBase)
+					ins, err := s.PutReports([]Reports{{acct, rs}}, testBase)
 					if err != nil {
 						t.Fatal(err)
 					}
+					got := ins[0]
 					got.OptOuts, got.Repeated, got.Unsolicited, got.Reclassified = 0, 0, 0, 0
 					if want := md.putReports(rs); got != want {
 						t.Fatalf("PutReports = %+v, want %+v", got, want)
