@@ -524,3 +524,23 @@ type Usage struct {
 	// when Twilio gave none.
 	Currency string
 }
+
+// IsAccountSID reports whether s is an account SID as Twilio writes them:
+// AC and 32 lower-case hex digits.
+func IsAccountSID(s string) bool { return isSID(s, "AC") }
+
+// IsMessageSID reports whether s is a message SID: SM (SMS) or MM (MMS) and
+// 32 lower-case hex digits.
+func IsMessageSID(s string) bool { return isSID(s, "SM") || isSID(s, "MM") }
+
+func isSID(s, prefix string) bool {
+	if len(s) != 34 || s[:2] != prefix {
+		return false
+	}
+	for i := 2; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
