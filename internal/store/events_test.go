@@ -65,12 +65,27 @@ func TestPutReports(t *testing.T) {
 	missed := testMessage(acct, 3, testBase.Add(5*time.Minute))
 	recent := testMessage(acct, 4, at.Add(-10*time.Second))
 	fresh.PriceMicros = 7900
-	in, err := s.ReconcileMessages(acct, []traffic.Message{fresh, missed, recent}, at.Add(-time.Minute))
+	in, err := s.ReconcileMessages(acct, []traffic.Message{fresh, missed, recent}, testBase, at.Add(-time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if in.MissedNew != 1 || in.MissedStatus != 0 {
 		t.Errorf("reconcile: %+v, want one message missed", in)
+	}
+	// Nothing counts as missed before push began, nor in a status no
+	// event reports; a status an event does report, read but never
+	// pushed, does.
+	early := testMessage(acct, 5, testBase.Add(-time.Minute))
+	sending := testMessage(acct, 6, testBase.Add(6*time.Minute))
+	sending.Status = "sending"
+	failed := fresh
+	failed.Status, failed.ErrorCode = "undelivered", 30007
+	failed.Updated = testBase.Add(21 * time.Minute)
+	if in, err = s.ReconcileMessages(acct, []traffic.Message{early, sending, failed}, testBase, at.Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if in.MissedNew != 0 || in.MissedStatus != 1 || in.New != 2 {
+		t.Errorf("reconcile: %+v, want two new messages not missed, one status missed", in)
 	}
 	checkRecount(t, s, acct, testBase.Add(-time.Hour), testBase.Add(2*time.Hour))
 }

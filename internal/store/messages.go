@@ -83,19 +83,24 @@ func horizon(tx *bolt.Tx) (time.Time, error) {
 // Messages are stored in SID order, and of two with the same SID the later
 // one wins; msgs itself is left as it is.
 func (s *Store) PutMessages(accountSID string, msgs []traffic.Message) (Ingest, error) {
-	return s.putMessages(accountSID, msgs, time.Time{})
+	return s.putMessages(accountSID, msgs, window{})
 }
 
 // ReconcileMessages is PutMessages for a read that checks what pushed
 // events brought: it also counts (Ingest.MissedNew, MissedStatus) the
-// messages last updated before pushedBefore that no event had stored or
-// brought to the status read. Later changes may simply not have arrived
-// yet.
-func (s *Store) ReconcileMessages(accountSID string, msgs []traffic.Message, pushedBefore time.Time) (Ingest, error) {
-	return s.putMessages(accountSID, msgs, pushedBefore)
+// messages last updated in [pushedFrom, pushedBefore) that no event had
+// stored or brought to the status read. Changes after pushedBefore may
+// simply not have arrived yet; those before pushedFrom were made while
+// nothing was pushed. Only statuses that events report count
+// (traffic.Pushed): Event Streams has no event for "sending", for one.
+func (s *Store) ReconcileMessages(accountSID string, msgs []traffic.Message, pushedFrom, pushedBefore time.Time) (Ingest, error) {
+	return s.putMessages(accountSID, msgs, window{pushedFrom, pushedBefore})
 }
 
-func (s *Store) putMessages(accountSID string, msgs []traffic.Message, missedBefore time.Time) (Ingest, error) {
+// window is a time range [from, to); the zero window is none.
+type window struct{ from, to time.Time }
+
+func (s *Store) putMessages(accountSID string, msgs []traffic.Message, missed window) (Ingest, error) {
 	if err := checkSID(accountSID); err != nil {
 		return Ingest{}, fmt.Errorf("put messages: %w", err)
 	}
@@ -109,7 +114,7 @@ func (s *Store) putMessages(accountSID string, msgs []traffic.Message, missedBef
 		if err != nil {
 			return err
 		}
-		w.missedBefore = missedBefore
+		w.missed = missed
 		// Every number the batch messages is known before any opt-out of
 		// the batch is judged: newest first, a page lists a STOP before
 		// the message that it answers.
@@ -203,9 +208,9 @@ type ingest struct {
 	// consent is the account's consent records that this ingest read or
 	// changed (see consent.go).
 	consent consentIndex
-	// missedBefore, if set, makes put count what pushed events missed
+	// missed, if set, makes put count what pushed events missed in it
 	// (Ingest.MissedNew, MissedStatus).
-	missedBefore time.Time
+	missed window
 }
 
 // newIngest starts an ingest of up to n messages; window is the consent
@@ -369,13 +374,13 @@ func (w *ingest) put(m traffic.Message, old []byte, in *Ingest) ([]byte, error) 
 			in.Unsolicited++
 		}
 	}
-	if !w.missedBefore.IsZero() {
+	if !w.missed.to.IsZero() {
 		t := m.Updated
 		if t.IsZero() {
 			t = m.Time
 		}
 		switch {
-		case !t.Before(w.missedBefore):
+		case t.Before(w.missed.from) || !t.Before(w.missed.to) || !traffic.Pushed(m.Status):
 		case prev == nil:
 			in.MissedNew++
 		case prev.Status != m.Status:
@@ -922,6 +927,18 @@ func (s *Store) HourBuckets(accountSID string, from, to time.Time, cuts []time.T
 // fn's to keep. A record whose samples do not decode yields no examples
 // (its counts were read). fn's buckets are reused as ScanBuckets' are.
 func (s *Store) ScanHourBuckets(from, to time.Time, cuts func(accountSID string) []time.Time, fn func(accountSID string, buckets []traffic.Bucket, examples traffic.ExampleFunc) error) error {
+	return s.ScanHourBucketsOf(nil, from, to, cuts, fn)
+}
+
+// ScanHourBucketsOf is ScanHourBuckets over the given accounts only, in
+// SID order (every account when accounts is nil): the evaluation of a few
+// accounts that pushed events touched reads only theirs.
+func (s *Store) ScanHourBucketsOf(accounts []string, from, to time.Time, cuts func(accountSID string) []time.Time, fn func(accountSID string, buckets []traffic.Bucket, examples traffic.ExampleFunc) error) error {
+	if accounts != nil {
+		accounts = slices.Clone(accounts) // not nil: none is not every one
+		slices.Sort(accounts)
+		accounts = slices.Compact(accounts)
+	}
 	var x lazyExamples
 	x.from, x.to = from.UTC(), to.UTC()
 	var cur traffic.ExampleFunc
@@ -937,7 +954,7 @@ func (s *Store) ScanHourBuckets(from, to time.Time, cuts func(accountSID string)
 		defer x.end()
 		return fn(account, buckets, cur)
 	}
-	return s.scan("scan hour buckets", read, call)
+	return s.scanOf(accounts, "scan hour buckets", read, call)
 }
 
 // lazyExamples keeps the hour records of the account being scanned, which
@@ -1010,17 +1027,18 @@ func minTime(a, b time.Time) time.Time {
 // order of SID, and calls fn with what read returns for each account that
 // has buckets. An error from fn is returned as is, any other prefixed with op.
 func (s *Store) scan(op string, read func(c *bolt.Cursor, r *hourReader, account string, dst []traffic.Bucket) ([]traffic.Bucket, error), fn func(string, []traffic.Bucket) error) error {
+	return s.scanOf(nil, op, read, fn)
+}
+
+// scanOf is scan over the given accounts, sorted, or every account when
+// accounts is nil.
+func (s *Store) scanOf(accounts []string, op string, read func(c *bolt.Cursor, r *hourReader, account string, dst []traffic.Bucket) ([]traffic.Bucket, error), fn func(string, []traffic.Bucket) error) error {
 	var fnErr error
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket([]byte(bkAggregates)).Cursor()
 		var r hourReader
 		var buf []traffic.Bucket
-		k, _ := c.First()
-		for k != nil {
-			account, _, ok := splitSID(k)
-			if !ok {
-				return corrupt(bkAggregates, k, fmt.Errorf("%w: bad key", errCorrupt))
-			}
+		each := func(account string) error {
 			r.recycle(buf)
 			var err error
 			if buf, err = read(c, &r, account, buf[:0]); err != nil {
@@ -1030,6 +1048,25 @@ func (s *Store) scan(op string, read func(c *bolt.Cursor, r *hourReader, account
 				if fnErr = fn(account, buf); fnErr != nil {
 					return fnErr
 				}
+			}
+			return nil
+		}
+		if accounts != nil {
+			for _, account := range accounts {
+				if err := each(account); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		k, _ := c.First()
+		for k != nil {
+			account, _, ok := splitSID(k)
+			if !ok {
+				return corrupt(bkAggregates, k, fmt.Errorf("%w: bad key", errCorrupt))
+			}
+			if err := each(account); err != nil {
+				return err
 			}
 			k, _ = c.Seek(afterPrefix(account))
 		}

@@ -235,6 +235,16 @@ var statusRanks = map[string]int{
 	"received": 4, "canceled": 4, "read": 5,
 }
 
+// pushedStatuses are the statuses Twilio's Event Streams report, one event
+// type each (com.twilio.messaging.message.* and inbound-message.received).
+var pushedStatuses = map[string]bool{
+	"queued": true, "sent": true, "delivered": true, "undelivered": true, "failed": true, "read": true, "received": true,
+}
+
+// Pushed reports whether a message's status is one that pushed events
+// report: a status such as "sending" or "accepted" is only ever read.
+func Pushed(status string) bool { return pushedStatuses[status] }
+
 func statusRank(status string) int {
 	if r, ok := statusRanks[status]; ok {
 		return r
