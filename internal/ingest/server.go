@@ -262,6 +262,25 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	}
 	s.m.received.WithLabelValues(sourceStatus).Inc()
 	acct = rep.Message.AccountSID
+	if acct != s.cfg.Parent {
+		// A subaccount's owner holds the token its callbacks are signed
+		// with, and could sign callbacks for messages that never were, to
+		// dilute its own rates. Its callbacks therefore only move messages
+		// sentinel knows (from a poll or from Event Streams, whose
+		// credentials are sentinel's own) along; the first read of a new
+		// message is the poll's. Acknowledged, so Twilio does not retry.
+		switch _, err := s.cfg.Store.Message(acct, rep.Message.SID); {
+		case errors.Is(err, store.ErrNotFound):
+			s.m.ignored.WithLabelValues("unknown_message").Inc()
+			s.done(w, start)
+			return
+		case err != nil:
+			s.cfg.Log.Error("read a message for its status callback", "subaccount", acct, "err", err)
+			s.m.rejected.WithLabelValues("store").Inc()
+			http.Error(w, "could not read the message; send the callback again", http.StatusServiceUnavailable)
+			return
+		}
+	}
 	if !s.store(w, []string{acct}, map[string][]store.Report{acct: {rep}}, map[string]time.Time{acct: start}, start) {
 		return
 	}

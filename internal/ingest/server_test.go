@@ -255,6 +255,22 @@ func TestStatusEndpoint(t *testing.T) {
 	if _, err := e.st.Message(acctA, msgA); err == nil {
 		t.Fatal("a refused callback was stored")
 	}
+	// Signed by the subaccount, about a message sentinel has never seen:
+	// acknowledged, not stored (its owner could invent messages).
+	if code := post(form, sign(subToken, publicURL+StatusPath, form)); code != http.StatusOK {
+		t.Fatalf("signed with the subaccount's token: %d", code)
+	}
+	if _, err := e.st.Message(acctA, msgA); err == nil {
+		t.Fatal("a subaccount's callback about an unknown message was stored")
+	}
+	if n := e.count("sentinel_events_ignored_total", "reason", "unknown_message"); n != 1 {
+		t.Errorf("ignored unknown_message = %v, want 1", n)
+	}
+	// Once a poll has read the message, the callback moves it along.
+	if _, err := e.st.PutMessages(acctA, []traffic.Message{{SID: msgA, AccountSID: acctA, Direction: traffic.OutboundAPI,
+		Status: "sent", Time: received.Add(-time.Minute)}}); err != nil {
+		t.Fatal(err)
+	}
 	if code := post(form, sign(subToken, publicURL+StatusPath, form)); code != http.StatusOK {
 		t.Fatalf("signed with the subaccount's token: %d", code)
 	}
@@ -289,6 +305,16 @@ func TestStatusEndpoint(t *testing.T) {
 	form.Set("AccountSid", "AC"+strings.Repeat("2", 32))
 	if code := post(form, sign(subToken, publicURL+StatusPath, form)); code != http.StatusForbidden || e.fetches != 2 {
 		t.Errorf("unknown account: %d, %d reads", code, e.fetches)
+	}
+	// The parent's own callbacks are the parent's evidence: a new message
+	// is stored.
+	pform := url.Values{"MessageSid": {"SM" + strings.Repeat("9", 32)}, "AccountSid": {parentSID}, "MessageStatus": {"sent"},
+		"To": {"+12025550123"}, "From": {"+15550001000"}}
+	if code := post(pform, sign(parentToken, publicURL+StatusPath, pform)); code != http.StatusOK {
+		t.Errorf("parent's callback: %d", code)
+	}
+	if _, err := e.st.Message(parentSID, pform.Get("MessageSid")); err != nil {
+		t.Errorf("parent's callback not stored: %v", err)
 	}
 	if code := e.post(StatusPath, "%zz", http.Header{"X-Twilio-Signature": {"x"}}).Code; code != http.StatusBadRequest {
 		t.Errorf("not a form: %d", code)
