@@ -40,6 +40,14 @@ type app struct {
 	gauges   *gauges
 	ready    readiness
 
+	// Slack's buttons: interactions carries clicks out through act; the
+	// socket receives them over Socket Mode (SLACK_APP_TOKEN) and
+	// slackEndpoint is the HTTP handler for POST /slack/interactions
+	// (SLACK_SIGNING_SECRET). Each is nil when not configured.
+	interactions  *slack.Interactions
+	socket        *slack.Socket
+	slackEndpoint *slack.Endpoint
+
 	hup chan struct{} // a policy reload request (SIGHUP)
 }
 
@@ -54,9 +62,9 @@ func newLogger(cfg *config, stderr io.Writer) *slog.Logger {
 }
 
 // build wires sentinel in dependency order: metrics registry, store, Twilio
-// client, policies, Slack, actions, poller. When Slack is not configured,
-// alerts go to the log, or, if terminal is not nil (the demo), are printed
-// there in full instead. The caller must call close.
+// client, policies, Slack, actions, Slack's buttons, poller. When Slack is
+// not configured, alerts go to the log, or, if terminal is not nil (the
+// demo), are printed there in full instead. The caller must call close.
 func build(cfg *config, log *slog.Logger, terminal io.Writer) (_ *app, err error) {
 	a := &app{cfg: cfg, log: log, reg: prometheus.NewRegistry(), hup: make(chan struct{}, 1)}
 	defer func() {
@@ -141,6 +149,9 @@ func build(cfg *config, log *slog.Logger, terminal io.Writer) (_ *app, err error
 	if err != nil {
 		return nil, err
 	}
+	if err := a.buildInteractions(); err != nil {
+		return nil, err
+	}
 	a.poll, err = poller.New(poller.Config{
 		Parent:            cfg.accountSID,
 		Concurrency:       cfg.concurrency,
@@ -168,6 +179,55 @@ func (c *config) slackConfig() slack.Config {
 	return slack.Config{WebhookURL: c.slackWebhook, BotToken: c.slackToken, Channel: c.slackChannel, APIURL: c.slackAPIURL}
 }
 
+// slackInteractivity says which buttons incident messages carry: some only
+// when a click can reach sentinel. Socket Mode needs nothing more than its
+// token; the HTTP endpoint (SLACK_SIGNING_SECRET) counts once a listener
+// Slack can reach serves it (see slackEndpoint).
+func (c *config) slackInteractivity() slack.Interactivity {
+	return slack.Interactivity{
+		Enabled:    c.slackAppToken != "",
+		NoDeciders: len(c.slackDeciders) == 0,
+		DryRun:     c.dryRun,
+	}
+}
+
+// buildInteractions wires Slack's buttons to the actor: the same Reinstate
+// and audit as the command line, one more caller of them.
+func (a *app) buildInteractions() error {
+	cfg := a.cfg
+	if cfg.slackAppToken == "" && cfg.slackSigningSecret == "" {
+		return nil
+	}
+	var err error
+	a.interactions, err = slack.NewInteractions(slack.InteractionsConfig{
+		BotToken:   cfg.slackToken,
+		APIURL:     cfg.slackAPIURL,
+		Deciders:   cfg.slackDeciders,
+		DryRun:     cfg.dryRun,
+		Registerer: a.reg,
+	}, a.act, a.log)
+	if err != nil {
+		return err
+	}
+	if cfg.slackAppToken != "" {
+		a.socket, err = slack.NewSocket(slack.SocketConfig{
+			AppToken:   cfg.slackAppToken,
+			BotToken:   cfg.slackToken,
+			APIURL:     cfg.slackAPIURL,
+			Registerer: a.reg,
+		}, a.interactions, a.log)
+		if err != nil {
+			return err
+		}
+	}
+	if cfg.slackSigningSecret != "" {
+		if a.slackEndpoint, err = slack.NewEndpoint(cfg.slackSigningSecret, a.interactions); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // buildNotifier chooses Slack (webhook or bot token, through the persistent
 // outbox) or, without either, the log. Without Slack its metrics still
 // exist, at zero.
@@ -175,7 +235,11 @@ func (a *app) buildNotifier(terminal io.Writer) error {
 	sc := a.cfg.slackConfig()
 	switch {
 	case sc.Mode() == slack.ModeLog && terminal != nil:
-		a.notifier = slack.NewLogNotifier(slog.New(slog.DiscardHandler), terminal)
+		// The demo prints each alert as it would go to Slack, with the
+		// buttons it would carry and what each would send.
+		ia := a.cfg.slackInteractivity()
+		ia.Enabled = true
+		a.notifier = slack.NewLogNotifier(slog.New(slog.DiscardHandler), terminal).WithButtons(ia)
 		return slack.RegisterMetrics(a.reg)
 	case sc.Mode() == slack.ModeLog:
 		a.log.Warn("Slack is not configured (SLACK_WEBHOOK_URL or SLACK_BOT_TOKEN): alerts go to the log only")
@@ -187,9 +251,10 @@ func (a *app) buildNotifier(terminal io.Writer) error {
 		return err
 	}
 	a.disp, err = slack.NewDispatcher(outbox{a.st}, client, a.st, a.log, slack.Options{
-		Registerer: a.reg,
-		Holds:      holds{a.st},
-		Config:     sc.Fingerprint(),
+		Registerer:    a.reg,
+		Holds:         holds{a.st},
+		Config:        sc.Fingerprint(),
+		Interactivity: a.cfg.slackInteractivity(),
 	})
 	if err != nil {
 		return err

@@ -368,6 +368,12 @@ func TestDemo(t *testing.T) {
 	if strings.Contains(out, "level=") || strings.Contains(out, "time=") {
 		t.Errorf("log lines among the demo's alerts:\n%s", out)
 	}
+	// Each suspension shows the buttons its Slack message would carry and
+	// what a click would send; with nobody named, they are disabled.
+	if !regexp.MustCompile(`(?m)^  button \[Reinstate…\] action_id=sentinel\.reinstate value=\{"v":1,"s":"AC[0-9a-f]{32}","r":"[a-z-]+","o":\d+\}$`).MatchString(out) ||
+		!strings.Contains(out, "  :no_entry: Buttons disabled: nobody may decide from Slack until -slack-deciders") {
+		t.Errorf("the demo's alerts do not show their buttons:\n%s", out)
+	}
 	if strings.Contains(out, "Rule firing: sentinel-demo-client") {
 		t.Errorf("a healthy demo client tripped a filtering warning:\n%s", out)
 	}

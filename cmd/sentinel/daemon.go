@@ -22,7 +22,8 @@ import (
 )
 
 // daemon runs sentinel until ctx ends: the schedules, the policy reloader,
-// the Slack dispatcher, the control socket and the HTTP endpoints, each an
+// the Slack dispatcher, Slack's buttons (their workers and the Socket Mode
+// connection), the control socket and the HTTP endpoints, each an
 // actor of one run group, so that any of them failing stops them all.
 func daemon(ctx context.Context, cfg *config, log *slog.Logger) error {
 	if !cfg.once {
@@ -143,6 +144,20 @@ func (a *app) serve(ctx context.Context, ready chan<- string) error {
 	if a.disp != nil {
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return a.disp.Run(ctx) }, func(error) { cancel() })
+	}
+	if a.interactions != nil {
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return a.interactions.Run(ctx) }, func(error) { cancel() })
+	}
+	if a.socket != nil {
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return a.socket.Run(ctx) }, func(error) { cancel() })
+	}
+	if a.interactions != nil && len(cfg.slackDeciders) == 0 {
+		log.Warn("Slack's buttons are disabled: -slack-deciders names nobody who may decide")
+	}
+	if a.slackEndpoint != nil && a.socket == nil {
+		log.Warn("SLACK_SIGNING_SECRET is set, but no listener serves POST /slack/interactions here: Slack's buttons need SLACK_APP_TOKEN (Socket Mode)")
 	}
 	{
 		ctx, cancel := context.WithCancel(ctx)

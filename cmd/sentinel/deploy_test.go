@@ -7,6 +7,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"go.yaml.in/yaml/v3"
 )
 
 // TestSystemdUnit checks deploy/sentinel.service as the README installs it:
@@ -69,5 +72,58 @@ func TestSystemdUnit(t *testing.T) {
 	out, err := exec.Command(analyze, "verify", path).CombinedOutput()
 	if err != nil || len(out) > 0 {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
+
+// TestSlackAppManifest: deploy/slack-app.yml creates, in one step, an app
+// that sentinel's buttons work with: the scopes every Web API method it
+// calls needs, interactivity and Socket Mode on. The README points to it.
+func TestSlackAppManifest(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("../../deploy/slack-app.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		DisplayInformation struct {
+			Name string `yaml:"name"`
+		} `yaml:"display_information"`
+		Features struct {
+			BotUser struct {
+				DisplayName string `yaml:"display_name"`
+			} `yaml:"bot_user"`
+		} `yaml:"features"`
+		OAuthConfig struct {
+			Scopes struct {
+				Bot []string `yaml:"bot"`
+			} `yaml:"scopes"`
+		} `yaml:"oauth_config"`
+		Settings struct {
+			Interactivity struct {
+				IsEnabled bool `yaml:"is_enabled"`
+			} `yaml:"interactivity"`
+			SocketModeEnabled bool `yaml:"socket_mode_enabled"`
+		} `yaml:"settings"`
+	}
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		t.Fatalf("slack-app.yml: %v", err)
+	}
+	if m.DisplayInformation.Name == "" || m.Features.BotUser.DisplayName == "" {
+		t.Error("the app has no name or no bot user")
+	}
+	// chat.postMessage, chat.update, chat.postEphemeral: chat:write;
+	// usergroups.users.list: usergroups:read. views.open needs none.
+	if diff := cmp.Diff([]string{"chat:write", "usergroups:read"}, m.OAuthConfig.Scopes.Bot); diff != "" {
+		t.Errorf("bot scopes (-want +got):\n%s", diff)
+	}
+	if !m.Settings.Interactivity.IsEnabled || !m.Settings.SocketModeEnabled {
+		t.Errorf("interactivity %v, Socket Mode %v: both must be on", m.Settings.Interactivity.IsEnabled, m.Settings.SocketModeEnabled)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "(deploy/slack-app.yml)") {
+		t.Error("README does not point to deploy/slack-app.yml")
 	}
 }

@@ -8,12 +8,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"sentinel/internal/poller"
+	"sentinel/internal/slack"
 	"sentinel/internal/twilioapi"
 )
 
@@ -42,6 +44,21 @@ type config struct {
 	slackToken   string
 	slackChannel string
 	slackAPIURL  string
+
+	// Slack interactions (buttons): the app-level token turns Socket Mode
+	// on, the signing secret the HTTP endpoint; both secrets. deciders
+	// are who may decide (-slack-deciders).
+	slackAppToken      string
+	slackSigningSecret string
+	slackDeciders      []string
+
+	// Push ingest: eventsListen is -events-listen (empty: off), eventsURL
+	// the public base URL Twilio calls (-events-url). The Basic credentials
+	// Twilio's sink presents are secrets, from the environment only.
+	eventsListen, eventsURL        string
+	eventsUsername, eventsPassword string
+	eventsSetup                    bool
+	reconcileSpec                  string
 
 	dryRun bool
 	once   bool
@@ -105,6 +122,11 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 	fs.StringVar(&c.socket, "control-socket", "", "unix socket `path` for -reinstate/-suspend through a running daemon (default: the -db path plus \".sock\")")
 	fs.StringVar(&c.slackChannel, "slack-channel", "", "Slack `channel` for the bot token (SLACK_BOT_TOKEN)")
 	fs.StringVar(&c.slackAPIURL, "slack-api-url", "", "Slack Web API base `URL` override (tests, proxies)")
+	fs.StringVar(&c.eventsListen, "events-listen", "", "`address` of a second HTTP listener for pushed evidence: Twilio Event Streams (POST /twilio/events), status callbacks (POST /twilio/status) and Slack's interactions (POST /slack/interactions); meant to sit behind a TLS-terminating proxy (default: off)")
+	fs.StringVar(&c.eventsURL, "events-url", "", "the public base `URL` Twilio calls for -events-listen, such as https://sentinel.example.com (checked against request signatures; where -events-setup points the sink)")
+	fs.BoolVar(&c.eventsSetup, "events-setup", false, "create or repair the Event Streams sink and subscription that push to -events-url, print what changed and exit (with -dry-run: what would change)")
+	fs.StringVar(&c.reconcileSpec, "reconcile-schedule", "@every 10m", "with push ingest: how often a subaccount whose events arrive, and whose polls find nothing they missed, has its message log read (cron spec or @every)")
+	deciders := fs.String("slack-deciders", "", "who may decide from Slack's buttons: Slack user IDs (U…) and user-group IDs (S…), comma separated (`IDs`; needs SLACK_APP_TOKEN or SLACK_SIGNING_SECRET)")
 
 	fs.BoolVar(&c.dryRun, "dry-run", false, "decide and alert, never change a subaccount")
 	fs.BoolVar(&c.once, "once", false, "run one complete cycle (accounts, messages, usage, evaluate, act, notify) and exit")
@@ -171,8 +193,18 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 			}
 		}
 	}
-	if err := checkListen(c.listen); err != nil {
+	if err := checkListen("-listen", c.listen); err != nil {
 		return nil, err
+	}
+	if c.eventsListen != "" {
+		if err := checkListen("-events-listen", c.eventsListen); err != nil {
+			return nil, err
+		}
+	}
+	if c.eventsURL != "" {
+		if err := checkEventsURL(c.eventsURL); err != nil {
+			return nil, err
+		}
 	}
 	if err := checkBacktestFlags(c, given); err != nil {
 		return nil, err
@@ -201,19 +233,27 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 			c.optOutKeywords = append(c.optOutKeywords, k)
 		}
 	}
+	for _, d := range strings.Split(*deciders, ",") {
+		if d = strings.TrimSpace(d); d != "" {
+			c.slackDeciders = append(c.slackDeciders, d)
+		}
+	}
+	if err := slack.CheckDeciders(c.slackDeciders); err != nil {
+		return nil, fmt.Errorf("-slack-deciders: %w", err)
+	}
 
 	// Every mode is exclusive: a second one would otherwise be silently
 	// ignored (-demo -status ran -status only).
 	actions := 0
 	for _, set := range []bool{c.reinstate != "", c.suspend != "", c.status, c.history != "", c.checkPolicies, c.testPolicies, c.version, c.once, c.demo,
-		c.bt.backtest, c.bt.explain != ""} {
+		c.bt.backtest, c.bt.explain != "", c.eventsSetup} {
 		if set {
 			actions++
 		}
 	}
 	switch {
 	case actions > 1:
-		return nil, errors.New("choose one of -reinstate, -suspend, -status, -history, -check-policies, -test-policies, -version, -once, -demo, -backtest and -explain")
+		return nil, errors.New("choose one of -reinstate, -suspend, -status, -history, -check-policies, -test-policies, -version, -once, -demo, -backtest, -explain and -events-setup")
 	case (c.reinstate != "" || c.suspend != "") && strings.TrimSpace(c.reason) == "":
 		return nil, errors.New("-reinstate and -suspend need -reason")
 	case (c.reinstate != "" || c.suspend != "") && c.dryRun:
@@ -263,6 +303,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 	// database is opened.
 	for _, j := range []struct{ name, spec string }{
 		{"accounts", c.accountsSpec}, {"messages", c.messagesSpec}, {"usage", c.usageSpec}, {"sweep", c.sweepSpec},
+		{"reconcile", c.reconcileSpec},
 	} {
 		job := poller.Job{Name: j.name, Spec: j.spec, Run: func(context.Context) {}}
 		if _, err := poller.NewScheduler(slog.New(slog.DiscardHandler), job); err != nil {
@@ -307,7 +348,81 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 	case c.slackToken != "" && c.slackChannel == "":
 		return nil, errors.New("SLACK_BOT_TOKEN needs -slack-channel")
 	}
+	if err := c.parseInteractions(getenv); err != nil {
+		return nil, err
+	}
+	if err := c.parseEvents(getenv); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// Environment variables holding the HTTP Basic credentials of the Event
+// Streams sink.
+const (
+	envEventsUsername = "SENTINEL_EVENTS_USERNAME"
+	envEventsPassword = "SENTINEL_EVENTS_PASSWORD"
+)
+
+// parseEvents reads what push ingest needs. The credentials are required
+// with -events-listen (an open sink would let anyone forge evidence) and
+// with -events-setup (the sink Twilio calls carries them); neither is ever
+// echoed.
+func (c *config) parseEvents(getenv func(string) string) error {
+	c.eventsUsername = getenv(envEventsUsername)
+	c.eventsPassword = getenv(envEventsPassword)
+	if c.eventsListen == "" && !c.eventsSetup {
+		return nil
+	}
+	what := "-events-listen"
+	if c.eventsSetup {
+		what = "-events-setup"
+	}
+	switch {
+	case c.eventsUsername == "" || c.eventsPassword == "":
+		return fmt.Errorf("%s needs %s and %s: the HTTP Basic credentials Twilio's Event Streams sink presents", what, envEventsUsername, envEventsPassword)
+	case strings.Contains(c.eventsUsername, ":"):
+		return fmt.Errorf("%s must not contain a colon (HTTP Basic credentials cannot carry one)", envEventsUsername)
+	case len(c.eventsPassword) < 16:
+		return fmt.Errorf("%s is shorter than 16 characters: anyone who guesses it can forge evidence", envEventsPassword)
+	case c.eventsSetup && c.eventsURL == "":
+		return errors.New("-events-setup needs -events-url: the public base URL Twilio is to call")
+	}
+	return nil
+}
+
+// checkEventsURL checks -events-url: an absolute http(s) URL without
+// credentials, query or fragment (sentinel adds the paths).
+func checkEventsURL(raw string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return fmt.Errorf("-events-url: %w", err)
+	case u.Scheme != "https" && u.Scheme != "http", u.Host == "":
+		return fmt.Errorf("-events-url %q: want an absolute URL such as https://sentinel.example.com", truncate(raw, 60))
+	case u.User != nil:
+		return errors.New("-events-url: leave the credentials out; they come from SENTINEL_EVENTS_USERNAME and SENTINEL_EVENTS_PASSWORD")
+	case u.RawQuery != "" || u.Fragment != "":
+		return fmt.Errorf("-events-url %q: want a base URL without query or fragment", truncate(raw, 60))
+	}
+	return nil
+}
+
+// parseInteractions reads what Slack's buttons need: SLACK_APP_TOKEN
+// (Socket Mode) or SLACK_SIGNING_SECRET (the HTTP endpoint), each with
+// the bot token that answers the clicks. Neither value is ever echoed.
+func (c *config) parseInteractions(getenv func(string) string) error {
+	c.slackAppToken = strings.TrimSpace(getenv(slack.EnvAppToken))
+	c.slackSigningSecret = strings.TrimSpace(getenv(slack.EnvSigningSecret))
+	switch {
+	case c.slackAppToken != "" && !strings.HasPrefix(c.slackAppToken, "xapp-"):
+		return errors.New("SLACK_APP_TOKEN is not an app-level token (xapp-…): Socket Mode needs one with connections:write")
+	case (c.slackAppToken != "" || c.slackSigningSecret != "") && c.slackToken == "":
+		return errors.New("buttons on Slack messages (SLACK_APP_TOKEN or SLACK_SIGNING_SECRET) need SLACK_BOT_TOKEN and -slack-channel: a webhook cannot be clicked")
+	case len(c.slackDeciders) > 0 && c.slackAppToken == "" && c.slackSigningSecret == "" && !c.demo:
+		return errors.New("-slack-deciders needs Slack interactions: set SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET")
+	}
+	return nil
 }
 
 // sidRE is an account SID as Twilio writes it.
@@ -343,8 +458,9 @@ func truncate(s string, n int) string {
 	return s
 }
 
-// checkListen checks -listen: host:port, the port a number (0 for any).
-func checkListen(addr string) error {
+// checkListen checks a listen address given to flag name: host:port, the
+// port a number (0 for any).
+func checkListen(name, addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err == nil {
 		if n, perr := strconv.Atoi(port); perr != nil || n < 0 || n > 65535 {
@@ -355,7 +471,7 @@ func checkListen(addr string) error {
 		err = fmt.Errorf("host %q is not a host name or address", host)
 	}
 	if err != nil {
-		return fmt.Errorf("-listen %q: want host:port, such as 127.0.0.1:9464: %w", addr, err)
+		return fmt.Errorf("%s %q: want host:port, such as 127.0.0.1:9464: %w", name, addr, err)
 	}
 	return nil
 }
@@ -376,12 +492,18 @@ Usage:
   sentinel -reinstate SID -reason TEXT      reinstate a subaccount (probation follows)
   sentinel -suspend SID -reason TEXT        suspend a subaccount by hand
   sentinel -check-policies                  validate the policy directory
+  sentinel -events-setup -events-url URL [-dry-run]
+                                            create or repair the Event Streams sink
   sentinel -test-policies FILE...           run policy unit tests
 
 Environment:
   TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN     the parent account's credentials
   SLACK_WEBHOOK_URL                         Slack incoming webhook, or
   SLACK_BOT_TOKEN (with -slack-channel)     Slack bot token
+  SLACK_APP_TOKEN                           with the bot token: buttons over Socket Mode
+  SLACK_SIGNING_SECRET                      with the bot token: buttons over POST /slack/interactions
+  SENTINEL_EVENTS_USERNAME, SENTINEL_EVENTS_PASSWORD
+                                            Basic credentials of the Event Streams sink
 
 Flags:
 `

@@ -33,9 +33,9 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"test-policies without files", []string{"-test-policies"}, nil, "-test-policies needs at least one test FILE"},
 		{"log level", []string{"-log-level", "loud"}, nil, `-log-level "loud": want debug, info, warn or error`},
 		{"log format", []string{"-log-format", "xml"}, nil, `-log-format "xml": want text or json`},
-		{"two modes", []string{"-status", "-history", testSID}, nil, "choose one of -reinstate, -suspend, -status, -history, -check-policies, -test-policies, -version, -once, -demo, -backtest and -explain"},
-		{"once and demo", []string{"-once", "-demo"}, nil, "choose one of -reinstate, -suspend, -status, -history, -check-policies, -test-policies, -version, -once, -demo, -backtest and -explain"},
-		{"demo and status", []string{"-demo", "-status"}, nil, "choose one of -reinstate, -suspend, -status, -history, -check-policies, -test-policies, -version, -once, -demo, -backtest and -explain"},
+		{"two modes", []string{"-status", "-history", testSID}, nil, "choose one of -reinstate, -suspend, -status, -history, -check-policies, -test-policies, -version, -once, -demo, -backtest, -explain and -events-setup"},
+		{"once and demo", []string{"-once", "-demo"}, nil, "choose one of -reinstate, -suspend, -status, -history, -check-policies, -test-policies, -version, -once, -demo, -backtest, -explain and -events-setup"},
+		{"demo and status", []string{"-demo", "-status"}, nil, "choose one of -reinstate, -suspend, -status, -history, -check-policies, -test-policies, -version, -once, -demo, -backtest, -explain and -events-setup"},
 		{"reinstate without reason", []string{"-reinstate", testSID}, nil, "-reinstate and -suspend need -reason"},
 		{"suspend with a blank reason", []string{"-suspend", testSID, "-reason", "  "}, nil, "-reinstate and -suspend need -reason"},
 		{"json without status", []string{"-json"}, nil, "-json goes with -status, -history, -backtest or -explain"},
@@ -69,11 +69,39 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"not a SID", []string{"-history", "acme"}, nil, `-history "acme" is not a subaccount SID (AC and 32 hex digits; sentinel -status lists them)`},
 		{"listen nonsense", []string{"-listen", "nonsense"}, nil, `-listen "nonsense": want host:port, such as 127.0.0.1:9464: address nonsense: missing port in address`},
 		{"listen bad port", []string{"-listen", "127.0.0.1:http2"}, nil, `-listen "127.0.0.1:http2": want host:port, such as 127.0.0.1:9464: port "http2" is not a number from 0 to 65535`},
+		{"events listen nonsense", []string{"-events-listen", "8080"}, nil, `-events-listen "8080": want host:port, such as 127.0.0.1:9464: address 8080: missing port in address`},
+		{"events listen without credentials", []string{"-events-listen", "127.0.0.1:0"}, nil,
+			"-events-listen needs SENTINEL_EVENTS_USERNAME and SENTINEL_EVENTS_PASSWORD: the HTTP Basic credentials Twilio's Event Streams sink presents"},
+		{"events password short", []string{"-events-listen", "127.0.0.1:0"}, map[string]string{"SENTINEL_EVENTS_USERNAME": "twilio", "SENTINEL_EVENTS_PASSWORD": "SECRETshort"},
+			"SENTINEL_EVENTS_PASSWORD is shorter than 16 characters: anyone who guesses it can forge evidence"},
+		{"events username colon", []string{"-events-listen", "127.0.0.1:0"}, map[string]string{"SENTINEL_EVENTS_USERNAME": "a:b", "SENTINEL_EVENTS_PASSWORD": "0123456789abcdefSECRET"},
+			"SENTINEL_EVENTS_USERNAME must not contain a colon (HTTP Basic credentials cannot carry one)"},
+		{"events setup without url", []string{"-events-setup"}, map[string]string{"SENTINEL_EVENTS_USERNAME": "twilio", "SENTINEL_EVENTS_PASSWORD": "0123456789abcdefSECRET"},
+			"-events-setup needs -events-url: the public base URL Twilio is to call"},
+		{"events url relative", []string{"-events-url", "sentinel.example.com"}, nil,
+			`-events-url "sentinel.example.com": want an absolute URL such as https://sentinel.example.com`},
+		{"events url with credentials", []string{"-events-url", "https://u:SECRET@sentinel.example.com"}, nil,
+			"-events-url: leave the credentials out; they come from SENTINEL_EVENTS_USERNAME and SENTINEL_EVENTS_PASSWORD"},
+		{"events url with a query", []string{"-events-url", "https://sentinel.example.com/?a=1"}, nil,
+			`-events-url "https://sentinel.example.com/?a=1": want a base URL without query or fragment`},
+		{"reconcile schedule", []string{"-reconcile-schedule", "often"}, nil, `-reconcile-schedule: schedule reconcile: bad spec "often": expected exactly 5 fields, found 1: [often]`},
 		{"malformed account SID", nil, map[string]string{"TWILIO_ACCOUNT_SID": "sk_live_0123"},
 			"TWILIO_ACCOUNT_SID is not an account SID (AC and 32 hex digits): is the parent's SID in it?"},
 		{"bot token without channel", nil, map[string]string{"SLACK_BOT_TOKEN": "xoxb-1"}, "SLACK_BOT_TOKEN needs -slack-channel"},
 		{"webhook and bot token", []string{"-slack-channel", "#c"}, map[string]string{"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_WEBHOOK_URL": "https://hooks.slack.com/x"},
 			"SLACK_WEBHOOK_URL and SLACK_BOT_TOKEN are both set: choose one"},
+		{"app token not xapp", []string{"-slack-channel", "#c"}, map[string]string{"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xoxb-SECRET"},
+			"SLACK_APP_TOKEN is not an app-level token (xapp-…): Socket Mode needs one with connections:write"},
+		{"app token with a webhook", nil, map[string]string{"SLACK_WEBHOOK_URL": "https://hooks.slack.com/x", "SLACK_APP_TOKEN": "xapp-SECRET"},
+			"buttons on Slack messages (SLACK_APP_TOKEN or SLACK_SIGNING_SECRET) need SLACK_BOT_TOKEN and -slack-channel: a webhook cannot be clicked"},
+		{"signing secret alone", nil, map[string]string{"SLACK_SIGNING_SECRET": "SECRET"},
+			"buttons on Slack messages (SLACK_APP_TOKEN or SLACK_SIGNING_SECRET) need SLACK_BOT_TOKEN and -slack-channel: a webhook cannot be clicked"},
+		{"deciders without buttons", []string{"-slack-deciders", "U0ANA"}, nil,
+			"-slack-deciders needs Slack interactions: set SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET"},
+		{"decider not an ID", []string{"-slack-deciders", "U0ANA,@ana"}, nil,
+			`-slack-deciders: decider "@ana" is not a Slack user ID (U…, W…) or user-group ID (S…)`},
+		{"decider a channel", []string{"-slack-deciders", "C0CHANNEL"}, nil,
+			`-slack-deciders: decider "C0CHANNEL" is not a Slack user ID (U…, W…) or user-group ID (S…)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -162,6 +190,14 @@ func TestParseFlags(t *testing.T) {
 		{"poll deadline", []string{"-poll-deadline", "45s"}, func(t *testing.T, c *config) {
 			if c.messagesDeadline != 45*time.Second || c.usageDeadline != 45*time.Second {
 				t.Errorf("deadlines %v and %v, want 45s both", c.messagesDeadline, c.usageDeadline)
+			}
+		}},
+		{"deciders, shown by the demo", []string{"-demo", "-slack-deciders", " U0ANA, ,S0LEADS "}, func(t *testing.T, c *config) {
+			if diff := cmp.Diff([]string{"U0ANA", "S0LEADS"}, c.slackDeciders); diff != "" {
+				t.Errorf("deciders (-want +got):\n%s", diff)
+			}
+			if ia := c.slackInteractivity(); ia.Enabled || ia.NoDeciders {
+				t.Errorf("interactivity %+v: without SLACK_APP_TOKEN no buttons go to Slack", ia)
 			}
 		}},
 		{"once with dry-run", []string{"-once", "-dry-run", "-shutdown-grace", "0s"}, func(t *testing.T, c *config) {

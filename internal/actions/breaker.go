@@ -83,8 +83,9 @@ func (a *Actor) settings() policy.Settings {
 // judge only what is spent after at. rec is the audit record (rec.At is when
 // sentinel recorded it). Offences are not counted here: only sentinel's own
 // suspensions are offences, so a person's pause does not lengthen
-// probation.
-func (a *Actor) enterProbation(ctx context.Context, acct store.Account, br store.Breaker, rec store.AuditRecord, at time.Time) error {
+// probation. inc, when not zero, is the incident the reinstatement answers
+// (a button on its message): the notification joins its thread.
+func (a *Actor) enterProbation(ctx context.Context, acct store.Account, br store.Breaker, rec store.AuditRecord, at time.Time, inc incidentRef) error {
 	now := rec.At
 	nb := store.Breaker{
 		State:          StateProbation,
@@ -122,12 +123,21 @@ func (a *Actor) enterProbation(ctx context.Context, acct store.Account, br store
 		Severity:   slack.SeverityInfo,
 		Subaccount: acct.SID,
 		Name:       acct.FriendlyName,
+		Rule:       inc.rule,
+		Opened:     inc.opened,
 		Action:     action,
 		Actor:      rec.Actor,
 		Reason:     rec.Reason,
 		At:         now,
 	})
 	return errors.Join(errs...)
+}
+
+// incidentRef names an incident: (subaccount, rule, opened) with the
+// subaccount known from context. The zero incidentRef names none.
+type incidentRef struct {
+	rule   string
+	opened time.Time
 }
 
 // spendAt returns the UTC day of at and the account's spend that day as
@@ -240,7 +250,7 @@ func (a *Actor) syncStatus(ctx context.Context, acct *store.Account, br store.Br
 		r := rec(why)
 		r.Action = ActionReinstate
 		r.Detail = fmt.Sprintf("reactivated at %s (Twilio's date_updated)", at.UTC().Format(time.RFC3339))
-		if err := a.enterProbation(ctx, *acct, br, r, at); err != nil {
+		if err := a.enterProbation(ctx, *acct, br, r, at, incidentRef{}); err != nil {
 			return br, err
 		}
 		return a.st.Breaker(acct.SID)

@@ -93,6 +93,22 @@
 // open, and Judge leaves such an account alone, since its breaker and
 // status are what they were before the action.
 //
+// # Decisions from Slack
+//
+// A person may act on an incident from its Slack message (Decide, through
+// the slack package's buttons): reinstate, keep suspended, acknowledge.
+// A reinstatement is Reinstate with the incident named: the same checks,
+// write-ahead audit and probation, the person's Slack identity as the
+// actor. Keeping it suspended and acknowledging an alert change no
+// subaccount; they are recorded on the incident (store.Decision) with an
+// audit record in one transaction, and reminders respect them: none after
+// "keep", none after an acknowledgement while the rule's severity stays
+// the same. Every decision is first checked, under the same lock as every
+// action, against the incident its button names: one that resolved, was
+// superseded by a newer incident, ended with a reinstatement or was
+// already decided is refused as stale and the refusal audited, so a double
+// click acts once.
+//
 // # Caveats
 //
 // All actions are serialised by one mutex: a manual reinstatement waits for

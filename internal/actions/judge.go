@@ -250,12 +250,22 @@ func (a *Actor) track(ctx context.Context, acct store.Account, d policy.Decision
 		return inc, err
 	}
 	open := err == nil && (inc.State == incidentFiring || inc.State == incidentSuspended)
+	// A person's decision (from Slack) silences reminders: keeping it
+	// suspended for good, an acknowledgement while the rule's severity
+	// stays what it was acknowledged at. A new severity is news: the
+	// acknowledgement lapses and the reminder goes out at once.
+	lapsed := inc.Decision.What == decisionAcknowledged && inc.Decision.Severity != d.Severity
+	decided := inc.Decision.What != "" && !lapsed
 	kind := ""
 	switch {
 	case d.Result == policy.Firing && !open:
 		inc = store.Incident{Subaccount: acct.SID, Rule: d.Rule, Opened: now, LastNotified: now, State: incidentFiring}
 		kind = slack.KindFiring
-	case d.Result == policy.Firing && now.Sub(inc.LastNotified) >= a.cfg.Reminder:
+	case d.Result == policy.Firing && lapsed:
+		inc.Decision = store.Decision{}
+		inc.LastNotified = now
+		kind = slack.KindReminder
+	case d.Result == policy.Firing && !decided && now.Sub(inc.LastNotified) >= a.cfg.Reminder:
 		inc.LastNotified = now
 		kind = slack.KindReminder
 	case d.Result == policy.Resolved && open:
@@ -273,10 +283,12 @@ func (a *Actor) track(ctx context.Context, acct store.Account, d policy.Decision
 		ev.Severity = slack.SeverityInfo
 	case d.Action == policy.ActionSuspend && d.Protected:
 		ev.Action = "alert only: protected account, never suspended"
+		ev.Offer = slack.OfferAlert
 	case d.Action == policy.ActionSuspend && (d.DryRun || a.cfg.DryRun):
 		ev.Action = "suspension rule in dry-run"
 	case d.Action == policy.ActionAlert && kind != slack.KindResolved:
 		ev.Action = "alert only: the subaccount keeps sending"
+		ev.Offer = slack.OfferAlert
 	}
 	a.notify(ctx, ev)
 	return inc, nil

@@ -44,36 +44,48 @@ func manualArgs(sid, by, reason string) error {
 func (a *Actor) Reinstate(ctx context.Context, sid, by, reason string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	o, err := a.reinstateOrder(ctx, sid, by, reason, false)
+	if err != nil {
+		return err
+	}
+	_, err = a.execute(ctx, o, ActionReinstate, twilioapi.StatusActive, a.reinstated)
+	return err
+}
+
+// reinstateOrder makes the checks of a reinstatement of sid, whoever asks
+// (the command line, a Slack button), and returns its order. Its errors
+// wrap ErrInvalid, ErrUnknownAccount, ErrUnreconciled or ErrRefused. With
+// dryRun a subaccount that is not suspended passes: nothing will be sent.
+// a.mu must be held.
+func (a *Actor) reinstateOrder(ctx context.Context, sid, by, reason string, dryRun bool) (order, error) {
 	if err := manualArgs(sid, by, reason); err != nil {
-		return fmt.Errorf("reinstate: %w", err)
+		return order{}, fmt.Errorf("reinstate: %w", err)
 	}
 	acct, err := a.account(sid)
 	if err != nil {
-		return fmt.Errorf("reinstate: %w", err)
+		return order{}, fmt.Errorf("reinstate: %w", err)
 	}
 	if err := a.reconcileAccount(ctx, sid); err != nil {
-		return fmt.Errorf("reinstate %s: %w", sid, err)
+		return order{}, fmt.Errorf("reinstate %s: %w", sid, err)
 	}
 	br, err := a.st.Breaker(sid)
 	if err != nil {
-		return fmt.Errorf("reinstate %s: %w", sid, err)
+		return order{}, fmt.Errorf("reinstate %s: %w", sid, err)
 	}
 	state := stateOf(br)
 	switch {
 	case acct.Parent:
-		return fmt.Errorf("reinstate %s: %w: it is the parent account; sentinel never changes it", sid, ErrRefused)
+		return order{}, fmt.Errorf("reinstate %s: %w: it is the parent account; sentinel never changes it", sid, ErrRefused)
 	case state == StateTwilioSuspended:
-		return fmt.Errorf("reinstate %s: %w: suspended by Twilio itself (21478); only Twilio support can lift it", sid, ErrRefused)
+		return order{}, fmt.Errorf("reinstate %s: %w: suspended by Twilio itself (21478); only Twilio support can lift it", sid, ErrRefused)
 	case state == StateAccountClosed || acct.Status == statusClosed:
-		return fmt.Errorf("reinstate %s: %w: the subaccount is closed; a closed account cannot be reopened (21479)", sid, ErrRefused)
-	case acct.Status == statusActive && !suspendedState(state):
-		return fmt.Errorf("reinstate %s: %w: not suspended (Twilio status %s, breaker %s)", sid, ErrRefused, acct.Status, state)
+		return order{}, fmt.Errorf("reinstate %s: %w: the subaccount is closed; a closed account cannot be reopened (21479)", sid, ErrRefused)
+	case acct.Status == statusActive && !suspendedState(state) && !dryRun:
+		return order{}, fmt.Errorf("reinstate %s: %w: not suspended (Twilio status %s, breaker %s)", sid, ErrRefused, acct.Status, state)
 	}
-	o := order{acct: acct, br: br, actor: by, reason: reason,
+	return order{acct: acct, br: br, actor: by, reason: reason,
 		detail: fmt.Sprintf("manual reinstatement; breaker %s", state),
-		event:  slack.Event{Severity: slack.SeverityInfo, Actor: by, Reason: reason}}
-	_, err = a.execute(ctx, o, ActionReinstate, twilioapi.StatusActive, a.reinstated)
-	return err
+		event:  slack.Event{Severity: slack.SeverityInfo, Actor: by, Reason: reason}}, nil
 }
 
 // reinstated completes a reinstatement Twilio confirmed.
@@ -86,7 +98,7 @@ func (a *Actor) reinstated(ctx context.Context, o order, intent store.AuditRecor
 	// The account was suspended until the request went out: the intent's
 	// time is the earliest it can have been reactivated, so nothing sent
 	// after the reactivation is left out of the windows.
-	if err := a.enterProbation(ctx, o.acct, br, out, intent.At); err != nil {
+	if err := a.enterProbation(ctx, o.acct, br, out, intent.At, incidentRef{o.event.Rule, o.event.Opened}); err != nil {
 		return fmt.Errorf("reinstate %s: %w", o.acct.SID, err)
 	}
 	a.m.reinstatements.Inc()

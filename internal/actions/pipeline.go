@@ -236,7 +236,7 @@ func (a *Actor) block(ctx context.Context, c *candidate, rail, why string, now t
 // have happened.
 func (a *Actor) dryRun(ctx context.Context, c *candidate, now time.Time, sum *Summary) error {
 	seen, err := a.recorded(c.acct.SID, c.dec.Rule, c.inc.Opened, func(r store.AuditRecord) bool {
-		return r.Kind == KindDecision && r.DryRun
+		return r.Kind == KindDecision && r.DryRun && r.Action == ActionSuspend
 	})
 	if err != nil || seen {
 		return err
@@ -259,6 +259,7 @@ func (a *Actor) dryRun(ctx context.Context, c *candidate, now time.Time, sum *Su
 	a.log.Info("would suspend (dry-run)", "subaccount", c.acct.SID, "rule", c.dec.Rule, "action", "suspend")
 	ev := decisionEvent(slack.KindWouldSuspend, c.acct, c.dec, c.rule, c.inc, now)
 	ev.Action = "would suspend (dry-run: " + why + ")"
+	ev.Offer = slack.OfferWouldSuspend
 	a.notify(ctx, ev)
 	return nil
 }
@@ -451,6 +452,9 @@ func (a *Actor) suspended(ctx context.Context, o order, intent store.AuditRecord
 	}
 	ev.Action = "suspended"
 	ev.Reinstate = a.reinstateHint(sid)
+	if !manual && ev.Rule != "" && !ev.Opened.IsZero() {
+		ev.Offer = slack.OfferSuspended
+	}
 	ev.Detail = intent.Detail
 	a.notify(ctx, ev)
 	return errors.Join(errs...)

@@ -47,6 +47,12 @@ type Subject struct {
 	ReinstatedAt time.Time
 	// Offences is how many times sentinel has suspended the account.
 	Offences int
+	// AdvanceAfter, when set, is the time of the last scheduled evaluation
+	// before this one: a rule's Consecutive goes up only if it has not
+	// since. Evaluations between scheduled ones (on pushed evidence) can
+	// then trip a rule at once, but a `for` still counts at most one
+	// evaluation per scheduled interval, so hysteresis keeps its meaning.
+	AdvanceAfter time.Time
 	// SpendDay and SpendBase are the UTC day of the last reinstatement and
 	// the account's spend that day as known at the reinstatement: on that
 	// day, spend rules judge the spend less SpendBase. SpendDay is empty
@@ -68,6 +74,7 @@ type State struct {
 	Since       time.Time // when Firing became true
 	LastValue   float64
 	LastEval    time.Time // last evaluation that judged a value (not Unknown or Skipped)
+	Advanced    time.Time // when Consecutive last went up
 }
 
 // Result is the outcome of one rule for one account.
@@ -448,7 +455,10 @@ func (e *evaluation) rule(r *rule, st State) (d Decision, _ State, keep bool) {
 	st.LastValue, st.LastEval = v, e.now
 	switch {
 	case v >= l.trip:
-		st.Consecutive++
+		if subj.AdvanceAfter.IsZero() || !st.Advanced.After(subj.AdvanceAfter) {
+			st.Consecutive++
+			st.Advanced = e.now
+		}
 		switch {
 		case st.Firing:
 			d.Result = Firing

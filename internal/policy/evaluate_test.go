@@ -117,6 +117,53 @@ func TestEvaluateSequence(t *testing.T) {
 	}
 }
 
+// Between scheduled evaluations (every minute here) evaluations on pushed
+// evidence may trip a rule at once, but `for` counts at most one
+// evaluation per scheduled interval, whichever comes first. The caller
+// gives a scheduled evaluation the time of the one before it, and one on
+// pushed evidence the earlier of the last scheduled evaluation and a whole
+// interval ago.
+func TestEvaluateAdvancesOncePerInterval(t *testing.T) {
+	set := mustSet(t, filteringDoc) // for: 2
+	b := mustBuckets(t, t0, series{From: hours(-1), To: hours(1), Finished: 100, Errors: map[int]int{30007: 6}})
+	const s, noAfter = time.Second, time.Duration(-1)
+	type step struct {
+		at          time.Duration
+		after       time.Duration // AdvanceAfter, from t0; none if noAfter
+		result      Result
+		consecutive int
+	}
+	run := func(name string, steps []step) {
+		var state map[string]State
+		for _, st := range steps {
+			now := t0.Add(st.at)
+			subj := Subject{Account: sidA, Buckets: b, Coverage: traffic.Coverage{From: t0.Add(-48 * time.Hour), Until: now}}
+			if st.after != noAfter {
+				subj.AdvanceAfter = t0.Add(st.after)
+			}
+			var ds []Decision
+			ds, state = set.Evaluate(subj, state, now)
+			if d, got := decisionFor(t, ds, "filtering"), state["filtering"]; d.Result != st.result || got.Consecutive != st.consecutive {
+				t.Errorf("%s, at +%v: %s with %d in a row, want %s with %d", name, st.at, d.Result, got.Consecutive, st.result, st.consecutive)
+			}
+		}
+	}
+	run("scheduled first", []step{
+		{0, noAfter, Pending, 1},      // scheduled, the first
+		{10 * s, -50 * s, Pending, 1}, // pushed: counted a moment ago
+		{20 * s, -40 * s, Pending, 1}, // pushed
+		{60 * s, 0, Firing, 2},        // scheduled: counts
+		{65 * s, 5 * s, Firing, 2},    // pushed: firing stays
+	})
+	// A push that counted first spends the interval: the scheduled
+	// evaluation after it does not count again.
+	run("pushed first", []step{
+		{30 * s, -30 * s, Pending, 1}, // pushed, first over the threshold
+		{60 * s, 0, Pending, 1},       // scheduled: already counted since 0
+		{120 * s, 60 * s, Firing, 2},  // scheduled
+	})
+}
+
 // TestEvaluateUnknownKeepsState: a coverage gap neither trips nor resolves,
 // and breaks a streak: `for` counts consecutive judgements, as a missing
 // series resets a Prometheus alert's `for`. A firing rule stays firing.

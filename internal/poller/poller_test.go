@@ -729,11 +729,9 @@ func TestBackfillProgress(t *testing.T) {
 			})
 		},
 	})
-	var subs []string
 	for range 3 {
 		sub := e.addSub("")
 		e.generate(sub, 40, t0.Add(-10*time.Hour), t0)
-		subs = append(subs, sub)
 	}
 	e.mustSucceed()
 	mu.Lock()

@@ -127,6 +127,9 @@ type Options struct {
 	// stored hold earned under another one is lifted at the first pass:
 	// a new webhook or token is tried at once.
 	Config string
+	// Interactivity says which buttons incident messages carry; the zero
+	// value, none.
+	Interactivity Interactivity
 }
 
 // Dispatcher delivers the outbox to Slack. Notify queues an event and wakes
@@ -324,7 +327,7 @@ func (d *Dispatcher) deliver(ctx context.Context, it OutboxItem) (stop bool, err
 		}
 	}
 	opener := thread == "" // this message starts the incident's thread
-	msg := Render(ev)
+	msg := RenderInteractive(ev, d.opt.Interactivity)
 	d.log.Debug("slack delivery attempt", "id", it.ID, "kind", ev.Kind, "subaccount", ev.Subaccount, "rule", ev.Rule,
 		"attempts", it.Attempts, "threaded", !opener)
 	ts, err := d.post(ctx, msg, thread)

@@ -46,8 +46,29 @@
 // never dead-letter: the outbox holds the alerts and
 // sentinel_slack_outbox_depth shows them waiting.
 //
-// Secrets. The bot token and the webhook URL (whose path is the credential)
-// never appear in errors, logs or metrics: errors from slack-go that quote the
+// Decisions from Slack. With Slack interactions on (Socket Mode, or the
+// HTTP Endpoint for workspaces that forbid it), an incident's messages
+// offer buttons (Event.Offer, RenderInteractive): Reinstate… and Keep
+// suspended… on a suspension (dry-run ones on a would-suspend), and
+// Acknowledge on an alert. A button's value names its incident by
+// (subaccount, rule, opened). Interactions accepts each click or modal
+// submission at once, so Slack has its acknowledgement within 3 seconds,
+// and carries it out afterwards on its own workers: it checks the person
+// against the deciders (users, and members of user groups read through
+// the API and kept for a minute; a group that cannot be read lets nobody
+// in), opens a modal that asks for the reason and shows the message's
+// evidence and what follows, and hands the decision to a Decider
+// (sentinel's actions: the command line's checks, audit and probation),
+// which refuses a stale or repeated one. The message is then updated in
+// place to say who decided what and when; a refusal is told to the
+// person alone, a failure in the incident's thread. The modal carries
+// the message's blocks, so the update after its submission needs nothing
+// stored. slackfake is a fake Slack, driven by slack-go's real clients,
+// that the tests use.
+//
+// Secrets. The bot token, the app-level token, the signing secret and the
+// webhook URL (whose path is the credential) never appear in errors, logs
+// or metrics: errors from slack-go that quote the
 // request URL are reduced to their cause and the secrets are redacted from
 // the rest (see DeliveryError).
 //

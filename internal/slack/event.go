@@ -21,6 +21,17 @@ const (
 	KindBlind           = "blind"            // sentinel cannot see (polls failing, stale data)
 	KindPolicyRejected  = "policy_rejected"  // a policy file was refused
 	KindManualSuspended = "manual_suspended" // a person suspended through sentinel
+	KindKeptSuspended   = "kept_suspended"   // a person decided to keep it suspended (Slack)
+	KindAcknowledged    = "acknowledged"     // a person acknowledged an alert (Slack)
+	KindWouldReinstate  = "would_reinstate"  // dry-run: a person would have reinstated it (Slack)
+)
+
+// Offers: the decisions an incident message offers a person, as buttons
+// (Event.Offer), when sentinel takes Slack interactions.
+const (
+	OfferSuspended    = "suspended"     // Reinstate…, Keep suspended…
+	OfferWouldSuspend = "would_suspend" // the same in dry-run: recorded, nothing sent to Twilio
+	OfferAlert        = "alert"         // Acknowledge
 )
 
 // Severities.
@@ -71,12 +82,16 @@ type Event struct {
 	// measured value, window and volume when set.
 	Measure string `json:"measure,omitempty"`
 
-	Action    string    `json:"action,omitempty"`    // what was done: "suspended", "would suspend (dry-run)", "blocked by safety rail: max 3 per hour", ...
-	Reinstate string    `json:"reinstate,omitempty"` // the exact command, e.g. sentinel -reinstate AC... -reason "..."
-	Actor     string    `json:"actor,omitempty"`     // who acted, for manual actions
-	Reason    string    `json:"reason,omitempty"`
-	Detail    string    `json:"detail,omitempty"` // free text: Twilio's error, the rejected policy's error, ...
-	At        time.Time `json:"at"`               // when it happened
+	Action    string `json:"action,omitempty"`    // what was done: "suspended", "would suspend (dry-run)", "blocked by safety rail: max 3 per hour", ...
+	Reinstate string `json:"reinstate,omitempty"` // the exact command, e.g. sentinel -reinstate AC... -reason "..."
+	// Offer is the decisions the message offers (one of the Offer
+	// constants), shown as buttons when Slack interactions are on. Only an
+	// incident's events offer any: the buttons name the incident.
+	Offer  string    `json:"offer,omitempty"`
+	Actor  string    `json:"actor,omitempty"` // who acted, for manual actions
+	Reason string    `json:"reason,omitempty"`
+	Detail string    `json:"detail,omitempty"` // free text: Twilio's error, the rejected policy's error, ...
+	At     time.Time `json:"at"`               // when it happened
 }
 
 // payloadVersion is the version of the outbox encoding written by Encode. A
@@ -136,7 +151,9 @@ var (
 		KindFiring: true, KindSuspended: true, KindWouldSuspend: true, KindBlocked: true,
 		KindReminder: true, KindReinstated: true, KindResolved: true, KindSystemic: true,
 		KindBlind: true, KindPolicyRejected: true, KindManualSuspended: true,
+		KindKeptSuspended: true, KindAcknowledged: true, KindWouldReinstate: true,
 	}
+	offers     = map[string]bool{"": true, OfferSuspended: true, OfferWouldSuspend: true, OfferAlert: true}
 	severities = map[string]bool{"": true, SeverityInfo: true, SeverityWarning: true, SeverityCritical: true}
 	units      = map[string]bool{"": true, UnitRatio: true, UnitUSD: true, UnitCount: true}
 )
@@ -151,6 +168,8 @@ func (ev Event) Validate() error {
 		return fmt.Errorf("event severity %q unknown", ev.Severity)
 	case !units[ev.Unit]:
 		return fmt.Errorf("event unit %q unknown", ev.Unit)
+	case !offers[ev.Offer]:
+		return fmt.Errorf("event offer %q unknown", ev.Offer)
 	}
 	return nil
 }

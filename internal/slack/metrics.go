@@ -59,3 +59,75 @@ func RegisterMetrics(reg prometheus.Registerer) error {
 	_, err := newMetrics(reg)
 	return err
 }
+
+// interactionMetrics are the Interactions' and the HTTP endpoint's.
+type interactionMetrics struct {
+	interactions *prometheus.CounterVec // by action and result
+	rejected     *prometheus.CounterVec // HTTP requests refused, by reason
+}
+
+// Results of an interaction, the values of the result label.
+var interactionResults = []string{"opened", "done", "refused", "failed", "dropped"}
+
+// Reasons an HTTP interaction request is rejected.
+var rejectReasons = []string{"method", "body", "timestamp", "signature", "payload"}
+
+func newInteractionMetrics(reg prometheus.Registerer) (*interactionMetrics, error) {
+	m := &interactionMetrics{
+		interactions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sentinel_slack_interactions_total",
+			Help: "Decisions asked for from Slack's buttons, by action and result: opened (the form), done, refused (stale, not a decider, ...; audited), failed (reported in the thread) or dropped (too many waiting).",
+		}, []string{"action", "result"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sentinel_slack_interaction_requests_rejected_total",
+			Help: "Requests to POST /slack/interactions refused before reading them, by reason: method, body (too large or unreadable), timestamp (older or newer than 5 minutes), signature or payload.",
+		}, []string{"reason"}),
+	}
+	for _, a := range []string{DecideReinstate, DecideKeep, DecideAck} {
+		for _, r := range interactionResults {
+			m.interactions.WithLabelValues(a, r)
+		}
+	}
+	for _, r := range rejectReasons {
+		m.rejected.WithLabelValues(r)
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.interactions, m.rejected} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
+
+func (m *interactionMetrics) result(action, result string) {
+	m.interactions.WithLabelValues(action, result).Inc()
+}
+
+// socketMetrics are the Socket Mode connection's.
+type socketMetrics struct {
+	up          prometheus.Gauge
+	connections prometheus.Counter
+}
+
+func newSocketMetrics(reg prometheus.Registerer) (*socketMetrics, error) {
+	m := &socketMetrics{
+		up: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sentinel_slack_socket_up",
+			Help: "1 while sentinel's Socket Mode connection to Slack is up (buttons work), 0 while it is down or reconnecting.",
+		}),
+		connections: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sentinel_slack_socket_connections_total",
+			Help: "Socket Mode connections to Slack made; more than a few an hour means it keeps dropping.",
+		}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.up, m.connections} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}

@@ -45,6 +45,9 @@ var titles = map[string]string{
 	KindBlind:           "Sentinel cannot see",
 	KindPolicyRejected:  "Policy rejected",
 	KindManualSuspended: "Suspended by hand",
+	KindKeptSuspended:   "Kept suspended",
+	KindAcknowledged:    "Acknowledged",
+	KindWouldReinstate:  "Would reinstate (dry-run)",
 }
 
 // Render turns ev into Block Kit: a header (severity, what happened, to whom),
@@ -52,8 +55,15 @@ var titles = map[string]string{
 // threshold, window, volume, what was done), example message SIDs, the exact
 // reinstate command and a context line naming the incident. Every string
 // that came from outside (a friendly name above all) is escaped, so that it
-// can neither mention anyone nor forge a link.
+// can neither mention anyone nor forge a link. It offers no buttons; see
+// RenderInteractive.
 func Render(ev Event) Message {
+	return RenderInteractive(ev, Interactivity{})
+}
+
+// RenderInteractive is Render with the buttons ev offers under ia (see
+// Buttons) before the closing context line.
+func RenderInteractive(ev Event, ia Interactivity) Message {
 	var blocks []goslack.Block
 	blocks = append(blocks, goslack.NewHeaderBlock(
 		goslack.NewTextBlockObject(goslack.PlainTextType, truncate(plain(emoji(ev)+" "+headline(ev)), maxHeader), true, false)))
@@ -126,6 +136,8 @@ func Render(ev Event) Message {
 	if ev.Detail != "" {
 		blocks = append(blocks, section("*Detail*\n"+esc(truncate(strings.TrimSpace(ev.Detail), maxSection-20))))
 	}
+
+	blocks = append(blocks, decisionBlocks(ev, ia)...)
 
 	ctx := "sentinel"
 	if ev.incident() {

@@ -269,6 +269,24 @@ type Incident struct {
 	// Thread is the Slack thread ts (bot token) or incident key.
 	Thread   string
 	Resolved time.Time
+	// Decision is a person's decision on the incident (from Slack); the
+	// zero Decision is none.
+	Decision Decision
+}
+
+// Decision is what a person decided about an incident without changing the
+// subaccount: keep it suspended, acknowledge an alert, or (in dry-run) that
+// it would be reinstated. Reminders respect it.
+type Decision struct {
+	// What is kept_suspended, acknowledged or would_reinstate.
+	What string
+	// By is who decided ("U123 (ana) via Slack"), At when, Reason why.
+	By     string
+	At     time.Time
+	Reason string
+	// Severity is the rule's severity when it was decided: an
+	// acknowledgement holds only while the severity stays the same.
+	Severity string
 }
 
 func encodeIncident(e *enc, inc Incident) {
@@ -279,13 +297,26 @@ func encodeIncident(e *enc, inc Incident) {
 	e.str(inc.State)
 	e.str(inc.Thread)
 	e.time(inc.Resolved)
+	// Added after the first release, and written only when there is a
+	// decision: an incident nobody decided on keeps the original layout.
+	if inc.Decision != (Decision{}) {
+		e.str(inc.Decision.What)
+		e.str(inc.Decision.By)
+		e.time(inc.Decision.At)
+		e.str(inc.Decision.Reason)
+		e.str(inc.Decision.Severity)
+	}
 }
 
 func decodeIncident(d *dec) Incident {
-	return Incident{
+	inc := Incident{
 		Subaccount: d.str(), Rule: d.str(), Opened: d.time(), LastNotified: d.time(),
 		State: d.str(), Thread: d.str(), Resolved: d.time(),
 	}
+	if d.more() { // added after the first release
+		inc.Decision = Decision{What: d.str(), By: d.str(), At: d.time(), Reason: d.str(), Severity: d.str()}
+	}
+	return inc
 }
 
 func incidentKey(accountSID, rule string) []byte { return append(prefix(accountSID), rule...) }
@@ -356,6 +387,44 @@ func (s *Store) SetThread(accountSID, rule string, opened time.Time, thread stri
 	})
 	if err != nil {
 		return fmt.Errorf("set thread %s %s: %w", accountSID, rule, err)
+	}
+	return nil
+}
+
+// Decide records dec on the incident of accountSID's rule opened at
+// opened and appends rec to the audit log, in one transaction, so that a
+// decision is never recorded without its audit record or the other way
+// round. It returns ErrNotFound, writing nothing, when the stored incident
+// is another one (or there is none).
+func (s *Store) Decide(accountSID, rule string, opened time.Time, dec Decision, rec AuditRecord) error {
+	if rec.Subaccount == "" {
+		rec.Subaccount = accountSID
+	}
+	err := checkSID(accountSID)
+	if err == nil && rec.Subaccount != accountSID {
+		err = fmt.Errorf("audit record of %s", rec.Subaccount)
+	}
+	if err == nil {
+		err = s.db.Update(func(tx *bolt.Tx) error {
+			key := incidentKey(accountSID, rule)
+			inc, ok, err := getRec(tx, bkIncidents, key, decodeIncident)
+			switch {
+			case err != nil:
+				return err
+			case !ok || !inc.Opened.Equal(opened):
+				return ErrNotFound
+			}
+			dec.At = utc(dec.At)
+			inc.Decision = dec
+			if err := putRec(tx, bkIncidents, key, inc, encodeIncident); err != nil {
+				return err
+			}
+			_, err = appendAudit(tx, rec)
+			return err
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("decide incident %s %s: %w", accountSID, rule, err)
 	}
 	return nil
 }

@@ -327,6 +327,11 @@ func appendMessage(b []byte, m *traffic.Message) []byte {
 	// The keyword in the low four bits, why an opt-out is ignored in the
 	// high four: records written before Ignored existed read as Counted.
 	e.byte(byte(m.Keyword) | byte(m.Ignored)<<4)
+	// Optional, last: Updated in whole seconds after Time (records written
+	// before it existed have none).
+	if !m.Updated.IsZero() {
+		e.varint(m.Updated.Unix() - m.Time.Unix())
+	}
 	return e.b
 }
 
@@ -356,6 +361,11 @@ func decodeMessage(b []byte) (traffic.Message, error) {
 	}
 	kw := d.byte()
 	m.Keyword, m.Ignored = traffic.Keyword(kw&0x0f), traffic.Ignored(kw>>4)
+	if d.more() {
+		if delta := d.varint(); d.err == nil {
+			m.Updated = time.Unix(m.Time.Unix()+delta, 0).UTC()
+		}
+	}
 	if err := d.done(); err != nil {
 		return traffic.Message{}, err
 	}

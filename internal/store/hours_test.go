@@ -263,6 +263,29 @@ func TestHourBuckets(t *testing.T) {
 		}()
 		stale(testBase, end, 1, 30007)
 	}()
+	// Over some accounts only: those, in SID order, each once; an account
+	// with nothing stored is not visited.
+	var visited []string
+	err = s.ScanHourBucketsOf([]string{other, testAccount(3), acct, other}, testBase, end, nil, func(a string, bs []traffic.Bucket, _ traffic.ExampleFunc) error {
+		visited = append(visited, a)
+		want, err := s.HourBuckets(a, testBase, end, nil)
+		for i := range want {
+			want[i].Samples = nil
+		}
+		if diff := cmp.Diff(want, bs); err != nil || diff != "" {
+			t.Errorf("ScanHourBucketsOf %s != HourBuckets (-HourBuckets +scan), %v:\n%s", a, err, diff)
+		}
+		return nil
+	})
+	if want := []string{acct, other}; err != nil || !slices.Equal(visited, want) {
+		t.Errorf("ScanHourBucketsOf visited %v, %v; want %v", visited, err, want)
+	}
+	if err := s.ScanHourBucketsOf([]string{}, testBase, end, nil, func(string, []traffic.Bucket, traffic.ExampleFunc) error {
+		t.Error("ScanHourBucketsOf of no accounts visited one")
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
 	stop := errors.New("stop")
 	if err := s.ScanHourBuckets(testBase, end, nil, func(string, []traffic.Bucket, traffic.ExampleFunc) error { return stop }); err != stop {
 		t.Errorf("ScanHourBuckets = %v, want fn's error", err)

@@ -24,6 +24,14 @@ type Ingest struct {
 	// Reclassified counts earlier unsolicited opt-outs that an outbound
 	// message in this call showed were solicited after all.
 	OptOuts, Repeated, Unsolicited, Reclassified int
+	// Duplicates counts reports whose event id was seen before
+	// (PutReports): not stored again.
+	Duplicates int
+	// MissedNew and MissedStatus count, for ReconcileMessages, the
+	// messages last updated before its cutoff that the read was the first
+	// to store, or whose status it was the first to see: what pushed
+	// events should have brought.
+	MissedNew, MissedStatus int
 }
 
 // msgKey is a message's key: its account's SID, "/" and its own, so that
@@ -75,6 +83,24 @@ func horizon(tx *bolt.Tx) (time.Time, error) {
 // Messages are stored in SID order, and of two with the same SID the later
 // one wins; msgs itself is left as it is.
 func (s *Store) PutMessages(accountSID string, msgs []traffic.Message) (Ingest, error) {
+	return s.putMessages(accountSID, msgs, window{})
+}
+
+// ReconcileMessages is PutMessages for a read that checks what pushed
+// events brought: it also counts (Ingest.MissedNew, MissedStatus) the
+// messages last updated in [pushedFrom, pushedBefore) that no event had
+// stored or brought to the status read. Changes after pushedBefore may
+// simply not have arrived yet; those before pushedFrom were made while
+// nothing was pushed. Only statuses that events report count
+// (traffic.Pushed): Event Streams has no event for "sending", for one.
+func (s *Store) ReconcileMessages(accountSID string, msgs []traffic.Message, pushedFrom, pushedBefore time.Time) (Ingest, error) {
+	return s.putMessages(accountSID, msgs, window{pushedFrom, pushedBefore})
+}
+
+// window is a time range [from, to); the zero window is none.
+type window struct{ from, to time.Time }
+
+func (s *Store) putMessages(accountSID string, msgs []traffic.Message, missed window) (Ingest, error) {
 	if err := checkSID(accountSID); err != nil {
 		return Ingest{}, fmt.Errorf("put messages: %w", err)
 	}
@@ -88,6 +114,7 @@ func (s *Store) PutMessages(accountSID string, msgs []traffic.Message) (Ingest, 
 		if err != nil {
 			return err
 		}
+		w.missed = missed
 		// Every number the batch messages is known before any opt-out of
 		// the batch is judged: newest first, a page lists a STOP before
 		// the message that it answers.
@@ -181,6 +208,9 @@ type ingest struct {
 	// consent is the account's consent records that this ingest read or
 	// changed (see consent.go).
 	consent consentIndex
+	// missed, if set, makes put count what pushed events missed in it
+	// (Ingest.MissedNew, MissedStatus).
+	missed window
 }
 
 // newIngest starts an ingest of up to n messages; window is the consent
@@ -278,6 +308,12 @@ func (w *ingest) put(m traffic.Message, old []byte, in *Ingest) ([]byte, error) 
 		return nil, fmt.Errorf("message %s: invalid time %v", m.SID, m.Time)
 	}
 	m.Time = utc(m.Time)
+	if !m.Updated.IsZero() {
+		// Whole seconds, as stored; a time the store cannot keep is unknown.
+		if m.Updated = m.Updated.Truncate(time.Second).UTC(); !validTime(m.Updated) {
+			m.Updated = time.Time{}
+		}
+	}
 	v := w.encode(&m)
 	if bytes.Equal(old, v) {
 		w.unencode(v)
@@ -336,6 +372,19 @@ func (w *ingest) put(m traffic.Message, old []byte, in *Ingest) ([]byte, error) 
 			in.Repeated++
 		case traffic.Unsolicited:
 			in.Unsolicited++
+		}
+	}
+	if !w.missed.to.IsZero() {
+		t := m.Updated
+		if t.IsZero() {
+			t = m.Time
+		}
+		switch {
+		case t.Before(w.missed.from) || !t.Before(w.missed.to) || !traffic.Pushed(m.Status):
+		case prev == nil:
+			in.MissedNew++
+		case prev.Status != m.Status:
+			in.MissedStatus++
 		}
 	}
 	if err := w.apply(prev, &m); err != nil {
@@ -878,6 +927,18 @@ func (s *Store) HourBuckets(accountSID string, from, to time.Time, cuts []time.T
 // fn's to keep. A record whose samples do not decode yields no examples
 // (its counts were read). fn's buckets are reused as ScanBuckets' are.
 func (s *Store) ScanHourBuckets(from, to time.Time, cuts func(accountSID string) []time.Time, fn func(accountSID string, buckets []traffic.Bucket, examples traffic.ExampleFunc) error) error {
+	return s.ScanHourBucketsOf(nil, from, to, cuts, fn)
+}
+
+// ScanHourBucketsOf is ScanHourBuckets over the given accounts only, in
+// SID order (every account when accounts is nil): the evaluation of a few
+// accounts that pushed events touched reads only theirs.
+func (s *Store) ScanHourBucketsOf(accounts []string, from, to time.Time, cuts func(accountSID string) []time.Time, fn func(accountSID string, buckets []traffic.Bucket, examples traffic.ExampleFunc) error) error {
+	if accounts != nil {
+		accounts = slices.Clone(accounts) // not nil: none is not every one
+		slices.Sort(accounts)
+		accounts = slices.Compact(accounts)
+	}
 	var x lazyExamples
 	x.from, x.to = from.UTC(), to.UTC()
 	var cur traffic.ExampleFunc
@@ -893,7 +954,7 @@ func (s *Store) ScanHourBuckets(from, to time.Time, cuts func(accountSID string)
 		defer x.end()
 		return fn(account, buckets, cur)
 	}
-	return s.scan("scan hour buckets", read, call)
+	return s.scanOf(accounts, "scan hour buckets", read, call)
 }
 
 // lazyExamples keeps the hour records of the account being scanned, which
@@ -966,17 +1027,18 @@ func minTime(a, b time.Time) time.Time {
 // order of SID, and calls fn with what read returns for each account that
 // has buckets. An error from fn is returned as is, any other prefixed with op.
 func (s *Store) scan(op string, read func(c *bolt.Cursor, r *hourReader, account string, dst []traffic.Bucket) ([]traffic.Bucket, error), fn func(string, []traffic.Bucket) error) error {
+	return s.scanOf(nil, op, read, fn)
+}
+
+// scanOf is scan over the given accounts, sorted, or every account when
+// accounts is nil.
+func (s *Store) scanOf(accounts []string, op string, read func(c *bolt.Cursor, r *hourReader, account string, dst []traffic.Bucket) ([]traffic.Bucket, error), fn func(string, []traffic.Bucket) error) error {
 	var fnErr error
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket([]byte(bkAggregates)).Cursor()
 		var r hourReader
 		var buf []traffic.Bucket
-		k, _ := c.First()
-		for k != nil {
-			account, _, ok := splitSID(k)
-			if !ok {
-				return corrupt(bkAggregates, k, fmt.Errorf("%w: bad key", errCorrupt))
-			}
+		each := func(account string) error {
 			r.recycle(buf)
 			var err error
 			if buf, err = read(c, &r, account, buf[:0]); err != nil {
@@ -986,6 +1048,25 @@ func (s *Store) scan(op string, read func(c *bolt.Cursor, r *hourReader, account
 				if fnErr = fn(account, buf); fnErr != nil {
 					return fnErr
 				}
+			}
+			return nil
+		}
+		if accounts != nil {
+			for _, account := range accounts {
+				if err := each(account); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		k, _ := c.First()
+		for k != nil {
+			account, _, ok := splitSID(k)
+			if !ok {
+				return corrupt(bkAggregates, k, fmt.Errorf("%w: bad key", errCorrupt))
+			}
+			if err := each(account); err != nil {
+				return err
 			}
 			k, _ = c.Seek(afterPrefix(account))
 		}

@@ -233,6 +233,12 @@ func mutate(rng *rand.Rand, m *traffic.Message) {
 		m.Time = m.Time.Add(time.Duration(rng.Int64N(int64(15 * time.Minute))))
 	}
 	m.PriceMicros = rng.Int64N(3) * 7900
+	// When it last changed: unknown, or any second around its time, so
+	// that reads and reports arrive out of order.
+	m.Updated = time.Time{}
+	if rng.IntN(4) > 0 {
+		m.Updated = testBase.Add(time.Duration(rng.Int64N(2*3600)) * time.Second)
+	}
 	m.MessagingService = rng.IntN(3) == 0
 	m.Keyword = traffic.Keyword(rng.IntN(3))
 	// A few numbers, so that opt-outs repeat and answer outbound messages.
@@ -244,13 +250,51 @@ func mutate(rng *rand.Rand, m *traffic.Message) {
 type model struct {
 	msgs    map[string]traffic.Message
 	horizon time.Time
+	ids     map[string]bool // event ids seen
 }
 
 func (md *model) put(msgs []traffic.Message) Ingest {
+	return md.putAs(msgs, false)
+}
+
+// putReports is put for PutReports.
+func (md *model) putReports(rs []Report) Ingest {
+	var in Ingest
+	var msgs []traffic.Message
+	for _, r := range rs {
+		if r.ID != "" {
+			if md.ids[r.ID] {
+				in.Duplicates++
+				continue
+			}
+			md.ids[r.ID] = true
+		}
+		msgs = append(msgs, r.Message)
+	}
+	got := md.putAs(msgs, true)
+	got.Duplicates = in.Duplicates
+	return got
+}
+
+// putAs applies msgs, as reports (a stored message takes only what a
+// report may change) or as read from the log.
+func (md *model) putAs(msgs []traffic.Message, reports bool) Ingest {
 	var in Ingest
 	for _, m := range msgs {
 		m.Time = m.Time.UTC()
 		old, ok := md.msgs[m.SID]
+		if ok && reports {
+			r := m
+			m = old
+			m.Status, m.ErrorCode, m.Updated = r.Status, r.ErrorCode, r.Updated
+			if m.Peer == 0 {
+				m.Peer = r.Peer
+			}
+			m.MessagingService = m.MessagingService || r.MessagingService
+			if m.Keyword == traffic.NoKeyword {
+				m.Keyword = r.Keyword
+			}
+		}
 		if ok {
 			m = traffic.Merge(old, m)
 		}
@@ -284,7 +328,8 @@ func (md *model) prune(before time.Time) int {
 }
 
 // TestAggregatesMatchRecount applies random sequences of new messages and
-// changes to status, error code and time, checking after each batch that the
+// changes to status, error code and time, read from the log or pushed (with
+// repeated event ids and out of order), checking after each batch that the
 // incrementally maintained buckets equal a recount, and that they still do
 // over the retained range after Prune and after late updates of pruned
 // messages.
@@ -296,7 +341,7 @@ func TestAggregatesMatchRecount(t *testing.T) {
 		t.Run(strconv.FormatUint(seed, 10), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 0))
 			s := MustOpen(t)
-			md := &model{msgs: map[string]traffic.Message{}}
+			md := &model{msgs: map[string]traffic.Message{}, ids: map[string]bool{}}
 			// Every SID ever used, with its last version, pruned or not.
 			seen := map[string]traffic.Message{}
 			// Until the prune, a known message may also be replaced by a
@@ -322,6 +367,33 @@ func TestAggregatesMatchRecount(t *testing.T) {
 					batch = append(batch, m)
 					m.AccountSID = acct
 					seen[m.SID] = m
+				}
+				if rng.IntN(3) == 0 {
+					// Pushed instead: reports with event ids from a small
+					// pool, so that retries repeat them.
+					rs := make([]Report, len(batch))
+					for i, m := range batch {
+						rs[i] = Report{Message: m}
+						if rng.IntN(4) > 0 {
+							rs[i].ID = fmt.Sprintf("EV%d", rng.IntN(200))
+						}
+						rs[i].Message.AccountSID = acct
+					}
+					ins, err := s.PutReports([]Reports{{acct, rs}}, testBase)
+					if err != nil {
+						t.Fatal(err)
+					}
+					got := ins[0]
+					got.OptOuts, got.Repeated, got.Unsolicited, got.Reclassified = 0, 0, 0, 0
+					if want := md.putReports(rs); got != want {
+						t.Fatalf("PutReports = %+v, want %+v", got, want)
+					}
+					for _, r := range rs {
+						if m, ok := md.msgs[r.Message.SID]; ok {
+							seen[m.SID] = m
+						}
+					}
+					return
 				}
 				got := mustPut(t, s, acct, batch...)
 				for i := range batch {

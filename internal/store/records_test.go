@@ -1,12 +1,14 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	bolt "go.etcd.io/bbolt"
 
 	"sentinel/internal/traffic"
 )
@@ -444,5 +446,73 @@ func TestThread(t *testing.T) {
 	inc, err := s.Incident(sid, "r")
 	if err != nil || inc.State != "firing" {
 		t.Errorf("SetThread changed the incident: %+v, %v", inc, err)
+	}
+}
+
+// TestDecide: a decision and its audit record are written together, only
+// for the incident they name, and survive later writes of the incident.
+// An incident nobody decided on keeps the layout older releases read.
+func TestDecide(t *testing.T) {
+	s := MustOpen(t)
+	sid := testAccount(1)
+	opened := testBase
+	inc := Incident{Subaccount: sid, Rule: "r", Opened: opened, LastNotified: opened, State: "suspended", Thread: "1.2"}
+	if err := s.PutIncident(inc); err != nil {
+		t.Fatal(err)
+	}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket([]byte(bkIncidents)).Get(incidentKey(sid, "r"))
+		e := enc{}
+		e.byte(recordV1)
+		e.str(inc.Subaccount)
+		e.str(inc.Rule)
+		e.time(inc.Opened)
+		e.time(inc.LastNotified)
+		e.str(inc.State)
+		e.str(inc.Thread)
+		e.time(inc.Resolved)
+		if !bytes.Equal(v, e.b) {
+			t.Errorf("an undecided incident is stored as %x, want the first release's layout %x", v, e.b)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dec := Decision{What: "kept_suspended", By: "U1 (ana) via Slack", At: opened.Add(time.Hour), Reason: "fraud confirmed"}
+	rec := AuditRecord{At: opened.Add(time.Hour), Kind: "decision", Action: "keep_suspended", Rule: "r", Actor: dec.By, Reason: dec.Reason, Outcome: "ok"}
+	if err := s.Decide(sid, "r", opened.Add(time.Second), dec, rec); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Decide on another opening = %v, want ErrNotFound", err)
+	}
+	if recs, _ := s.Audit(sid, 0); len(recs) != 0 {
+		t.Fatalf("a refused Decide wrote %d audit records", len(recs))
+	}
+	if err := s.Decide(sid, "r", opened, dec, rec); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Incident(sid, "r")
+	want := inc
+	want.Decision = dec
+	if err != nil || !cmp.Equal(got, want) {
+		t.Errorf("Incident after Decide = %+v, %v, want %+v", got, err, want)
+	}
+	recs, err := s.Audit(sid, 0)
+	if err != nil || len(recs) != 1 || recs[0].Action != "keep_suspended" || recs[0].Actor != dec.By {
+		t.Errorf("audit after Decide = %+v, %v", recs, err)
+	}
+	// A later write of the incident (a reminder, a transition) keeps it.
+	got.LastNotified = opened.Add(4 * time.Hour)
+	if err := s.PutIncident(got); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := s.Incident(sid, "r"); again.Decision != dec {
+		t.Errorf("decision after PutIncident = %+v, want %+v", again.Decision, dec)
+	}
+	if err := s.SetThread(sid, "r", opened, "9.9"); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := s.Incident(sid, "r"); again.Decision != dec || again.Thread != "9.9" {
+		t.Errorf("after SetThread = %+v", again)
 	}
 }

@@ -217,11 +217,15 @@ type RuleState struct {
 	Since     time.Time
 	LastValue float64
 	LastEval  time.Time
+	// Advanced is when Consecutive last went up.
+	Advanced time.Time
 }
 
 func encodeRuleStates(e *enc, states map[string]RuleState) {
 	e.uvarint(uint64(len(states)))
-	for _, name := range slices.Sorted(maps.Keys(states)) {
+	names := slices.Sorted(maps.Keys(states))
+	advanced := false
+	for _, name := range names {
 		r := states[name]
 		e.str(name)
 		e.int(r.Consecutive)
@@ -229,15 +233,32 @@ func encodeRuleStates(e *enc, states map[string]RuleState) {
 		e.time(r.Since)
 		e.float(r.LastValue)
 		e.time(r.LastEval)
+		advanced = advanced || !r.Advanced.IsZero()
+	}
+	// Optional, after the list (records written before it existed have
+	// none): each state's Advanced, in the same order.
+	if advanced {
+		for _, name := range names {
+			e.time(states[name].Advanced)
+		}
 	}
 }
 
 func decodeRuleStates(d *dec) map[string]RuleState {
 	n := d.count()
 	states := make(map[string]RuleState, n)
+	names := make([]string, 0, n)
 	for range n {
 		name := d.str()
+		names = append(names, name)
 		states[name] = RuleState{Consecutive: d.int(), Firing: d.bool(), Since: d.time(), LastValue: d.float(), LastEval: d.time()}
+	}
+	if d.more() {
+		for _, name := range names {
+			r := states[name]
+			r.Advanced = d.time()
+			states[name] = r
+		}
 	}
 	return states
 }

@@ -200,6 +200,7 @@ const (
 	bkOutbox     = "outbox"
 	bkConsent    = "consent"
 	bkSpendDays  = "spenddays"
+	bkEvents     = "events"
 )
 
 // Keys of the meta bucket.
@@ -219,7 +220,17 @@ type migration func(tx *bolt.Tx) error
 // turns version i into version i+1, so the current version is len(schema()).
 // Append only.
 func schema() []migration {
-	return []migration{createV1, rekeyMessagesV2, consentV3}
+	return []migration{createV1, rekeyMessagesV2, consentV3, eventsV4}
+}
+
+// eventsV4 adds the ids of pushed events seen (see PutReports). Message
+// records may now end with their Updated time, which an older sentinel
+// would refuse: the version step keeps it from reading them.
+func eventsV4(tx *bolt.Tx) error {
+	if _, err := tx.CreateBucketIfNotExists([]byte(bkEvents)); err != nil {
+		return fmt.Errorf("create bucket %s: %w", bkEvents, err)
+	}
+	return nil
 }
 
 // consentV3 adds the consent records, the spend days and the peer key, and

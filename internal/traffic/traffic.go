@@ -168,6 +168,12 @@ type Message struct {
 	// for outbound messages, from for inbound ones; 0 when Twilio gave none
 	// or masked it. Raw numbers are never kept.
 	Peer uint64
+	// Updated is when the message last changed as its source says: the
+	// listing's date_updated, or a pushed event's timestamp; zero when
+	// unknown. It orders what two sources (a poll, a pushed event, a late
+	// retry of one) say about the same message: an older report never
+	// moves the message back (see Merge).
+	Updated time.Time
 }
 
 // StatusClass is how a message status counts.
@@ -219,6 +225,49 @@ func (m Message) Failed() bool {
 	return m.Direction.Outbound() && (m.Status == "failed" || m.Status == "undelivered")
 }
 
+// statusRanks orders a message's statuses along its life: a report of a
+// lower rank than what is known is older news (Merge). Statuses of one rank
+// succeed each other only by time (delivered, then undelivered when the
+// carrier changes its mind). Unknown statuses rank with the final ones.
+var statusRanks = map[string]int{
+	"accepted": 0, "scheduled": 0, "queued": 1, "sending": 2, "receiving": 2,
+	"sent": 3, "delivered": 4, "undelivered": 4, "failed": 4, "partially_delivered": 4,
+	"received": 4, "canceled": 4, "read": 5,
+}
+
+// pushedStatuses are the statuses Twilio's Event Streams report, one event
+// type each (com.twilio.messaging.message.* and inbound-message.received).
+var pushedStatuses = map[string]bool{
+	"queued": true, "sent": true, "delivered": true, "undelivered": true, "failed": true, "read": true, "received": true,
+}
+
+// Pushed reports whether a message's status is one that pushed events
+// report: a status such as "sending" or "accepted" is only ever read.
+func Pushed(status string) bool { return pushedStatuses[status] }
+
+func statusRank(status string) int {
+	if r, ok := statusRanks[status]; ok {
+		return r
+	}
+	return 4
+}
+
+// Older reports whether next is older news about a message than prev: it
+// was last updated before prev (to the second, the listing's precision),
+// or, when that does not tell (same second, or a time unknown), it stands
+// at an earlier point of a message's life (queued before sent before
+// delivered before read). Pushed events arrive unordered and a poll can
+// read a message a moment before an event about it is stored.
+func Older(next, prev Message) bool {
+	if !next.Updated.IsZero() && !prev.Updated.IsZero() {
+		n, p := next.Updated.Unix(), prev.Updated.Unix()
+		if n != p {
+			return n < p
+		}
+	}
+	return statusRank(next.Status) < statusRank(prev.Status)
+}
+
 // Merge returns what sentinel keeps of a message it had stored as prev and
 // now reads as next: next, except where next would erase evidence. A
 // subaccount's owner holds its credentials and can redact a body (Twilio
@@ -228,11 +277,17 @@ func (m Message) Failed() bool {
 //     (Ignored) made when it was first kept;
 //   - a message seen failed or undelivered stays so, with its error code,
 //     and an error code once seen is kept when a later read has none;
-//   - the other party's hash is kept when a later read masks the number.
+//   - the other party's hash is kept when a later read masks the number;
+//   - a report older than what is known (Older) does not move the status
+//     back: the status, error code and Updated stay prev's, while what
+//     only it says (a price, a date_sent) is taken.
 //
 // A message that disappears from the log is simply never read again: the
 // store keeps it as it was.
 func Merge(prev, next Message) Message {
+	if Older(next, prev) {
+		next.Status, next.ErrorCode, next.Updated = prev.Status, prev.ErrorCode, prev.Updated
+	}
 	if prev.Keyword == OptOut {
 		next.Keyword, next.Ignored = OptOut, prev.Ignored
 	}
@@ -478,4 +533,24 @@ type Usage struct {
 	// Currency is the record's price_unit (ISO 4217, e.g. "USD"); empty
 	// when Twilio gave none.
 	Currency string
+}
+
+// IsAccountSID reports whether s is an account SID as Twilio writes them:
+// AC and 32 lower-case hex digits.
+func IsAccountSID(s string) bool { return isSID(s, "AC") }
+
+// IsMessageSID reports whether s is a message SID: SM (SMS) or MM (MMS) and
+// 32 lower-case hex digits.
+func IsMessageSID(s string) bool { return isSID(s, "SM") || isSID(s, "MM") }
+
+func isSID(s, prefix string) bool {
+	if len(s) != 34 || s[:2] != prefix {
+		return false
+	}
+	for i := 2; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }

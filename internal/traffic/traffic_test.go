@@ -270,6 +270,22 @@ func TestMerge(t *testing.T) {
 			Message{SID: "SM4", Direction: OutboundAPI, Status: "sent", Peer: 3},
 			Message{SID: "SM4", Direction: OutboundAPI, Status: "undelivered", ErrorCode: 30007, Peer: 3},
 			Message{SID: "SM4", Direction: OutboundAPI, Status: "undelivered", ErrorCode: 30007, Peer: 3}},
+		{"an older report does not move a message back, but what only it says is kept",
+			Message{SID: "SM6", Direction: OutboundAPI, Status: "delivered", Updated: at(12, 0, 30)},
+			Message{SID: "SM6", Direction: OutboundAPI, Status: "sent", PriceMicros: 7900, Updated: at(12, 0, 10)},
+			Message{SID: "SM6", Direction: OutboundAPI, Status: "delivered", PriceMicros: 7900, Updated: at(12, 0, 30)}},
+		{"in the same second, the later status wins whatever the order",
+			Message{SID: "SM7", Direction: OutboundAPI, Status: "delivered", Updated: at(12, 0, 30).Add(400 * time.Millisecond)},
+			Message{SID: "SM7", Direction: OutboundAPI, Status: "sent", Updated: at(12, 0, 30)},
+			Message{SID: "SM7", Direction: OutboundAPI, Status: "delivered", Updated: at(12, 0, 30).Add(400 * time.Millisecond)}},
+		{"a newer report moves on, to a status of the same rank",
+			Message{SID: "SM8", Direction: OutboundAPI, Status: "delivered", Updated: at(12, 0, 30)},
+			Message{SID: "SM8", Direction: OutboundAPI, Status: "undelivered", ErrorCode: 30005, Updated: at(12, 5, 0)},
+			Message{SID: "SM8", Direction: OutboundAPI, Status: "undelivered", ErrorCode: 30005, Updated: at(12, 5, 0)}},
+		{"without times, never back along a message's life",
+			Message{SID: "SM9", Direction: OutboundAPI, Status: "read"},
+			Message{SID: "SM9", Direction: OutboundAPI, Status: "queued"},
+			Message{SID: "SM9", Direction: OutboundAPI, Status: "read"}},
 		{"an opt-in stays an opt-in only while the body says so",
 			Message{SID: "SM5", Direction: Inbound, Status: "received", Keyword: OptIn},
 			Message{SID: "SM5", Direction: Inbound, Status: "received"},
@@ -308,3 +324,6 @@ func TestPeers(t *testing.T) {
 		t.Error("NewPeers accepted a short key")
 	}
 }
+
+// at is 2026-03-01 at h:m:s UTC.
+func at(h, m, s int) time.Time { return time.Date(2026, 3, 1, h, m, s, 0, time.UTC) }

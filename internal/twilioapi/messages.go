@@ -179,6 +179,7 @@ type rawMessage struct {
 	ErrorCode           jsonInt    `json:"error_code"`
 	DateSent            jsonString `json:"date_sent"`
 	DateCreated         jsonString `json:"date_created"`
+	DateUpdated         jsonString `json:"date_updated"`
 	Price               jsonString `json:"price"`
 	From                jsonString `json:"from"`
 	To                  jsonString `json:"to"`
@@ -364,6 +365,14 @@ func convertMessage(raw *rawMessage, cl *traffic.Classifier, peers *traffic.Peer
 		}
 	default:
 		return traffic.Message{}, bad("date_sent", errors.New("neither date_sent nor date_created is set"))
+	}
+	// date_updated only orders this read against others of the message
+	// (traffic.Older): one that does not parse is unknown, not a reason to
+	// lose the message.
+	if raw.DateUpdated.s != "" {
+		if t, err := parseDate(raw.DateUpdated.s); err == nil {
+			m.Updated = t
+		}
 	}
 	if m.PriceMicros, err = parsePriceMicros(raw.Price.s); err != nil {
 		return traffic.Message{}, bad("price", err)

@@ -1,0 +1,406 @@
+package ingest
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twilio/twilio-go/client"
+
+	"sentinel/internal/store"
+)
+
+// Paths of the endpoints, under Config.URL.
+const (
+	EventsPath = "/twilio/events"
+	StatusPath = "/twilio/status"
+)
+
+// MaxBody is the largest body accepted; a larger one gets 413.
+const MaxBody = 1 << 20
+
+// AckWithin is how long Twilio waits for an answer (Event Streams gives a
+// sink 5 s); a request that took longer is logged.
+const AckWithin = 5 * time.Second
+
+// Config configures a Server.
+type Config struct {
+	// Username and Password are the Basic credentials Event Streams sends
+	// with every request (the sink URL's user info). Required.
+	Username, Password string
+	// URL is the public base URL Twilio calls (-events-url): signatures are
+	// computed over it, the request's path and query. Required.
+	URL string
+	// Parent and Token are the parent account's SID and auth token.
+	Parent, Token string
+	// SubaccountToken returns a subaccount's auth token, read from Twilio
+	// with the parent's credentials, for the signatures of its status
+	// callbacks. Tokens are held in memory only.
+	SubaccountToken func(ctx context.Context, sid string) (string, error)
+	// Known reports whether sid is an account of the fleet (the parent
+	// included). Events of other accounts are acknowledged, counted and
+	// not stored; their status callbacks are refused (no token to check
+	// them with).
+	Known func(sid string) bool
+	// Store keeps what arrives (PutReports).
+	Store *store.Store
+	// Decoder turns bodies into reports.
+	Decoder *Decoder
+	// Stored, if set, is told after each request's reports are durable
+	// which accounts they brought new or changed messages of, with the
+	// time of the latest event of each.
+	Stored func(accounts map[string]time.Time)
+	// Registerer registers the metrics; nil for none.
+	Registerer prometheus.Registerer
+	Log        *slog.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Server serves the push endpoints: Event Streams' webhook sink
+// (EventsPath) and Messaging status callbacks (StatusPath). What arrives goes
+// through the store's upsert, as polled messages do; a request is answered
+// 2xx only once it is stored.
+type Server struct {
+	cfg Config
+	m   *metrics
+	url *url.URL
+
+	mu     sync.Mutex
+	tokens map[string]token // subaccounts' auth tokens, by SID
+}
+
+type token struct {
+	value string
+	at    time.Time // when it was read from Twilio
+}
+
+// tokenRefresh is how often a subaccount's token may be read again when a
+// signature does not validate with the one held (the token was rotated).
+const tokenRefresh = time.Minute
+
+// New returns a Server.
+func New(cfg Config) (*Server, error) {
+	switch {
+	case cfg.Username == "" || cfg.Password == "":
+		return nil, errors.New("ingest: the events username and password are required")
+	case cfg.Store == nil || cfg.Decoder == nil || cfg.Known == nil || cfg.Log == nil:
+		return nil, errors.New("ingest: store, decoder, account list and logger are required")
+	case cfg.Parent == "" || cfg.Token == "":
+		return nil, errors.New("ingest: the parent's credentials are required")
+	}
+	u, err := url.Parse(cfg.URL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, errors.New("ingest: the events URL must be an absolute http(s) URL")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{cfg: cfg, m: m, url: u, tokens: map[string]token{}}, nil
+}
+
+// Handler returns the endpoints' handler.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+EventsPath, s.events)
+	mux.HandleFunc("POST "+StatusPath, s.status)
+	return mux
+}
+
+// reject answers a request that stored nothing, counted by reason.
+func (s *Server) reject(w http.ResponseWriter, code int, reason, msg string) {
+	s.m.rejected.WithLabelValues(reason).Inc()
+	if code == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Basic realm="sentinel events"`)
+	}
+	http.Error(w, msg, code)
+}
+
+// body reads the request's body, at most MaxBody; ok is false once it has
+// answered.
+func (s *Server) body(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		s.reject(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body over %d bytes", MaxBody))
+		return nil, false
+	case err != nil:
+		s.reject(w, http.StatusBadRequest, "malformed", "body could not be read")
+		return nil, false
+	}
+	return b, true
+}
+
+// authorized compares the request's Basic credentials with the configured
+// ones in constant time: both are compared as hashes, so that neither
+// their contents nor their lengths show in the time taken.
+func (s *Server) authorized(r *http.Request) bool {
+	user, pass, ok := r.BasicAuth()
+	if !ok {
+		return false
+	}
+	hu, hp := sha256.Sum256([]byte(user)), sha256.Sum256([]byte(pass))
+	wu, wp := sha256.Sum256([]byte(s.cfg.Username)), sha256.Sum256([]byte(s.cfg.Password))
+	return subtle.ConstantTimeCompare(hu[:], wu[:])&subtle.ConstantTimeCompare(hp[:], wp[:]) == 1
+}
+
+// signedURLs are the URLs Twilio may have signed a request to r over: the
+// public URL with the request's path and query, with and without the user
+// info the sink URL carries (?: Twilio does not document which for Event
+// Streams; either validates).
+func (s *Server) signedURLs(r *http.Request) []string {
+	u := *s.url
+	u.Path = strings.TrimSuffix(u.Path, "/") + r.URL.Path
+	u.RawPath = ""
+	u.RawQuery = r.URL.RawQuery
+	urls := []string{u.String()}
+	if user, pass, ok := r.BasicAuth(); ok {
+		u.User = url.UserPassword(user, pass)
+		urls = append(urls, u.String())
+	}
+	return urls
+}
+
+// events is the Event Streams webhook sink.
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	start := s.cfg.Now()
+	if !s.authorized(r) {
+		s.reject(w, http.StatusUnauthorized, "unauthorized", "wrong or missing credentials")
+		return
+	}
+	body, ok := s.body(w, r)
+	if !ok {
+		return
+	}
+	if sig := r.Header.Get("X-Twilio-Signature"); sig != "" && !s.validJSON(r, body, sig) {
+		s.reject(w, http.StatusForbidden, "bad_signature", "X-Twilio-Signature does not match")
+		return
+	}
+	evs, err := s.cfg.Decoder.Events(body, start)
+	if err != nil {
+		s.reject(w, http.StatusBadRequest, "malformed", oneLine(err))
+		return
+	}
+	byAcct := map[string][]store.Report{}
+	latest := map[string]time.Time{}
+	var order []string
+	for i := range evs {
+		ev := &evs[i]
+		s.m.received.WithLabelValues(sourceEvents).Inc()
+		switch {
+		case !ev.Stored():
+			s.m.ignored.WithLabelValues("type").Inc()
+			continue
+		case !s.cfg.Known(ev.Account):
+			s.m.ignored.WithLabelValues("unknown_account").Inc()
+			continue
+		}
+		if _, seen := byAcct[ev.Account]; !seen {
+			order = append(order, ev.Account)
+		}
+		byAcct[ev.Account] = append(byAcct[ev.Account], ev.Report)
+		if ev.At.After(latest[ev.Account]) {
+			latest[ev.Account] = ev.At
+		}
+		if !ev.At.IsZero() {
+			s.m.lag.Observe(start.Sub(ev.At).Seconds())
+		}
+	}
+	if !s.store(w, order, byAcct, latest, start) {
+		return
+	}
+	s.done(w, start)
+}
+
+// status is the Messaging status callback endpoint.
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	start := s.cfg.Now()
+	body, ok := s.body(w, r)
+	if !ok {
+		return
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		s.reject(w, http.StatusBadRequest, "malformed", "the body is not a form")
+		return
+	}
+	sig := r.Header.Get("X-Twilio-Signature")
+	acct := strings.TrimSpace(form.Get("AccountSid"))
+	switch {
+	case sig == "":
+		s.reject(w, http.StatusForbidden, "bad_signature", "no X-Twilio-Signature")
+		return
+	case !s.cfg.Known(acct):
+		// Without a token of the fleet's there is nothing to check the
+		// signature with, and an unknown SID must not make sentinel ask
+		// Twilio for it.
+		s.reject(w, http.StatusForbidden, "bad_signature", "AccountSid is not an account of this fleet")
+		return
+	case !s.validForm(r, body, acct, sig):
+		s.reject(w, http.StatusForbidden, "bad_signature", "X-Twilio-Signature does not match")
+		return
+	}
+	rep, err := s.cfg.Decoder.StatusCallback(form, start)
+	if err != nil {
+		s.reject(w, http.StatusBadRequest, "malformed", oneLine(err))
+		return
+	}
+	s.m.received.WithLabelValues(sourceStatus).Inc()
+	acct = rep.Message.AccountSID
+	if acct != s.cfg.Parent {
+		// A subaccount's owner holds the token its callbacks are signed
+		// with, and could sign callbacks for messages that never were, to
+		// dilute its own rates. Its callbacks therefore only move messages
+		// sentinel knows (from a poll or from Event Streams, whose
+		// credentials are sentinel's own) along; the first read of a new
+		// message is the poll's. Acknowledged, so Twilio does not retry.
+		switch _, err := s.cfg.Store.Message(acct, rep.Message.SID); {
+		case errors.Is(err, store.ErrNotFound):
+			s.m.ignored.WithLabelValues("unknown_message").Inc()
+			s.done(w, start)
+			return
+		case err != nil:
+			s.cfg.Log.Error("read a message for its status callback", "subaccount", acct, "err", err)
+			s.m.rejected.WithLabelValues("store").Inc()
+			http.Error(w, "could not read the message; send the callback again", http.StatusServiceUnavailable)
+			return
+		}
+	}
+	if !s.store(w, []string{acct}, map[string][]store.Report{acct: {rep}}, map[string]time.Time{acct: start}, start) {
+		return
+	}
+	s.done(w, start)
+}
+
+// store makes the reports durable and tells Config.Stored of the accounts
+// whose messages changed; ok is false once it has answered with an error.
+func (s *Server) store(w http.ResponseWriter, order []string, byAcct map[string][]store.Report, latest map[string]time.Time, at time.Time) bool {
+	if len(order) == 0 {
+		return true
+	}
+	batches := make([]store.Reports, len(order))
+	for i, a := range order {
+		batches[i] = store.Reports{Account: a, Reports: byAcct[a]}
+	}
+	ins, err := s.cfg.Store.PutReports(batches, at)
+	if err != nil {
+		s.cfg.Log.Error("store pushed events", "err", err)
+		s.m.rejected.WithLabelValues("store").Inc()
+		http.Error(w, "could not store the events; send them again", http.StatusServiceUnavailable)
+		return false
+	}
+	changed := map[string]time.Time{}
+	for i, in := range ins {
+		s.m.duplicates.Add(float64(in.Duplicates))
+		s.m.stored.WithLabelValues("new").Add(float64(in.New))
+		s.m.stored.WithLabelValues("changed").Add(float64(in.Changed))
+		s.m.stored.WithLabelValues("unchanged").Add(float64(in.Unchanged))
+		if in.New+in.Changed > 0 {
+			changed[order[i]] = latest[order[i]]
+		}
+	}
+	s.m.last.Set(float64(at.Unix()))
+	if len(changed) > 0 && s.cfg.Stored != nil {
+		s.cfg.Stored(changed)
+	}
+	return true
+}
+
+func (s *Server) done(w http.ResponseWriter, start time.Time) {
+	took := s.cfg.Now().Sub(start)
+	s.m.duration.Observe(took.Seconds())
+	if took > AckWithin {
+		s.cfg.Log.Warn("pushed events were stored after Twilio's deadline; Twilio will send them again", "took", took)
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// validJSON checks an Event Streams request's signature with the parent's
+// token: over the URL, and the body's hash where the URL carries one
+// (bodySHA256), as twilio-go's RequestValidator does.
+func (s *Server) validJSON(r *http.Request, body []byte, sig string) bool {
+	rv := client.NewRequestValidator(s.cfg.Token)
+	for _, u := range s.signedURLs(r) {
+		if r.URL.Query().Get("bodySHA256") != "" {
+			if rv.ValidateBody(u, body, sig) {
+				return true
+			}
+		} else if rv.Validate(u, map[string]string{}, sig) {
+			return true
+		}
+	}
+	return false
+}
+
+// validForm checks a status callback's signature with the token of the
+// account it names: the URL and the form's parameters.
+func (s *Server) validForm(r *http.Request, body []byte, acct, sig string) bool {
+	valid := func(tok string) bool {
+		rv := client.NewRequestValidator(tok)
+		for _, u := range s.signedURLs(r) {
+			if rv.ValidateBody(u, body, sig) {
+				return true
+			}
+		}
+		return false
+	}
+	if acct == s.cfg.Parent {
+		return valid(s.cfg.Token)
+	}
+	if s.cfg.SubaccountToken == nil {
+		return false
+	}
+	tok, fresh, ok := s.token(r.Context(), acct, false)
+	if !ok {
+		return false
+	}
+	if valid(tok) {
+		return true
+	}
+	if fresh {
+		return false
+	}
+	// The token may have been rotated: read it again, at most once a
+	// minute per account.
+	tok, _, ok = s.token(r.Context(), acct, true)
+	return ok && valid(tok)
+}
+
+// token returns acct's auth token, read from Twilio when not held or, with
+// again, when held for longer than tokenRefresh. fresh says it was just
+// read.
+func (s *Server) token(ctx context.Context, acct string, again bool) (tok string, fresh, ok bool) {
+	now := s.cfg.Now()
+	s.mu.Lock()
+	t, held := s.tokens[acct]
+	s.mu.Unlock()
+	if held && (!again || now.Sub(t.at) < tokenRefresh) {
+		return t.value, false, t.value != ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	v, err := s.cfg.SubaccountToken(ctx, acct)
+	if err != nil {
+		s.cfg.Log.Warn("read a subaccount's auth token for a status callback's signature", "subaccount", acct, "err", err)
+		v = "" // remembered as unknown until tokenRefresh has passed
+	}
+	s.mu.Lock()
+	s.tokens[acct] = token{value: v, at: now}
+	s.mu.Unlock()
+	return v, true, v != ""
+}
