@@ -49,16 +49,20 @@ type Socket struct {
 }
 
 // Check returns an error when this process, as the daemon, may not serve
-// s: one wrapping ErrUnsafeDir for its directory (see checkDir), or one
-// saying that its Group does not exist or does not include this process.
-// New and Run check the same; the daemon calls Check before it opens its
-// database, so that a mistake fails start-up before anything is created or
-// polled.
+// s: one wrapping ErrUnsafeDir for its directory (see checkDir), one
+// saying that its Group does not exist or does not include this process,
+// one wrapping ErrRunning when another daemon answers on it, or one saying
+// that something else than a socket is at its path. New and Run check the
+// same; the daemon calls Check before it opens its database, so that a
+// mistake fails start-up before anything is created or polled.
 func (s Socket) Check() error {
 	if _, err := checkDir(filepath.Dir(s.Path), uint32(os.Getuid())); err != nil {
 		return fmt.Errorf("control socket %s: %w", s.Path, err)
 	}
-	_, _, err := s.group()
+	if _, _, err := s.group(); err != nil {
+		return err
+	}
+	_, err := vacant(s.Path)
 	return err
 }
 

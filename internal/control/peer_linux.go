@@ -87,3 +87,12 @@ func ownerOf(fi fs.FileInfo) (uint32, error) {
 	}
 	return st.Uid, nil
 }
+
+// groupOf returns the gid fi belongs to, if the platform says.
+func groupOf(fi fs.FileInfo) (uint32, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, false
+	}
+	return st.Gid, true
+}

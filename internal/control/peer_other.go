@@ -23,3 +23,6 @@ func PeerGroups(net.Conn) ([]uint32, error) {
 func ownerOf(fs.FileInfo) (uint32, error) {
 	return 0, errors.ErrUnsupported
 }
+
+// groupOf is only implemented on Linux.
+func groupOf(fs.FileInfo) (uint32, bool) { return 0, false }

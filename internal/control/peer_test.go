@@ -494,3 +494,37 @@ func TestSocketGroupChecked(t *testing.T) {
 		t.Errorf("checks left %v behind", entries)
 	}
 }
+
+// TestCheckSocketPath: Check, which the daemon runs before it creates its
+// database, refuses a path a daemon answers on and one that holds
+// something else than a socket; a stale socket passes (Run replaces it).
+func TestCheckSocketPath(t *testing.T) {
+	running := socketPath(t)
+	srv, err := control.New(control.Socket{Path: running}, &stub{}, mustOpenStore(t), nil, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(t, srv)
+	if err := (control.Socket{Path: running}).Check(); !errors.Is(err, control.ErrRunning) || !strings.Contains(err.Error(), running) {
+		t.Errorf("Check of a socket a daemon answers on: %v, want ErrRunning naming %s", err, running)
+	}
+
+	stale := socketPath(t)
+	l, err := net.Listen("unix", stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close()
+	if err := (control.Socket{Path: stale}).Check(); err != nil {
+		t.Errorf("Check of a stale socket: %v", err)
+	}
+
+	file := socketPath(t)
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := (control.Socket{Path: file}).Check(); err == nil || !strings.Contains(err.Error(), "exists and is not a socket") {
+		t.Errorf("Check of a regular file: %v, want \"exists and is not a socket\"", err)
+	}
+}

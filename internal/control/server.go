@@ -234,19 +234,11 @@ func (s *Server) listen() (net.Listener, error) {
 	if _, err := checkDir(filepath.Dir(s.path), s.uid); err != nil {
 		return nil, fmt.Errorf("control socket %s: %w", s.path, err)
 	}
-	fi, err := os.Lstat(s.path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		return nil, fmt.Errorf("control socket %s: %w", s.path, err)
-	case fi.Mode()&fs.ModeSocket == 0:
-		return nil, fmt.Errorf("control socket %s: exists and is not a socket; not touching it", s.path)
-	default:
-		c, err := net.DialTimeout("unix", s.path, time.Second)
-		if err == nil {
-			c.Close()
-			return nil, fmt.Errorf("control socket %s: %w", s.path, ErrRunning)
-		}
+	stale, err := vacant(s.path)
+	if err != nil {
+		return nil, err
+	}
+	if stale {
 		if err := os.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("control socket %s: remove stale socket: %w", s.path, err)
 		}
@@ -257,6 +249,28 @@ func (s *Server) listen() (net.Listener, error) {
 		return nil, fmt.Errorf("control socket %s: %w", s.path, err)
 	}
 	return l, nil
+}
+
+// vacant returns an error unless a daemon may put its socket at path:
+// nothing is there, or a stale socket (stale), which nobody accepts on. A
+// socket a daemon answers on is ErrRunning, and anything else at path is
+// left alone.
+func vacant(path string) (stale bool, err error) {
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("control socket %s: %w", path, err)
+	case fi.Mode()&fs.ModeSocket == 0:
+		return false, fmt.Errorf("control socket %s: exists and is not a socket; not touching it", path)
+	}
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		c.Close()
+		return false, fmt.Errorf("control socket %s: %w", path, ErrRunning)
+	}
+	return true, nil
 }
 
 // listenPrivate binds a unix socket at path that only the owner (and, if
@@ -283,18 +297,26 @@ func listenPrivate(path string, gid uint32, shared bool) (net.Listener, error) {
 		ul.Close()
 		return nil, err
 	}
+	fi, err := os.Lstat(tmp)
+	if err != nil {
+		return fail(err)
+	}
 	mode := fs.FileMode(0o600)
 	if shared {
-		if err := os.Chown(tmp, -1, int(gid)); err != nil {
-			return fail(err)
+		// Given to the group only when it is not the group's already. A
+		// daemon whose primary group it is (the unit's Group=) makes it
+		// so, and the unit forbids chown (SystemCallFilter=~@privileged).
+		if g, ok := groupOf(fi); !ok || g != gid {
+			if err := os.Chown(tmp, -1, int(gid)); err != nil {
+				return fail(err)
+			}
 		}
 		mode = 0o660
 	}
 	if err := os.Chmod(tmp, mode); err != nil {
 		return fail(err)
 	}
-	fi, err := os.Lstat(tmp)
-	if err != nil {
+	if fi, err = os.Lstat(tmp); err != nil {
 		return fail(err)
 	}
 	// A hard link, unlike rename, never replaces what may have appeared at
