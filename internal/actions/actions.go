@@ -118,7 +118,10 @@ type Config struct {
 	// NoSubaccountLabel drops the subaccount label from the breaker gauge,
 	// which then counts subaccounts per state (very large fleets).
 	NoSubaccountLabel bool
-	// Command is the program name in the reinstate hint. Default "sentinel".
+	// Command is how a person runs sentinel to reach this actor, such as
+	// "/usr/local/bin/sentinel -control-socket /srv/s.sock": the start of
+	// the reinstate command alerts and Status print, which must work as
+	// pasted on this host. Default "sentinel".
 	Command string
 	// AuditScan bounds how many audit records are read to count the last
 	// hour's suspensions. Default 10000; if the hour holds more, the limit
@@ -226,5 +229,11 @@ func (a *Actor) notify(ctx context.Context, ev slack.Event) {
 
 // reinstateHint is the exact command that reinstates sid.
 func (a *Actor) reinstateHint(sid string) string {
-	return fmt.Sprintf("%s -reinstate %s -reason \"<why>\"", a.cfg.Command, sid)
+	return reinstateCommand(a.cfg.Command, sid)
+}
+
+// reinstateCommand is the command that reinstates sid, command being how
+// to run sentinel.
+func reinstateCommand(command, sid string) string {
+	return fmt.Sprintf("%s -reinstate %s -reason \"<why>\"", command, sid)
 }

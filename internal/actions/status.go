@@ -35,6 +35,10 @@ type StatusRow struct {
 	Attention string `json:"attention"`
 	// Note is the rule and reason behind anything but ok, in plain words.
 	Note string `json:"note,omitempty"`
+	// Reinstate is the command that reinstates a suspended subaccount, as
+	// alerts print it (Config.Command), when a person can: empty for one
+	// that is not suspended, or that only Twilio can reinstate.
+	Reinstate string `json:"reinstate,omitempty"`
 	// Rules is every rule that applies to the account, in policy order.
 	Rules []RuleView `json:"rules,omitempty"`
 	// Outbound1h counts outbound messages in the last hour.
@@ -90,9 +94,23 @@ type RuleView struct {
 }
 
 // Status returns every account's status line as the daemon's current
-// policies judge it now.
+// policies judge it now, with the command that reinstates each suspended
+// one.
 func (a *Actor) Status(ctx context.Context) ([]StatusRow, error) {
-	return StatusRows(ctx, a.st, a.policies(), a.now(), a.cfg.MaxStaleness)
+	rows, err := StatusRows(ctx, a.st, a.policies(), a.now(), a.cfg.MaxStaleness)
+	AddReinstate(rows, a.cfg.Command)
+	return rows, err
+}
+
+// AddReinstate sets the Reinstate command of every row that a person can
+// reinstate: suspended, and not by Twilio. command is how to run sentinel
+// (Config.Command).
+func AddReinstate(rows []StatusRow, command string) {
+	for i, r := range rows {
+		if r.Attention == AttentionSuspended && r.Breaker != StateTwilioSuspended {
+			rows[i].Reinstate = reinstateCommand(command, r.SID)
+		}
+	}
 }
 
 // StatusRows computes every account's status line from the store at now,
