@@ -26,26 +26,50 @@ import (
 // connection), the control socket and the HTTP endpoints, each an
 // actor of one run group, so that any of them failing stops them all.
 func daemon(ctx context.Context, cfg *config, log *slog.Logger) error {
-	if !cfg.once {
-		// Before the database is created or Twilio polled: a socket that
-		// others could replace, or a web configuration that cannot be
-		// served, is a configuration error.
-		if err := (control.Socket{Path: cfg.socket}).Check(); err != nil {
-			return err
-		}
-		if err := checkWebConfig(cfg.webConfig); err != nil {
-			return err
-		}
+	ln, err := preflight(cfg)
+	if err != nil {
+		return err
 	}
 	a, err := build(cfg, log, nil)
 	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
 		return err
 	}
 	defer a.close()
 	if cfg.once {
 		return a.once(ctx)
 	}
-	return a.serve(ctx, nil)
+	return a.serve(ctx, ln, nil)
+}
+
+// preflight finds what is wrong with the configuration before the database
+// is created or Twilio polled: policies that do not load; and, unless
+// -once, which serves neither, a control socket that others could replace,
+// that another daemon answers on or whose group is not the daemon's, a web
+// configuration that cannot be served, and a -listen address that cannot
+// be bound. It returns the bound listener (nil with -once).
+func preflight(cfg *config) (net.Listener, error) {
+	if !cfg.once {
+		if err := (control.Socket{Path: cfg.socket, Group: cfg.controlGroup}).Check(); err != nil {
+			return nil, err
+		}
+		if err := checkWebConfig(cfg.webConfig); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := loadPolicies(cfg); err != nil {
+		return nil, err
+	}
+	if cfg.once {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return nil, fmt.Errorf("-listen %s: %w", cfg.listen, err)
+	}
+	return ln, nil
 }
 
 // recoverTimeout bounds start-up reconciliation.
@@ -65,21 +89,18 @@ func (a *app) recoverIntents(ctx context.Context) {
 	}
 }
 
-// serve runs the daemon's actors until ctx ends. ready, if not nil, is
-// closed once the HTTP listener is bound (the demo prints its address).
-func (a *app) serve(ctx context.Context, ready chan<- string) error {
+// serve runs the daemon's actors until ctx ends, serving HTTP on ln, which
+// it closes. ready, if not nil, receives ln's address once it serves (the
+// demo prints it).
+func (a *app) serve(ctx context.Context, ln net.Listener, ready chan<- string) error {
 	cfg, log := a.cfg, a.log
-	ln, err := net.Listen("tcp", cfg.listen)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.listen, err)
-	}
 	// Recover before serving: the actions a crash left between intent and
 	// outcome are reconciled with Twilio before the control socket, the
 	// scheduler or anything else can act on those subaccounts. One that
 	// stays open (Twilio unreachable) is reconciled again by the first
 	// action on its subaccount, which waits for it.
 	a.recoverIntents(ctx)
-	ctrl, err := control.New(control.Socket{Path: cfg.socket}, a.act, a.st, log, time.Now)
+	ctrl, err := control.New(control.Socket{Path: cfg.socket, Group: cfg.controlGroup}, a.act, a.st, log, time.Now)
 	if err != nil {
 		ln.Close()
 		return err

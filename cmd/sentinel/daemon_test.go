@@ -212,7 +212,7 @@ func TestDaemon(t *testing.T) {
 
 	t.Run("a second instance on the same database fails fast", func(t *testing.T) {
 		start := time.Now()
-		r := w.run(t, daemonArgs(w)...)
+		r := w.run(t, daemonArgs(w, "-control-socket", filepath.Join(w.dir, "second.sock"))...)
 		if took := time.Since(start); took > 10*time.Second {
 			t.Errorf("second instance took %v to give up", took)
 		}
@@ -222,6 +222,17 @@ func TestDaemon(t *testing.T) {
 		msg := strings.TrimSpace(r.stderr)
 		if strings.Contains(msg, "\n") || !strings.Contains(msg, w.db) || !strings.Contains(msg, "locked by another process") {
 			t.Errorf("second instance: want one line naming %s and saying it is locked, got:\n%s", w.db, r.stderr)
+		}
+	})
+
+	t.Run("a second instance on the same socket fails before it creates its database", func(t *testing.T) {
+		other := filepath.Join(w.dir, "other.db")
+		r := w.run(t, daemonArgs(w, "-db", other)...)
+		if want := "sentinel: control socket " + w.socket + ": another sentinel daemon answers on the control socket\n"; r.code != 1 || r.stderr != want {
+			t.Errorf("second instance: %s\nwant exit 1 and stderr %q", r, want)
+		}
+		if _, err := os.Stat(other); !os.IsNotExist(err) {
+			t.Errorf("the second instance left a database: %v", err)
 		}
 	})
 
@@ -579,5 +590,44 @@ func TestScrubWebConfigErrors(t *testing.T) {
 	}
 	if !strings.Contains(log.String(), "component=web") {
 		t.Errorf("the handler lost the logger's attributes:\n%s", log.String())
+	}
+}
+
+// TestDaemonChecksBeforeItCreates: a daemon whose policies do not load, or
+// whose -listen address is taken, exits before it creates its database.
+func TestDaemonChecksBeforeItCreates(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, twiliofake.Options{})
+	w.fleet(t, 1, false)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	missing := filepath.Join(w.dir, "no-policies")
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{name: "invalid policies", args: []string{"-policies", badPolicies(t)},
+			want: `(?s)^sentinel: policies in \S+ are invalid:\n.*broken\.yaml:7: rules\[0\]\.trip`},
+		{name: "no policy directory", args: []string{"-policies", missing},
+			want: `^sentinel: policies in ` + regexp.QuoteMeta(missing) + ` are invalid:\n.*no-policies`},
+		{name: "-once with invalid policies", args: []string{"-once", "-policies", badPolicies(t)},
+			want: `(?s)^sentinel: policies in \S+ are invalid:\n.*broken\.yaml:7: rules\[0\]\.trip`},
+		{name: "-listen taken", args: []string{"-listen", taken.Addr().String()},
+			want: `^sentinel: -listen ` + regexp.QuoteMeta(taken.Addr().String()) + `: listen tcp \S+: bind: address already in use\n$`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := filepath.Join(t.TempDir(), "sentinel.db")
+			r := w.run(t, w.args(append([]string{"-db", db, "-control-socket", db + ".sock"}, tc.args...)...)...)
+			if r.code != 1 || !regexp.MustCompile(tc.want).MatchString(r.stderr) {
+				t.Errorf("%s\nwant exit 1 and stderr matching %s", r, tc.want)
+			}
+			if entries, _ := os.ReadDir(filepath.Dir(db)); len(entries) > 0 {
+				t.Errorf("the daemon left %v behind", entries)
+			}
+		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -37,6 +38,11 @@ func runDemo(ctx context.Context, cfg *config, log *slog.Logger, stdout, stderr 
 	if err := checkWebConfig(cfg.webConfig); err != nil {
 		return err
 	}
+	ln, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return fmt.Errorf("-listen %s: %w", cfg.listen, err)
+	}
+	defer ln.Close()
 	// A fixed seed: every demo run watches the same fleet.
 	fleet, err := demo.New(demo.Options{Seed: demoSeed})
 	if err != nil {
@@ -117,7 +123,7 @@ sentinel demo
 		case <-ctx.Done():
 		}
 	}()
-	if err := a.serve(ctx, ready); err != nil {
+	if err := a.serve(ctx, ln, ready); err != nil {
 		return err
 	}
 	stopFleet()

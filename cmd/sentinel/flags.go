@@ -39,6 +39,9 @@ type config struct {
 	listen    string
 	webConfig string
 	socket    string
+	// controlGroup is -control-group: the group whose members may use the
+	// control socket besides the daemon's user and root ("": none).
+	controlGroup string
 
 	slackWebhook string
 	slackToken   string
@@ -120,6 +123,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:9464", "`address` for /metrics, /healthz and /readyz")
 	fs.StringVar(&c.webConfig, "web-config-file", "", "TLS and basic auth for -listen, in the Prometheus exporters' web configuration `file` format (default: plain HTTP, no auth)")
 	fs.StringVar(&c.socket, "control-socket", "", "unix socket `path` for -reinstate/-suspend through a running daemon (default: the -db path plus \".sock\")")
+	fs.StringVar(&c.controlGroup, "control-group", "", "let the members of `group` (a name or a gid) use the control socket besides the daemon's user and root: the socket becomes 0660 and the group's")
 	fs.StringVar(&c.slackChannel, "slack-channel", "", "Slack `channel` for the bot token (SLACK_BOT_TOKEN)")
 	fs.StringVar(&c.slackAPIURL, "slack-api-url", "", "Slack Web API base `URL` override (tests, proxies)")
 	fs.StringVar(&c.eventsListen, "events-listen", "", "`address` of a second HTTP listener for pushed evidence: Twilio Event Streams (POST /twilio/events), status callbacks (POST /twilio/status) and Slack's interactions (POST /slack/interactions); meant to sit behind a TLS-terminating proxy (default: off)")
