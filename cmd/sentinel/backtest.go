@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"strings"
 	"time"
@@ -266,30 +265,6 @@ func loadPolicies(cfg *config) (*policy.Set, error) {
 		return nil, fmt.Errorf("policies in %s are invalid:\n%w", cfg.policies, err)
 	}
 	return set, nil
-}
-
-// withDaemonOrReadOnly runs viaDaemon when a daemon answers on the control
-// socket (it holds the database), and otherwise direct on the database,
-// opened read-only: nothing in it changes, and a path that holds none is
-// not made one.
-func withDaemonOrReadOnly(cfg *config, viaDaemon func(*control.Client) error, direct func(*store.Store) error) error {
-	c, err := control.Dial(cfg.socket)
-	switch {
-	case err == nil:
-		defer c.Close()
-		return viaDaemon(c)
-	case !errors.Is(err, control.ErrNoDaemon):
-		return err
-	}
-	st, err := store.Open(cfg.db, store.Options{ReadOnly: true})
-	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("no database at %s (check -db)", cfg.db)
-	}
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	return direct(st)
 }
 
 // writeFile writes what write writes to path, readable by its owner

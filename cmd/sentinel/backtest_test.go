@@ -359,7 +359,7 @@ func TestBacktestBadInput(t *testing.T) {
 		{"invalid policies", append(w.args("-backtest"), "-policies", badPolicies(t)), 1,
 			`(?s)^sentinel: policies in \S+ are invalid:\n.*broken\.yaml:7: rules\[0\]\.trip: 1\.5 is outside 0\.\.1 for a rate`},
 		{"no database", []string{"-backtest", "-db", filepath.Join(w.dir, "typo.db"), "-policies", "../../policies"}, 1,
-			`^sentinel: no database at \S+typo\.db \(check -db\)\n$`},
+			`^sentinel: no daemon answers on \S+/run/control\.sock or \S+/typo\.db\.sock, and \S+/typo\.db does not exist: pass -db or -control-socket\n$`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := w.run(t, tc.args...)

@@ -51,34 +51,43 @@ func testPolicies(cfg *config, stdout io.Writer) error {
 	return nil
 }
 
-// withDaemonOrStore runs viaDaemon when a daemon answers on the control
-// socket (it holds the database), and otherwise direct on the database,
-// opened here.
-func withDaemonOrStore(ctx context.Context, cfg *config, viaDaemon func(*control.Client) error, direct func(*store.Store) error) error {
-	c, err := control.Dial(cfg.socket)
-	switch {
-	case err == nil:
-		defer c.Close()
-		return viaDaemon(c)
-	case !errors.Is(err, control.ErrNoDaemon):
-		return err
-	}
-	// store.Open would create a missing file: a mistyped -db would print an
-	// empty fleet and leave a new database behind.
-	if _, err := os.Stat(cfg.db); errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("no database at %s (check -db)", cfg.db)
-	}
-	st, err := store.Open(cfg.db, store.Options{})
+// withDaemonOrReadOnly runs viaDaemon when a daemon answers (findDaemon),
+// which holds the database, and otherwise direct on the database at -db,
+// opened read-only: nothing in it changes, a file the user may only read
+// will do, and a path that holds none is not made one.
+func withDaemonOrReadOnly(cfg *config, viaDaemon func(*control.Client) error, direct func(*store.Store) error) error {
+	c, err := findDaemon(cfg)
 	if err != nil {
 		return err
+	}
+	if c != nil {
+		defer c.Close()
+		return viaDaemon(c)
+	}
+	st, err := store.Open(cfg.db, store.Options{ReadOnly: true})
+	if err != nil {
+		return withoutDaemon(cfg, err)
 	}
 	defer st.Close()
 	return direct(st)
 }
 
+// withoutDaemon explains err, from opening the database at -db after no
+// daemon answered: where the daemon was looked for, and what to pass.
+func withoutDaemon(cfg *config, err error) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return cfg.errNoDatabase()
+	case errors.Is(err, store.ErrLocked):
+		// A daemon holds it, on a socket of its own.
+		return fmt.Errorf("%w, and %s: pass the daemon's -control-socket, or set SENTINEL_SOCKET", err, cfg.noDaemon())
+	}
+	return err
+}
+
 func status(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	var rows []actions.StatusRow
-	err := withDaemonOrStore(ctx, cfg,
+	err := withDaemonOrReadOnly(cfg,
 		func(c *control.Client) (err error) { rows, err = c.Status(ctx); return err },
 		func(st *store.Store) (err error) {
 			set, lerr := policy.Load(cfg.policies)
@@ -86,6 +95,8 @@ func status(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 				fmt.Fprintf(stderr, "sentinel: the policies in %s do not load, so rules are not judged here: %v\n", cfg.policies, firstLine(lerr))
 			}
 			rows, err = actions.StatusRows(ctx, st, set, time.Now(), cfg.maxStaleness)
+			// No daemon runs: a reinstatement acts on this database.
+			actions.AddReinstate(rows, hostCommand(selfCommand(), cfg, false))
 			return err
 		})
 	if err != nil {
@@ -207,6 +218,9 @@ func printOne(stdout io.Writer, r actions.StatusRow) error {
 	if r.Note != "" {
 		fmt.Fprintf(stdout, "  attention:  %s: %s\n", r.Attention, oneLine(r.Note))
 	}
+	if r.Reinstate != "" {
+		fmt.Fprintf(stdout, "  reinstate:  %s\n", r.Reinstate)
+	}
 	fmt.Fprintf(stdout, "  last hour:  %d messages sent; today: %.2f spent; ignored STOPs in 24h: %d\n",
 		r.Outbound1h, r.SpendToday, r.IgnoredOptOuts24h)
 	if !r.DataUntil.IsZero() {
@@ -227,7 +241,7 @@ func printOne(stdout io.Writer, r actions.StatusRow) error {
 
 func history(ctx context.Context, cfg *config, stdout io.Writer) error {
 	var entries []actions.HistoryEntry
-	err := withDaemonOrStore(ctx, cfg,
+	err := withDaemonOrReadOnly(cfg,
 		func(c *control.Client) (err error) { entries, err = c.History(ctx, cfg.history); return err },
 		func(st *store.Store) (err error) { entries, err = actions.History(st, cfg.history); return err })
 	if err != nil {
@@ -265,9 +279,9 @@ func history(ctx context.Context, cfg *config, stdout io.Writer) error {
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
-// manual runs -reinstate or -suspend: through the daemon when it runs, so
-// that there is one writer, otherwise directly with the parent's
-// credentials.
+// manual runs -reinstate or -suspend: through the daemon when one answers
+// (findDaemon), so that there is one writer, otherwise directly, with the
+// parent's credentials, on the database at -db, which must exist.
 func manual(ctx context.Context, cfg *config, getenv func(string) string, log *slog.Logger, stdout io.Writer) error {
 	by := cfg.by
 	if by == "" {
@@ -287,9 +301,11 @@ func manual(ctx context.Context, cfg *config, getenv func(string) string, log *s
 		return act.Suspend(ctx, sid, by, cfg.reason)
 	}
 
-	c, err := control.Dial(cfg.socket)
-	switch {
-	case err == nil:
+	c, err := findDaemon(cfg)
+	if err != nil {
+		return err
+	}
+	if c != nil {
 		defer c.Close()
 		if err := do(c, by); errors.Is(err, actions.ErrUnchanged) {
 			// Nothing was done: say why, and do not claim it was.
@@ -304,12 +320,15 @@ func manual(ctx context.Context, cfg *config, getenv func(string) string, log *s
 		}
 		fmt.Fprintf(stdout, "%s %s by %s (through the running daemon)\n", sid, verb, by)
 		return nil
-	case !errors.Is(err, control.ErrNoDaemon):
+	}
+	// Without a daemon, on the database at -db.
+	if err := checkDatabase(cfg); err != nil {
 		return err
 	}
 	if cfg.accountSID == "" || cfg.authToken == "" {
-		return errNoTwilio
+		return fmt.Errorf("%s, and acting on %s without a daemon needs the parent's credentials in TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN", cfg.noDaemon(), shown(cfg.db))
 	}
+	cfg.command = hostCommand(selfCommand(), cfg, false)
 	a, err := build(cfg, log, nil)
 	if err != nil {
 		return err
@@ -324,6 +343,22 @@ func manual(ctx context.Context, cfg *config, getenv func(string) string, log *s
 	}
 	a.flush(ctx)
 	fmt.Fprintf(stdout, "%s %s by %s\n", sid, verb, by)
+	return nil
+}
+
+// checkDatabase returns an error, saying where the daemon was looked for,
+// when the database at -db is not there (build would create it: a command
+// pasted in the wrong directory would leave one behind), or when another
+// process holds it (a daemon that did not answer). It opens the database
+// read-only to find out; what else could be wrong with it, build reports.
+func checkDatabase(cfg *config) error {
+	st, err := store.Open(cfg.db, store.Options{ReadOnly: true})
+	switch {
+	case err == nil:
+		return st.Close()
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, store.ErrLocked):
+		return withoutDaemon(cfg, err)
+	}
 	return nil
 }
 

@@ -110,7 +110,7 @@ func TestDaemon(t *testing.T) {
 	}
 	w.slack.setDown(false)
 	eventually(t, 30*time.Second, "Slack told of the suspension once back", func() bool {
-		return len(w.slack.find(offender, "Suspended", "sentinel -reinstate "+offender)) > 0
+		return len(w.slack.find(offender, "Suspended", bin+" -control-socket "+w.socket+" -reinstate "+offender)) > 0
 	})
 
 	t.Run("/metrics is promlint-clean and complete", func(t *testing.T) {

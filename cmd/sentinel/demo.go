@@ -72,7 +72,7 @@ func runDemo(ctx context.Context, cfg *config, log *slog.Logger, stdout, stderr 
 	cfg.accountSID, cfg.authToken = fleet.Server.ParentSID(), fleet.Server.ParentToken()
 	cfg.accountsSpec, cfg.messagesSpec, cfg.usageSpec = "@every 30s", "@every 5s", "@every 10s"
 	self := selfCommand()
-	cfg.command = fmt.Sprintf("%s -db %s -control-socket %s", self, cfg.db, cfg.socket)
+	cfg.command = hostCommand(self, cfg, true)
 
 	// Alerts are the demo's output: the log goes to a file beside the
 	// database, unless asked for with -log-level or -log-format.
@@ -204,17 +204,6 @@ func unpackPolicies(dir string) (string, error) {
 		}
 	}
 	return out, nil
-}
-
-// selfCommand is how a person runs this sentinel again, as pasted in
-// another terminal: the binary's path, or `go run ./cmd/sentinel` when it
-// is go run's temporary build.
-func selfCommand() string {
-	exe, err := os.Executable()
-	if err != nil || strings.Contains(exe, string(filepath.Separator)+"go-build") {
-		return "go run ./cmd/sentinel"
-	}
-	return exe
 }
 
 // wouldSuspend counts the subaccounts a dry run would have suspended.

@@ -123,7 +123,10 @@ func TestOnceSuspendsOnlyTheOffender(t *testing.T) {
 		if diff := cmp.Diff([]string{offender}, statusPosts(w.fake, "suspended")); diff != "" {
 			t.Errorf("POST Status=suspended requests (-want +got):\n%s", diff)
 		}
-		posts := w.slack.find(offender, `carrier-filtering`, "sentinel -reinstate "+offender, "Suspended")
+		// No daemon runs after -once: the command names the database, the
+		// policies and Twilio.
+		command := bin + " -db " + w.db + " -policies " + mustAbs(t, "../../policies") + " -twilio-api-url " + w.fake.URL() + " -reinstate " + offender
+		posts := w.slack.find(offender, `carrier-filtering`, command, "Suspended")
 		if len(posts) != 1 {
 			t.Errorf("got %d Slack suspension messages naming %s, the rule and the reinstate command, want 1; posts:\n%s",
 				len(posts), offender, strings.Join(w.slack.Posts(), "\n"))

@@ -33,12 +33,16 @@ type config struct {
 	// dbSet, socketSet, logSet: -db, -control-socket, -log-level or
 	// -log-format were given on the command line.
 	dbSet, socketSet, logSet bool
-	// command is how alerts tell a person to run sentinel (the reinstate
-	// hint); default "sentinel".
+	// command is how alerts and -status tell a person to run sentinel
+	// (the start of the reinstate command; see hostCommand); default
+	// "sentinel".
 	command   string
 	listen    string
 	webConfig string
-	socket    string
+	// socket is the daemon's control socket (daemonSocket); socketFrom
+	// names the flag or variable that gave it, "" for the default.
+	// Commands look for the daemon on candidates.
+	socket, socketFrom string
 	// controlGroup is -control-group: the group whose members may use the
 	// control socket besides the daemon's user and root ("": none).
 	controlGroup string
@@ -104,6 +108,13 @@ type config struct {
 	grace        time.Duration
 }
 
+// Defaults of flags that hostCommand repeats when a process runs with
+// other values.
+const (
+	defaultTwilioURL = "https://api.twilio.com"
+	defaultRetention = 7 * 24 * time.Hour
+)
+
 // parseFlags turns args and the environment into a config. It validates
 // everything that can be checked without I/O, so a bad flag exits before the
 // database is touched.
@@ -117,12 +128,12 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 
-	fs.StringVar(&c.twilioURL, "twilio-api-url", "https://api.twilio.com", "base `URL` of the Twilio API (for a proxy, a fake or the demo)")
+	fs.StringVar(&c.twilioURL, "twilio-api-url", defaultTwilioURL, "base `URL` of the Twilio API (for a proxy, a fake or the demo)")
 	fs.StringVar(&c.db, "db", "sentinel.db", "the bbolt database `path`")
 	fs.StringVar(&c.policies, "policies", "policies", "the policy `directory`")
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:9464", "`address` for /metrics, /healthz and /readyz")
 	fs.StringVar(&c.webConfig, "web-config-file", "", "TLS and basic auth for -listen, in the Prometheus exporters' web configuration `file` format (default: plain HTTP, no auth)")
-	fs.StringVar(&c.socket, "control-socket", "", "unix socket `path` for -reinstate/-suspend through a running daemon (default: the -db path plus \".sock\")")
+	fs.StringVar(&c.socket, "control-socket", "", "unix socket `path` of the daemon's control endpoint. The daemon listens on it (default: $SENTINEL_SOCKET, else the -db path plus \".sock\"). Commands use the daemon on the socket this flag, or else SENTINEL_SOCKET, names; without either, the first that answers of "+unitSocket+" (the unit's) and the -db path plus \".sock\"; with no daemon, the database at -db, which they never create")
 	fs.StringVar(&c.controlGroup, "control-group", "", "let the members of `group` (a name or a gid) use the control socket besides the daemon's user and root: the socket becomes 0660 and the group's")
 	fs.StringVar(&c.slackChannel, "slack-channel", "", "Slack `channel` for the bot token (SLACK_BOT_TOKEN)")
 	fs.StringVar(&c.slackAPIURL, "slack-api-url", "", "Slack Web API base `URL` override (tests, proxies)")
@@ -164,7 +175,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 	fs.DurationVar(&c.requestTimeout, "request-timeout", 30*time.Second, "timeout of one Twilio API request")
 	fs.DurationVar(&c.pollDeadline, "poll-deadline", 0, "how long one account's poll may go without a page (requests, retries and backoff) before it is abandoned as hung; a message log still being read page after page then goes on outside its cycle (default: half the interval of its stream's schedule)")
 	fs.DurationVar(&c.settle, "settle", 2*time.Hour, "trailing window re-read every poll, for late status changes")
-	fs.DurationVar(&c.retention, "retention", 7*24*time.Hour, "how long raw messages are kept")
+	fs.DurationVar(&c.retention, "retention", defaultRetention, "how long raw messages are kept")
 	keywords := fs.String("opt-out-keywords", "", "extra opt-out keywords, comma separated (Twilio's defaults always apply)")
 	fs.BoolVar(&c.noSubaccountLabel, "no-subaccount-label", false, "drop the subaccount label from metrics (very large fleets)")
 
@@ -334,9 +345,7 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 			*j.deadline = interval / 2
 		}
 	}
-	if c.socket == "" {
-		c.socket = c.db + ".sock"
-	}
+	c.socket, c.socketFrom = daemonSocket(c.socket, getenv(fromEnv), c.db)
 
 	c.accountSID = getenv("TWILIO_ACCOUNT_SID")
 	c.authToken = getenv("TWILIO_AUTH_TOKEN")
@@ -502,6 +511,7 @@ Usage:
 
 Environment:
   TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN     the parent account's credentials
+  SENTINEL_SOCKET                           the daemon's control socket, unless -control-socket is given
   SLACK_WEBHOOK_URL                         Slack incoming webhook, or
   SLACK_BOT_TOKEN (with -slack-channel)     Slack bot token
   SLACK_APP_TOKEN                           with the bot token: buttons over Socket Mode

@@ -76,5 +76,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.accountSID == "" || cfg.authToken == "" {
 		return usageError(fmt.Errorf("%w (or use -demo)", errNoTwilio))
 	}
+	cfg.command = hostCommand(selfCommand(), cfg, !cfg.once)
 	return daemon(ctx, cfg, log)
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +25,13 @@ import (
 // run it as a separate process, as an operator or systemd would.
 var bin string
 
+// binUnitSocket is bin's unitSocket: a path in TestMain's directory, so
+// that no command of a test ever reaches a daemon the host runs, and a
+// test can play the unit's daemon. Only tests that do not run in parallel
+// put a daemon there (see TestDiscovery): every command without
+// -control-socket tries it first.
+var binUnitSocket string
+
 // binVCS is false when TestMain had to build bin with -buildvcs=false.
 var binVCS bool
 
@@ -40,7 +46,18 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	// Other users run it too (TestControlGroup, TestReadOnlyDatabase).
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	bin = filepath.Join(dir, "sentinel")
+	// Like /run: others may look, only its owner may write.
+	binUnitSocket = filepath.Join(dir, "run", "control.sock")
+	if err := os.Mkdir(filepath.Dir(binUnitSocket), 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	// Built without -race even when the tests run with it: the binary is
 	// another process, and the race detector would only slow it down
 	// (the in-process tests of every package run under -race). Built with
@@ -48,7 +65,7 @@ func testMain(m *testing.M) int {
 	// says -buildvcs=false; if git cannot say (a clone owned by another
 	// user, say), without it: TestVersion then skips.
 	for _, vcs := range []string{"-buildvcs=auto", "-buildvcs=false"} {
-		build := exec.Command("go", "build", vcs, "-o", bin, ".")
+		build := exec.Command("go", "build", vcs, "-ldflags", "-X main.unitSocket="+binUnitSocket, "-o", bin, ".")
 		var out bytes.Buffer
 		build.Stdout, build.Stderr = &out, &out
 		err := build.Run()
@@ -198,13 +215,23 @@ func (w *world) run(t *testing.T, args ...string) result {
 // in its output.
 func runEnv(t *testing.T, env, secrets []string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
+	return runCmd(t, exec.Command(bin, args...), env, secrets)
+}
+
+// runCmd runs cmd, as the test prepared it (its directory, its user), with
+// env to completion, at most a minute, and checks that no secret appears
+// in its output.
+func runCmd(t *testing.T, cmd *exec.Cmd, env, secrets []string) result {
+	t.Helper()
 	cmd.Env = env
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("run %v: %v", cmd.Args, err)
+	}
+	timer := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
+	err := cmd.Wait()
+	late := !timer.Stop()
 	r := result{stdout: stdout.String(), stderr: stderr.String()}
 	var exit *exec.ExitError
 	switch {
@@ -212,10 +239,10 @@ func runEnv(t *testing.T, env, secrets []string, args ...string) result {
 	case errors.As(err, &exit):
 		r.code = exit.ExitCode()
 	default:
-		t.Fatalf("run sentinel %v: %v", args, err)
+		t.Fatalf("run %v: %v", cmd.Args, err)
 	}
-	if ctx.Err() != nil {
-		t.Fatalf("sentinel %v did not finish within a minute:\n%s", args, r)
+	if late {
+		t.Fatalf("%v did not finish within a minute:\n%s", cmd.Args, r)
 	}
 	checkSecrets(t, secrets, r.stdout, r.stderr)
 	return r
