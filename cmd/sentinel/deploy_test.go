@@ -49,6 +49,35 @@ func TestSystemdUnit(t *testing.T) {
 		t.Errorf("sentinel.service lacks Documentation=file:///usr/share/doc/sentinel/README.md")
 	}
 
+	// Commands find the unit's daemon by themselves (unitSocket), and the
+	// members of its group may use it: the socket's directory is theirs
+	// to look into, the socket theirs (-control-group), and the README
+	// says how to join.
+	for _, setting := range []string{"User=sentinel", "Group=sentinel", "RuntimeDirectory=sentinel", "RuntimeDirectoryMode=0750",
+		"StateDirectory=sentinel", "StateDirectoryMode=0750", "WorkingDirectory=/var/lib/sentinel"} {
+		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(setting) + `$`).Match(unit) {
+			t.Errorf("sentinel.service lacks %s", setting)
+		}
+	}
+	flags := map[string]string{}
+	for i := 1; i+1 < len(args); i++ {
+		if strings.HasPrefix(args[i], "-") && !strings.HasPrefix(args[i+1], "-") {
+			flags[args[i]] = args[i+1]
+		}
+	}
+	for flag, want := range map[string]string{
+		"-control-socket": unitSocket, "-control-group": "sentinel", "-db": "/var/lib/sentinel/sentinel.db",
+	} {
+		if flags[flag] != want {
+			t.Errorf("ExecStart has %s %q, want %q", flag, flags[flag], want)
+		}
+	}
+	for _, step := range []string{"useradd --system --user-group ", "usermod -aG sentinel "} {
+		if !strings.Contains(string(readme), step) {
+			t.Errorf("the README does not say %q", step)
+		}
+	}
+
 	// The flags parse: -check-policies, given last, makes sentinel check
 	// the shipped policies instead of starting the daemon.
 	r := runEnv(t, []string{"PATH=" + os.Getenv("PATH")}, nil,
