@@ -73,6 +73,19 @@ func (a *app) serve(ctx context.Context, ready chan<- string) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.listen, err)
 	}
+	var eventsLn net.Listener
+	if a.ingest != nil {
+		if eventsLn, err = net.Listen("tcp", cfg.eventsListen); err != nil {
+			ln.Close()
+			return fmt.Errorf("-events-listen %s: %w", cfg.eventsListen, err)
+		}
+	}
+	closeListeners := func() {
+		ln.Close()
+		if eventsLn != nil {
+			eventsLn.Close()
+		}
+	}
 	// Recover before serving: the actions a crash left between intent and
 	// outcome are reconciled with Twilio before the control socket, the
 	// scheduler or anything else can act on those subaccounts. One that
@@ -81,7 +94,7 @@ func (a *app) serve(ctx context.Context, ready chan<- string) error {
 	a.recoverIntents(ctx)
 	ctrl, err := control.New(cfg.socket, a.act, a.st, log, time.Now)
 	if err != nil {
-		ln.Close()
+		closeListeners()
 		return err
 	}
 
@@ -127,7 +140,7 @@ func (a *app) serve(ctx context.Context, ready chan<- string) error {
 		}},
 	)
 	if err != nil {
-		ln.Close()
+		closeListeners()
 		return usageError(err)
 	}
 
@@ -156,8 +169,20 @@ func (a *app) serve(ctx context.Context, ready chan<- string) error {
 	if a.interactions != nil && len(cfg.slackDeciders) == 0 {
 		log.Warn("Slack's buttons are disabled: -slack-deciders names nobody who may decide")
 	}
-	if a.slackEndpoint != nil && a.socket == nil {
-		log.Warn("SLACK_SIGNING_SECRET is set, but no listener serves POST /slack/interactions here: Slack's buttons need SLACK_APP_TOKEN (Socket Mode)")
+	if a.slackEndpoint != nil && a.socket == nil && eventsLn == nil {
+		log.Warn("SLACK_SIGNING_SECRET is set, but no listener serves POST /slack/interactions: set -events-listen, or SLACK_APP_TOKEN for Socket Mode")
+	}
+	if eventsLn != nil {
+		{
+			ctx, cancel := context.WithCancel(ctx)
+			g.Add(func() error { return a.serveEvents(ctx, eventsLn) }, func(error) { cancel(); eventsLn.Close() })
+		}
+		{
+			ctx, cancel := context.WithCancel(jobCtx)
+			g.Add(func() error { return a.nudger.Run(ctx) }, func(error) { cancel() })
+		}
+		log.Info("push ingest on", "events_listen", eventsLn.Addr().String(), "events_url", cfg.eventsURL,
+			"reconcile", cfg.reconcileSpec)
 	}
 	{
 		ctx, cancel := context.WithCancel(ctx)

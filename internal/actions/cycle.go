@@ -209,14 +209,14 @@ func statesChanged(stored map[string]store.RuleState, next map[string]policy.Sta
 
 // evaluator judges the accounts of one cycle against one policy set.
 type evaluator struct {
-	set   *policy.Set
-	now   time.Time
-	lag   time.Duration // policy.Subject.MaxLag: Config.MaxStaleness
+	set *policy.Set
+	now time.Time
+	lag time.Duration // policy.Subject.MaxLag: Config.MaxStaleness
 	// advanceAfter is policy.Subject.AdvanceAfter.
 	advanceAfter time.Time
 	// push: an evaluation on pushed evidence (Actor.Nudge), which only
 	// moves rules towards firing.
-	push bool
+	push  bool
 	log   *slog.Logger
 	debug bool                    // log every decision (-log-level debug)
 	spend []bool                  // by rule index: a spend signal
@@ -256,7 +256,8 @@ func (e *evaluator) judge(v *verdict, buckets []traffic.Bucket, examples traffic
 		Buckets:      buckets,
 		Examples:     examples,
 		Coverage:     v.cov,
-		MaxLag:       e.lag + v.allow,
+		MaxLag:       e.lag,
+		Allowance:    v.allow,
 		AdvanceAfter: e.advanceAfter,
 		Usage:        v.usage,
 		UsageAsOf:    v.usageAsOf,

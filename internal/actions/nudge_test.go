@@ -30,7 +30,6 @@ func nudgeEnv(t *testing.T, forN string, cfg actions.Config) *env {
 	return newEnv(t, envOptions{subs: 4, cfg: cfg, policy: strings.ReplaceAll(nudgePolicy, "%FOR%", forN)})
 }
 
-
 func (e *env) nudge(sids ...string) actions.Summary {
 	e.t.Helper()
 	sum, err := e.actor.Nudge(context.Background(), sids)
