@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"sentinel/internal/actions"
+	"sentinel/internal/ingest"
 	"sentinel/internal/policy"
 	"sentinel/internal/poller"
 	"sentinel/internal/slack"
@@ -47,6 +48,12 @@ type app struct {
 	interactions  *slack.Interactions
 	socket        *slack.Socket
 	slackEndpoint *slack.Endpoint
+
+	// Push ingest (-events-listen): the endpoints, and the nudger that
+	// judges the accounts they touch. nil when off.
+	ingest    *ingest.Server
+	nudger    *nudger
+	knownSIDs sync.Map // accounts known to the store (app.known)
 
 	hup chan struct{} // a policy reload request (SIGHUP)
 }
@@ -100,6 +107,8 @@ func build(cfg *config, log *slog.Logger, terminal io.Writer) (_ *app, err error
 	if err != nil {
 		return nil, err
 	}
+	// Polled and pushed messages are classified and hashed alike.
+	dec := &ingest.Decoder{Classifier: traffic.NewClassifier(cfg.optOutKeywords...), Peers: peers}
 	a.tw, err = twilioapi.New(twilioapi.Config{
 		BaseURL:          cfg.twilioURL,
 		AccountSID:       cfg.accountSID,
@@ -108,7 +117,7 @@ func build(cfg *config, log *slog.Logger, terminal io.Writer) (_ *app, err error
 		Concurrency:      cfg.concurrency,
 		ConcurrencyShare: cfg.concurrencyShare,
 		RateLimit:        cfg.rateLimit,
-		Classifier:       traffic.NewClassifier(cfg.optOutKeywords...),
+		Classifier:       dec.Classifier,
 		Peers:            peers,
 		Registerer:       a.reg,
 	})
@@ -145,6 +154,9 @@ func build(cfg *config, log *slog.Logger, terminal io.Writer) (_ *app, err error
 		Reminder:          cfg.reminder,
 		NoSubaccountLabel: cfg.noSubaccountLabel,
 		Command:           cfg.command,
+		Interval:          cfg.messagesInterval(),
+		// The poller is built below, before anything judges.
+		Allowance: func(sid string) time.Duration { return a.poll.Allowance(sid) },
 	}, a.st, a.tw, a.policies.Current, a.notifier, a.reg, log, time.Now)
 	if err != nil {
 		return nil, err
@@ -164,8 +176,12 @@ func build(cfg *config, log *slog.Logger, terminal io.Writer) (_ *app, err error
 		MessagesDeadline:  cfg.messagesDeadline,
 		UsageDeadline:     cfg.usageDeadline,
 		SweepDeadline:     cfg.sweepDeadline,
+		Reconcile:         cfg.reconcileInterval(),
 	}, a.tw, a.st, a.reg, log, time.Now)
 	if err != nil {
+		return nil, err
+	}
+	if err := a.buildPush(dec); err != nil {
 		return nil, err
 	}
 	if a.gauges, err = newGauges(a.reg, cfg.noSubaccountLabel); err != nil {
@@ -185,7 +201,7 @@ func (c *config) slackConfig() slack.Config {
 // Slack can reach serves it (see slackEndpoint).
 func (c *config) slackInteractivity() slack.Interactivity {
 	return slack.Interactivity{
-		Enabled:    c.slackAppToken != "",
+		Enabled:    c.slackAppToken != "" || (c.slackSigningSecret != "" && c.eventsListen != ""),
 		NoDeciders: len(c.slackDeciders) == 0,
 		DryRun:     c.dryRun,
 	}

@@ -26,50 +26,73 @@ import (
 // connection), the control socket and the HTTP endpoints, each an
 // actor of one run group, so that any of them failing stops them all.
 func daemon(ctx context.Context, cfg *config, log *slog.Logger) error {
-	ln, err := preflight(cfg)
+	ls, err := preflight(cfg)
 	if err != nil {
 		return err
 	}
 	a, err := build(cfg, log, nil)
 	if err != nil {
-		if ln != nil {
-			ln.Close()
-		}
+		ls.close()
 		return err
 	}
 	defer a.close()
 	if cfg.once {
 		return a.once(ctx)
 	}
-	return a.serve(ctx, ln, nil)
+	return a.serve(ctx, ls, nil)
 }
 
 // preflight finds what is wrong with the configuration before the database
 // is created or Twilio polled: policies that do not load; and, unless
 // -once, which serves neither, a control socket that others could replace,
 // that another daemon answers on or whose group is not the daemon's, a web
-// configuration that cannot be served, and a -listen address that cannot
-// be bound. It returns the bound listener (nil with -once).
-func preflight(cfg *config) (net.Listener, error) {
+// configuration that cannot be served, and listen addresses that cannot be
+// bound. It returns the bound listeners (none with -once).
+func preflight(cfg *config) (listeners, error) {
 	if !cfg.once {
 		if err := (control.Socket{Path: cfg.socket, Group: cfg.controlGroup}).Check(); err != nil {
-			return nil, err
+			return listeners{}, err
 		}
 		if err := checkWebConfig(cfg.webConfig); err != nil {
-			return nil, err
+			return listeners{}, err
 		}
 	}
 	if _, err := loadPolicies(cfg); err != nil {
-		return nil, err
+		return listeners{}, err
 	}
 	if cfg.once {
-		return nil, nil
+		return listeners{}, nil
 	}
-	ln, err := net.Listen("tcp", cfg.listen)
-	if err != nil {
-		return nil, fmt.Errorf("-listen %s: %w", cfg.listen, err)
+	return bind(cfg)
+}
+
+// listeners are the daemon's TCP listeners: -listen's, and -events-listen's
+// with push ingest (nil without).
+type listeners struct{ http, events net.Listener }
+
+// bind binds -listen and, when it is set, -events-listen.
+func bind(cfg *config) (listeners, error) {
+	var ls listeners
+	var err error
+	if ls.http, err = net.Listen("tcp", cfg.listen); err != nil {
+		return listeners{}, fmt.Errorf("-listen %s: %w", cfg.listen, err)
 	}
-	return ln, nil
+	if cfg.eventsListen != "" {
+		if ls.events, err = net.Listen("tcp", cfg.eventsListen); err != nil {
+			ls.close()
+			return listeners{}, fmt.Errorf("-events-listen %s: %w", cfg.eventsListen, err)
+		}
+	}
+	return ls, nil
+}
+
+// close closes the listeners that are bound.
+func (ls listeners) close() {
+	for _, l := range []net.Listener{ls.http, ls.events} {
+		if l != nil {
+			l.Close()
+		}
+	}
 }
 
 // recoverTimeout bounds start-up reconciliation.
@@ -89,11 +112,13 @@ func (a *app) recoverIntents(ctx context.Context) {
 	}
 }
 
-// serve runs the daemon's actors until ctx ends, serving HTTP on ln, which
-// it closes. ready, if not nil, receives ln's address once it serves (the
-// demo prints it).
-func (a *app) serve(ctx context.Context, ln net.Listener, ready chan<- string) error {
+// serve runs the daemon's actors until ctx ends, serving HTTP on ls (bind),
+// which it closes. ready, if not nil, receives the -listen address once it
+// serves (the demo prints it).
+func (a *app) serve(ctx context.Context, ls listeners, ready chan<- string) error {
 	cfg, log := a.cfg, a.log
+	ln, eventsLn := ls.http, ls.events
+	closeListeners := ls.close
 	// Recover before serving: the actions a crash left between intent and
 	// outcome are reconciled with Twilio before the control socket, the
 	// scheduler or anything else can act on those subaccounts. One that
@@ -102,7 +127,7 @@ func (a *app) serve(ctx context.Context, ln net.Listener, ready chan<- string) e
 	a.recoverIntents(ctx)
 	ctrl, err := control.New(control.Socket{Path: cfg.socket, Group: cfg.controlGroup}, a.act, a.st, log, time.Now)
 	if err != nil {
-		ln.Close()
+		closeListeners()
 		return err
 	}
 
@@ -148,7 +173,7 @@ func (a *app) serve(ctx context.Context, ln net.Listener, ready chan<- string) e
 		}},
 	)
 	if err != nil {
-		ln.Close()
+		closeListeners()
 		return usageError(err)
 	}
 
@@ -177,8 +202,20 @@ func (a *app) serve(ctx context.Context, ln net.Listener, ready chan<- string) e
 	if a.interactions != nil && len(cfg.slackDeciders) == 0 {
 		log.Warn("Slack's buttons are disabled: -slack-deciders names nobody who may decide")
 	}
-	if a.slackEndpoint != nil && a.socket == nil {
-		log.Warn("SLACK_SIGNING_SECRET is set, but no listener serves POST /slack/interactions here: Slack's buttons need SLACK_APP_TOKEN (Socket Mode)")
+	if a.slackEndpoint != nil && a.socket == nil && eventsLn == nil {
+		log.Warn("SLACK_SIGNING_SECRET is set, but no listener serves POST /slack/interactions: set -events-listen, or SLACK_APP_TOKEN for Socket Mode")
+	}
+	if eventsLn != nil {
+		{
+			ctx, cancel := context.WithCancel(ctx)
+			g.Add(func() error { return a.serveEvents(ctx, eventsLn) }, func(error) { cancel(); eventsLn.Close() })
+		}
+		{
+			ctx, cancel := context.WithCancel(jobCtx)
+			g.Add(func() error { return a.nudger.Run(ctx) }, func(error) { cancel() })
+		}
+		log.Info("push ingest on", "events_listen", eventsLn.Addr().String(), "events_url", cfg.eventsURL,
+			"reconcile", cfg.reconcileSpec)
 	}
 	{
 		ctx, cancel := context.WithCancel(ctx)

@@ -594,7 +594,8 @@ func TestScrubWebConfigErrors(t *testing.T) {
 }
 
 // TestDaemonChecksBeforeItCreates: a daemon whose policies do not load, or
-// whose -listen address is taken, exits before it creates its database.
+// whose -listen or -events-listen address is taken, exits before it
+// creates its database.
 func TestDaemonChecksBeforeItCreates(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, twiliofake.Options{})
@@ -605,9 +606,12 @@ func TestDaemonChecksBeforeItCreates(t *testing.T) {
 	}
 	defer taken.Close()
 	missing := filepath.Join(w.dir, "no-policies")
+	const eventsPassword = "events-password-0123456789"
+	events := []string{"SENTINEL_EVENTS_USERNAME=twilio", "SENTINEL_EVENTS_PASSWORD=" + eventsPassword}
 	for _, tc := range []struct {
 		name string
 		args []string
+		env  []string // added to w's
 		want string
 	}{
 		{name: "invalid policies", args: []string{"-policies", badPolicies(t)},
@@ -618,10 +622,13 @@ func TestDaemonChecksBeforeItCreates(t *testing.T) {
 			want: `(?s)^sentinel: policies in \S+ are invalid:\n.*broken\.yaml:7: rules\[0\]\.trip`},
 		{name: "-listen taken", args: []string{"-listen", taken.Addr().String()},
 			want: `^sentinel: -listen ` + regexp.QuoteMeta(taken.Addr().String()) + `: listen tcp \S+: bind: address already in use\n$`},
+		{name: "-events-listen taken", args: []string{"-events-listen", taken.Addr().String(), "-events-url", "https://sentinel.example.com"}, env: events,
+			want: `^sentinel: -events-listen ` + regexp.QuoteMeta(taken.Addr().String()) + `: listen tcp \S+: bind: address already in use\n$`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			db := filepath.Join(t.TempDir(), "sentinel.db")
-			r := w.run(t, w.args(append([]string{"-db", db, "-control-socket", db + ".sock"}, tc.args...)...)...)
+			r := runEnv(t, append(w.environ(), tc.env...), append(w.secrets(), eventsPassword),
+				w.args(append([]string{"-db", db, "-control-socket", db + ".sock"}, tc.args...)...)...)
 			if r.code != 1 || !regexp.MustCompile(tc.want).MatchString(r.stderr) {
 				t.Errorf("%s\nwant exit 1 and stderr matching %s", r, tc.want)
 			}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -38,11 +37,11 @@ func runDemo(ctx context.Context, cfg *config, log *slog.Logger, stdout, stderr 
 	if err := checkWebConfig(cfg.webConfig); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.listen)
+	ls, err := bind(cfg)
 	if err != nil {
-		return fmt.Errorf("-listen %s: %w", cfg.listen, err)
+		return err
 	}
-	defer ln.Close()
+	defer ls.close()
 	// A fixed seed: every demo run watches the same fleet.
 	fleet, err := demo.New(demo.Options{Seed: demoSeed})
 	if err != nil {
@@ -123,7 +122,7 @@ sentinel demo
 		case <-ctx.Done():
 		}
 	}()
-	if err := a.serve(ctx, ln, ready); err != nil {
+	if err := a.serve(ctx, ls, ready); err != nil {
 		return err
 	}
 	stopFleet()

@@ -400,6 +400,8 @@ func (c *config) parseEvents(getenv func(string) string) error {
 		return fmt.Errorf("%s is shorter than 16 characters: anyone who guesses it can forge evidence", envEventsPassword)
 	case c.eventsSetup && c.eventsURL == "":
 		return errors.New("-events-setup needs -events-url: the public base URL Twilio is to call")
+	case c.eventsURL == "":
+		return errors.New("-events-listen needs -events-url: the public base URL Twilio calls, which its signatures cover")
 	}
 	return nil
 }

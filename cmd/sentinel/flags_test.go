@@ -76,6 +76,8 @@ func TestParseFlagsErrors(t *testing.T) {
 			"SENTINEL_EVENTS_PASSWORD is shorter than 16 characters: anyone who guesses it can forge evidence"},
 		{"events username colon", []string{"-events-listen", "127.0.0.1:0"}, map[string]string{"SENTINEL_EVENTS_USERNAME": "a:b", "SENTINEL_EVENTS_PASSWORD": "0123456789abcdefSECRET"},
 			"SENTINEL_EVENTS_USERNAME must not contain a colon (HTTP Basic credentials cannot carry one)"},
+		{"events listen without url", []string{"-events-listen", "127.0.0.1:0"}, map[string]string{"SENTINEL_EVENTS_USERNAME": "twilio", "SENTINEL_EVENTS_PASSWORD": "0123456789abcdefSECRET"},
+			"-events-listen needs -events-url: the public base URL Twilio calls, which its signatures cover"},
 		{"events setup without url", []string{"-events-setup"}, map[string]string{"SENTINEL_EVENTS_USERNAME": "twilio", "SENTINEL_EVENTS_PASSWORD": "0123456789abcdefSECRET"},
 			"-events-setup needs -events-url: the public base URL Twilio is to call"},
 		{"events url relative", []string{"-events-url", "sentinel.example.com"}, nil,

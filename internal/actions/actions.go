@@ -127,6 +127,15 @@ type Config struct {
 	// hour's suspensions. Default 10000; if the hour holds more, the limit
 	// is taken as reached.
 	AuditScan int
+	// Interval is the interval of the scheduled Judge (the messages
+	// schedule). A rule's `for` counts at most one evaluation per
+	// interval, however many evaluations pushed evidence brings between
+	// (see Nudge). Default 1m.
+	Interval time.Duration
+	// Allowance, if set, returns how much longer than MaxStaleness an
+	// account's polled coverage may lag: the poller's reconcile interval
+	// while the account's pushed events are trusted (poller.Allowance).
+	Allowance func(sid string) time.Duration
 }
 
 func (c *Config) defaults() error {
@@ -148,6 +157,9 @@ func (c *Config) defaults() error {
 	if c.AuditScan == 0 {
 		c.AuditScan = 10000
 	}
+	if c.Interval == 0 {
+		c.Interval = time.Minute
+	}
 	switch {
 	case c.MaxPerHour < 0:
 		return fmt.Errorf("max suspensions per hour %d: want at least 1", c.MaxPerHour)
@@ -159,6 +171,8 @@ func (c *Config) defaults() error {
 		return fmt.Errorf("reminder %v: want a positive duration", c.Reminder)
 	case c.AuditScan < 0:
 		return fmt.Errorf("audit scan %d: want a positive number", c.AuditScan)
+	case c.Interval < 0:
+		return fmt.Errorf("interval %v: want a positive duration", c.Interval)
 	}
 	return nil
 }
@@ -176,6 +190,8 @@ type Actor struct {
 	m        *metrics
 
 	mu sync.Mutex // serialises every action
+	// scheduled is when the last scheduled Judge evaluated (its now).
+	scheduled time.Time
 }
 
 // New returns an Actor. policies returns the current policy set on every
@@ -212,6 +228,14 @@ func New(cfg Config, st *store.Store, tw Twilio, policies func() *policy.Set, n 
 // Policies returns the policy set the Actor judges with now; nil while no
 // valid set is loaded.
 func (a *Actor) Policies() *policy.Set { return a.policies() }
+
+// allowance is Config.Allowance of sid.
+func (a *Actor) allowance(sid string) time.Duration {
+	if a.cfg.Allowance == nil {
+		return 0
+	}
+	return max(a.cfg.Allowance(sid), 0)
+}
 
 // MaxStaleness is Config.MaxStaleness.
 func (a *Actor) MaxStaleness() time.Duration { return a.cfg.MaxStaleness }

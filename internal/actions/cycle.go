@@ -132,6 +132,9 @@ func (s *snapshot) gather(v *verdict, from, now time.Time) error {
 type verdict struct {
 	acct *store.Account
 	br   store.Breaker
+	// allow is how much longer than the staleness bound the account's
+	// polled coverage may lag (Config.Allowance).
+	allow time.Duration
 
 	// Read before evaluation (snapshot.gather); err if that failed, and
 	// the account is not judged.
@@ -206,14 +209,21 @@ func statesChanged(stored map[string]store.RuleState, next map[string]policy.Sta
 
 // evaluator judges the accounts of one cycle against one policy set.
 type evaluator struct {
-	set   *policy.Set
-	now   time.Time
-	lag   time.Duration // policy.Subject.MaxLag: Config.MaxStaleness
+	set *policy.Set
+	now time.Time
+	lag time.Duration // policy.Subject.MaxLag: Config.MaxStaleness
+	// advanceAfter is policy.Subject.AdvanceAfter.
+	advanceAfter time.Time
+	// push: an evaluation on pushed evidence (Actor.Nudge), which only
+	// moves rules towards firing.
+	push  bool
 	log   *slog.Logger
 	debug bool                    // log every decision (-log-level debug)
 	spend []bool                  // by rule index: a spend signal
 	all   bool                    // keep every decision in verdict.all (read-only views)
 	prev  map[string]policy.State // scratch, reused for every account
+	// only, if not nil, are the accounts to scan (a Nudge's).
+	only []string
 	// evals counts decisions by rule (index in set order) and result, for
 	// sentinel_policy_evaluations_total: one Add per pair and cycle.
 	evals map[evalKey]int
@@ -247,6 +257,8 @@ func (e *evaluator) judge(v *verdict, buckets []traffic.Bucket, examples traffic
 		Examples:     examples,
 		Coverage:     v.cov,
 		MaxLag:       e.lag,
+		Allowance:    v.allow,
+		AdvanceAfter: e.advanceAfter,
 		Usage:        v.usage,
 		UsageAsOf:    v.usageAsOf,
 		ReinstatedAt: v.br.ReinstatedAt,
@@ -257,6 +269,13 @@ func (e *evaluator) judge(v *verdict, buckets []traffic.Bucket, examples traffic
 	}
 	decs, next := e.set.Evaluate(subj, e.prev, e.now)
 	v.done = true
+	// Pushed evidence can make a rule fire; only a complete poll can prove
+	// a window quiet. On a Nudge, and for an account whose polled coverage
+	// lags past the plain staleness bound (its pushes are trusted, so it
+	// is polled less often), only a move towards firing counts.
+	if e.push || (v.allow > 0 && v.cov.Until.Before(e.now.Add(-e.lag))) {
+		decs = towardsFiring(decs, next, e.prev)
+	}
 	if statesChanged(v.stored, next, v.br.ReinstatedAt) {
 		v.next = make(map[string]store.RuleState, len(next))
 		for k, s := range next {
@@ -285,6 +304,34 @@ func (e *evaluator) judge(v *verdict, buckets []traffic.Bucket, examples traffic
 	v.usage, v.stored = nil, nil // the snapshot's; not needed any more
 }
 
+// towardsFiring keeps, of decs, the moves towards firing: a rule firing, or
+// pending with its count up. Every other rule is left as it was: its state
+// in next is its state in prev, and its decision Skipped, so that it opens,
+// resolves and alerts nothing.
+func towardsFiring(decs []policy.Decision, next, prev map[string]policy.State) []policy.Decision {
+	for i := range decs {
+		d := &decs[i]
+		p, had := prev[d.Rule]
+		n := next[d.Rule]
+		if d.Result == policy.Firing || (d.Result == policy.Pending && n.Consecutive > p.Consecutive) {
+			continue
+		}
+		if d.Result == policy.Pending && had {
+			// The count stayed: keep the value seen.
+			n.Consecutive, n.Advanced = p.Consecutive, p.Advanced
+			next[d.Rule] = n
+			continue
+		}
+		if had {
+			next[d.Rule] = p
+		} else {
+			delete(next, d.Rule)
+		}
+		d.Result = policy.Skipped
+	}
+	return decs
+}
+
 // withHead returns examples followed by those of head, the oldest bucket
 // of a window that starts at a reinstatement, which the scan's examples do
 // not know of.
@@ -306,8 +353,10 @@ func withHead(examples traffic.ExampleFunc, head traffic.Bucket) traffic.Example
 // coverage, spend and parent rules still apply. It returns the scan's
 // error, if any, after judging the accounts the scan did not reach one at
 // a time; it stops early only when ctx is done.
-func (a *Actor) evaluate(ctx context.Context, set *policy.Set, snap *snapshot, vs []*verdict, now time.Time) error {
+func (a *Actor) evaluate(ctx context.Context, set *policy.Set, snap *snapshot, vs []*verdict, now, advanceAfter time.Time, only []string) error {
 	e := newEvaluator(set, now, a.cfg.MaxStaleness, a.log, a.log.Enabled(ctx, slog.LevelDebug))
+	e.advanceAfter, e.push = advanceAfter, only != nil
+	e.only = only
 	defer a.countEvaluations(set, e.evals)
 	return evaluateAll(ctx, a.st, snap, vs, e)
 }
@@ -341,7 +390,7 @@ func evaluateAll(ctx context.Context, st *store.Store, snap *snapshot, vs []*ver
 		}
 		return plain
 	}
-	scanErr := st.ScanHourBuckets(from, now, cuts, func(sid string, buckets []traffic.Bucket, examples traffic.ExampleFunc) error {
+	scanErr := st.ScanHourBucketsOf(e.only, from, now, cuts, func(sid string, buckets []traffic.Bucket, examples traffic.ExampleFunc) error {
 		v := bySID[sid]
 		if v == nil {
 			return nil // not judged (suspended, closed, unknown), or its data could not be read

@@ -60,9 +60,34 @@ type fleet struct {
 // every account in one scan; store the rule states that changed in one
 // transaction; handle incidents account by account; enforce.
 func (a *Actor) Judge(ctx context.Context) (Summary, error) {
+	return a.judge(ctx, nil)
+}
+
+// Nudge judges the given accounts at once, on pushed evidence that has just
+// been stored, between scheduled Judges. Pushed evidence can make a rule
+// fire (and so suspend, through the same incidents, rails and pipeline as
+// Judge, the fleet counted whole), but only a complete poll can prove a
+// window quiet: a rule that would resolve, go unknown or drop its count
+// keeps its state until the next Judge, and no blind alert is told here. A
+// rule's `for` counts at most one evaluation per scheduled interval
+// (policy.Subject.AdvanceAfter).
+func (a *Actor) Nudge(ctx context.Context, sids []string) (Summary, error) {
+	if sids == nil {
+		sids = []string{}
+	}
+	return a.judge(ctx, sids)
+}
+
+// judge is Judge over every account (only nil) or Nudge over only.
+func (a *Actor) judge(ctx context.Context, only []string) (Summary, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var sum Summary
+	push := only != nil
+	wanted := make(map[string]bool, len(only))
+	for _, sid := range only {
+		wanted[sid] = true
+	}
 	set := a.policies()
 	if set == nil {
 		return sum, fmt.Errorf("judge: %w", ErrNoPolicy)
@@ -102,20 +127,40 @@ func (a *Actor) Judge(ctx context.Context) (Summary, error) {
 			errs = append(errs, fmt.Errorf("judge %s: %w", accts[i].SID, ErrUnreconciled))
 			continue
 		}
+		if push && !wanted[accts[i].SID] {
+			// Counted in the fleet (the blast radius is the fleet's), not
+			// judged.
+			if _, err := a.syncAccount(ctx, set, snap, &accts[i], &fl); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
 		v, err := a.syncAccount(ctx, set, snap, &accts[i], &fl)
 		if err != nil {
 			errs = append(errs, err)
 		}
 		if v != nil {
+			v.allow = a.allowance(v.acct.SID)
 			vs = append(vs, v)
 		}
 	}
 
 	now := a.now()
+	// A `for` counts one evaluation per scheduled interval: a scheduled
+	// Judge counts unless something counted since the last one; a Nudge
+	// unless something counted within the last interval either.
+	advanceAfter := a.scheduled
+	if push {
+		if floor := now.Add(-a.cfg.Interval); advanceAfter.IsZero() || floor.Before(advanceAfter) {
+			advanceAfter = floor
+		}
+	} else {
+		defer func() { a.scheduled = now }()
+	}
 	days := max(usageDays, set.UsageDays())
 	today := now.UTC()
 	snap.loadRest(today.AddDate(0, 0, 1-days).Format(time.DateOnly), today.Format(time.DateOnly))
-	if err := a.evaluate(ctx, set, snap, vs, now); err != nil {
+	if err := a.evaluate(ctx, set, snap, vs, now, advanceAfter, only); err != nil {
 		errs = append(errs, fmt.Errorf("judge: %w", err))
 	}
 	if err := ctx.Err(); err != nil {
@@ -144,8 +189,10 @@ func (a *Actor) Judge(ctx context.Context) (Summary, error) {
 			blind = append(blind, *ev)
 		}
 	}
-	a.m.blind.Set(float64(len(sum.Blind)))
-	a.tellBlind(ctx, blind, sum.Accounts, now)
+	if !push {
+		a.m.blind.Set(float64(len(sum.Blind)))
+		a.tellBlind(ctx, blind, sum.Accounts, now)
+	}
 	if err := a.enforce(ctx, set, cands, fl, &sum); err != nil {
 		errs = append(errs, err)
 	}
@@ -195,7 +242,9 @@ func (a *Actor) judgeAccount(ctx context.Context, snap *snapshot, v *verdict, ru
 	}
 	sum.Accounts++
 	acct := *v.acct
-	stale := a.cfg.rails().Stale(v.cov, now)
+	rails := a.cfg.rails()
+	rails.MaxStaleness += v.allow
+	stale := rails.Stale(v.cov, now)
 	var errs []error
 	var cands []candidate
 	var unjudged []string // suspension rules sentinel cannot judge on fresh data
@@ -228,7 +277,7 @@ func (a *Actor) judgeAccount(ctx context.Context, snap *snapshot, v *verdict, ru
 	// a subaccount that sentinel cannot read could be doing anything (and
 	// its message rules are Unknown: see newEvaluator). A subaccount seen
 	// for the first time gets the staleness bound to be read once.
-	blind := len(unjudged) > 0 || (stale && (!v.cov.Until.IsZero() || now.Sub(acct.FirstSeen) > a.cfg.MaxStaleness))
+	blind := len(unjudged) > 0 || (stale && (!v.cov.Until.IsZero() || now.Sub(acct.FirstSeen) > rails.MaxStaleness))
 	var ev *slack.Event
 	if blind || snap.maybeBlind(acct.SID) {
 		var err error

@@ -90,6 +90,22 @@ const maxEvents = 10000
 // when the body arrived: the time of a message whose event gives none.
 func (d *Decoder) Events(body []byte, received time.Time) ([]Event, error) {
 	body = bytes.TrimSpace(body)
+	if len(body) > 0 && body[0] == '[' {
+		// One pass over a well-formed body; a malformed one is read again,
+		// event by event, for an error that names the event.
+		var ces []cloudEvent
+		if json.Unmarshal(body, &ces) == nil && len(ces) > 0 && len(ces) <= maxEvents {
+			out := make([]Event, 0, len(ces))
+			for i := range ces {
+				ev, err := d.fromCloudEvent(&ces[i], received)
+				if err != nil {
+					return nil, fmt.Errorf("%w: event %d: %w", ErrMalformed, i, err)
+				}
+				out = append(out, ev)
+			}
+			return out, nil
+		}
+	}
 	var raws []json.RawMessage
 	switch {
 	case len(body) == 0:
@@ -128,6 +144,11 @@ func (d *Decoder) event(raw json.RawMessage, received time.Time) (Event, error) 
 	if err := json.Unmarshal(raw, &ce); err != nil {
 		return Event{}, fmt.Errorf("not a CloudEvent: %s", oneLine(err))
 	}
+	return d.fromCloudEvent(&ce, received)
+}
+
+// fromCloudEvent checks and converts one decoded CloudEvent.
+func (d *Decoder) fromCloudEvent(ce *cloudEvent, received time.Time) (Event, error) {
 	switch {
 	case ce.SpecVersion != "1.0":
 		return Event{}, fmt.Errorf("specversion %q, want \"1.0\"", clip(ce.SpecVersion))

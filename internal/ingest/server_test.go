@@ -189,7 +189,11 @@ func TestEventsEndpoint(t *testing.T) {
 		{"malformed", `[{"specversion":"1.0","id":"EZ9"`, auth, http.StatusBadRequest, "malformed"},
 		{"too large", "[" + strings.Repeat(" ", MaxBody) + "]", auth, http.StatusRequestEntityTooLarge, "too_large"},
 		{"forged signature", ce("EZ7", "com.twilio.messaging.message.failed", outboundData("failed", "30007")),
-			func() http.Header { h := basic("twilio", "s3cret-events"); h.Set("X-Twilio-Signature", "Zm9yZ2Vk"); return h }(),
+			func() http.Header {
+				h := basic("twilio", "s3cret-events")
+				h.Set("X-Twilio-Signature", "Zm9yZ2Vk")
+				return h
+			}(),
 			http.StatusForbidden, "bad_signature"},
 	} {
 		w := e.post(EventsPath, tc.body, tc.header)

@@ -38,6 +38,10 @@ type Subject struct {
 	// that an evaluation on data too stale to act on is Unknown and does
 	// not count toward a rule's `for`.
 	MaxLag time.Duration
+	// Allowance is how much further behind than that Coverage may end
+	// because the account is polled less often: its pushed events arrive
+	// and have missed nothing (sentinel's reconcile interval).
+	Allowance time.Duration
 	// Usage is daily usage oldest first, today (UTC) included, covering
 	// the set's UsageDays.
 	Usage []traffic.Usage
@@ -577,10 +581,10 @@ func (e *evaluation) gapReason(from time.Time) string {
 }
 
 // lag is how far behind now the coverage may end: settings.staleness, or
-// the Subject's MaxLag where shorter.
+// the Subject's MaxLag where shorter, plus its Allowance.
 func (e *evaluation) lag() time.Duration {
 	if l := e.subj.MaxLag; l > 0 && l < e.s.settings.Staleness {
-		return l
+		return l + max(e.subj.Allowance, 0)
 	}
-	return e.s.settings.Staleness
+	return e.s.settings.Staleness + max(e.subj.Allowance, 0)
 }

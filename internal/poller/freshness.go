@@ -99,11 +99,13 @@ type Freshness struct {
 }
 
 // Freshness reports how old the active accounts' message data is now and
-// how many are older than maxAge. Suspended accounts are polled (late
+// how many are older than maxAge (plus their Allowance, while their pushed
+// events are trusted). Suspended accounts are polled (late
 // status changes) but not counted: nothing is judged on them. It reads no
 // store and is cheap enough for every readiness probe.
 func (p *Poller) Freshness(maxAge time.Duration) Freshness {
 	now := p.now()
+	allow := p.allowances() // before f.mu: it takes p.mu
 	f := p.fresh
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -114,7 +116,7 @@ func (p *Poller) Freshness(maxAge time.Duration) Freshness {
 		}
 		out.Active++
 		age := max(now.Sub(a.since), 0)
-		if age > maxAge {
+		if age > maxAge+allow[sid] {
 			out.Stale++
 		}
 		if c := cmp.Compare(age, out.Age); out.Oldest == "" || c > 0 || (c == 0 && sid < out.Oldest) {

@@ -19,6 +19,11 @@ type metrics struct {
 	backfillMessages prometheus.Counter
 	unknownStatus    *prometheus.CounterVec
 	optOuts          *prometheus.CounterVec
+	// pushMissed counts what reconciling reads found that pushed events
+	// had missed, by reason; pushTrusted the accounts whose polling is
+	// backed off to the reconcile schedule.
+	pushMissed  *prometheus.CounterVec
+	pushTrusted prometheus.GaugeFunc
 }
 
 // newMetrics builds the poller's metrics and registers them on reg, which
@@ -87,6 +92,13 @@ func newMetrics(reg prometheus.Registerer, noSubaccountLabel bool) (*metrics, er
 			Name: "sentinel_opt_outs_total",
 			Help: "Inbound opt-outs first stored, by whether they count: counted, repeated (the number's opt-out already counted) or unsolicited (a number the subaccount never messaged).",
 		}, []string{"result"}),
+		pushMissed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sentinel_push_missed_total",
+			Help: "Messages a reconciling poll found that pushed events had missed, by reason: new (never pushed) or status (a status change never pushed). Each sends its account back to polling every cycle.",
+		}, []string{"reason"}),
+	}
+	for _, r := range []string{"new", "status"} {
+		m.pushMissed.WithLabelValues(r)
 	}
 	for _, r := range []string{"counted", "repeated", "unsolicited", "reclassified"} {
 		m.optOuts.WithLabelValues(r)
@@ -112,7 +124,7 @@ func newMetrics(reg prometheus.Registerer, noSubaccountLabel bool) (*metrics, er
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.cycle, m.ingested, m.statusUpdates, m.failures, m.timeouts, m.lastSuccess, m.coverageEnd, m.accounts, m.pruned,
-		m.undecodable, m.unknownStatus, m.optOuts, m.backfillPending, m.backfillMessages} {
+		m.undecodable, m.unknownStatus, m.optOuts, m.backfillPending, m.backfillMessages, m.pushMissed} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

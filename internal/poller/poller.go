@@ -141,6 +141,10 @@ type Config struct {
 	// SweepDeadline bounds one account's sweep (see Sweep) the same way.
 	// Default 30m: half the interval of the default schedule (@every 1h).
 	SweepDeadline time.Duration
+	// Reconcile is how often the log of an account whose pushed events
+	// are trusted is read (see push.go); 0 when nothing is pushed, and
+	// every log is read every cycle.
+	Reconcile time.Duration
 }
 
 func (c *Config) setDefaults() error {
@@ -174,7 +178,7 @@ func (c *Config) setDefaults() error {
 	switch {
 	case c.Concurrency < 0:
 		return fmt.Errorf("poller: concurrency %d is negative", c.Concurrency)
-	case c.Settle < 0 || c.Backfill < 0 || c.Retention < 0 || c.AggRetention < 0 ||
+	case c.Settle < 0 || c.Backfill < 0 || c.Retention < 0 || c.AggRetention < 0 || c.Reconcile < 0 ||
 		c.MessagesDeadline < 0 || c.UsageDeadline < 0 || c.SweepDeadline < 0:
 		return errors.New("poller: durations must not be negative")
 	case c.UsageDays < 0:
@@ -219,6 +223,7 @@ type Poller struct {
 	started      time.Time            // when the Poller was made
 	catching     map[string]bool      // accounts whose messages poll outlived its cycle
 	outlived     sync.WaitGroup       // those polls
+	push         map[string]pushState // pushed events, by account (push.go)
 }
 
 // New returns a Poller. reg may be nil.
@@ -249,8 +254,11 @@ func New(cfg Config, tw *twilioapi.Client, st *store.Store, reg prometheus.Regis
 	}
 	p := &Poller{cfg: cfg, tw: tw, st: st, log: log, now: now, m: m, fresh: fresh, failing: map[string]int{},
 		lastRead: map[string]int{}, logged: map[string]bool{}, statuses: map[string]bool{}, active: map[string]time.Time{},
-		started: now(), catching: map[string]bool{}}
+		started: now(), catching: map[string]bool{}, push: map[string]pushState{}}
 	p.progress.log, p.progress.m = log, m
+	if err := p.registerPush(reg); err != nil {
+		return nil, err
+	}
 	m.failures.WithLabelValues(append([]string{StreamAccounts}, p.label(cfg.Parent)...)...)
 	// The data ages are known from the store before the first cycle, which
 	// may be long in coming (the account list is read first).
@@ -303,6 +311,9 @@ type Result struct {
 	// been since an earlier cycle. Their outcome is recorded when the read
 	// ends.
 	CatchingUp []string
+	// BackedOff counts the accounts not read because their pushed events
+	// are trusted (see push.go).
+	BackedOff int
 }
 
 // Err returns an error when every account failed, which usually means
@@ -427,7 +438,10 @@ func (p *Poller) Messages(ctx context.Context) (Result, error) {
 	p.mu.Lock()
 	p.pruneHorizon = h
 	p.mu.Unlock()
-	res := p.each(ctx, accts, StreamMessages, p.cfg.MessagesDeadline, p.pollMessages)
+	now := p.now()
+	due := slices.DeleteFunc(slices.Clone(accts), func(a store.Account) bool { return p.backedOff(a.SID, now) })
+	res := p.each(ctx, due, StreamMessages, p.cfg.MessagesDeadline, p.pollMessages)
+	res.BackedOff = len(accts) - len(due)
 	// The backfills that did not end well end here, but for those still
 	// reading: each ends them.
 	p.progress.end(false, slices.DeleteFunc(backfills, func(sid string) bool { return slices.Contains(res.CatchingUp, sid) })...)
@@ -780,16 +794,28 @@ func (p *Poller) pollLog(ctx context.Context, a store.Account, deep bool) (func(
 	}
 	label := p.label(a.SID)
 	batch := p.batch()
+	pushFrom, pushTo, reconciling := p.reconciling(a.SID, now)
+	missedAny := false
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
 		// The store writes in SID order, and of a message listed twice it
 		// keeps the later-read state.
-		ing, err := p.st.PutMessages(a.SID, batch)
+		var ing store.Ingest
+		var err error
+		if reconciling {
+			ing, err = p.st.ReconcileMessages(a.SID, batch, pushFrom, pushTo)
+		} else {
+			ing, err = p.st.PutMessages(a.SID, batch)
+		}
 		batch = batch[:0]
 		if err != nil {
 			return err
+		}
+		if ing.MissedNew+ing.MissedStatus > 0 {
+			missedAny = true
+			p.missed(a.SID, ing)
 		}
 		if ing.New+ing.Changed > 0 {
 			p.mu.Lock()
@@ -865,6 +891,9 @@ func (p *Poller) pollLog(ctx context.Context, a store.Account, deep bool) (func(
 		}
 		p.noteRead(a.SID, read)
 		p.fresh.advance(a.SID, now)
+		if reconciling {
+			p.reconciled(a.SID, now, missedAny)
+		}
 		if backfilling {
 			p.progress.read(read)
 			p.progress.end(true, a.SID)
@@ -1143,6 +1172,10 @@ func (p *Poller) prune() error {
 	n, err := p.st.Prune(now.Add(-retention), now.Add(-agg))
 	if n > 0 {
 		p.m.pruned.Add(float64(n))
+	}
+	// The ids of pushed events are kept only as long as Twilio retries.
+	if _, perr := p.st.PruneEvents(now); perr != nil {
+		err = errors.Join(err, perr)
 	}
 	return err
 }

@@ -190,6 +190,7 @@ const ingestFill = 0.9
 // cursor along the sorted batch instead of a lookup per message.
 type ingest struct {
 	account           string
+	n                 int // messages the ingest was made for
 	msgs, times, aggs *bolt.Bucket
 	horizon           time.Time
 	// key holds "account/" followed by the key being built.
@@ -227,6 +228,7 @@ func newIngest(tx *bolt.Tx, account string, n int, window time.Duration) (*inges
 		aggs:    tx.Bucket([]byte(bkAggregates)),
 		horizon: h,
 		key:     prefix(account),
+		n:       n,
 		timeOps: make([]timeOp, 0, n),
 		hours:   make(map[int64]*[slotsPerHour]traffic.Bucket),
 		refill:  make(map[int64]map[int]bool),
@@ -451,8 +453,13 @@ func (w *ingest) reclassify(in *Ingest) error {
 	return nil
 }
 
-// valChunk is the size of the chunks that values are cut from.
-const valChunk = 64 << 10
+// valChunk is the size of the chunks that values are cut from; valGuess
+// is what a message's value is taken to need when an ingest of few
+// messages sizes its only chunk.
+const (
+	valChunk = 64 << 10
+	valGuess = 256
+)
 
 // encode returns m's stored form, cut from the current chunk. It must stay
 // unchanged until the transaction ends unless unencode gives it back.
@@ -461,7 +468,8 @@ func (w *ingest) encode(m *traffic.Message) []byte {
 	// bytes of varints, version, flags and keyword.
 	need := len(m.SID) + len(m.AccountSID) + len(m.Direction) + len(m.Status) + 96
 	if cap(w.vals)-len(w.vals) < need {
-		w.vals = make([]byte, 0, max(valChunk, need))
+		// A few pushed events need a few hundred bytes, not a chunk.
+		w.vals = make([]byte, 0, max(min(valChunk, w.n*valGuess), need))
 	}
 	start := len(w.vals)
 	w.vals = appendMessage(w.vals, m)

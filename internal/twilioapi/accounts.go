@@ -72,6 +72,27 @@ func (c *Client) FetchAccount(ctx context.Context, sid string) (Account, error) 
 	return a, nil
 }
 
+// AuthToken reads a subaccount's auth token with the parent's credentials,
+// to check the signatures of its status callbacks. The caller holds it in
+// memory only; it is never part of an error.
+func (c *Client) AuthToken(ctx context.Context, sid string) (string, error) {
+	if err := validSID(sid); err != nil {
+		return "", fmt.Errorf("fetch auth token: %w", err)
+	}
+	var raw *openapi.ApiV2010Account
+	err := c.do(ctx, endpointAccount, func(api *openapi.ApiService) (err error) {
+		raw, err = api.FetchAccount(sid)
+		return err
+	})
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("fetch auth token of %s: %w", sid, err)
+	case raw == nil || raw.AuthToken == nil || *raw.AuthToken == "":
+		return "", fmt.Errorf("fetch auth token of %s: Twilio's answer carries none", sid)
+	}
+	return *raw.AuthToken, nil
+}
+
 // SetStatus sets a subaccount's status to "active" or "suspended" and returns
 // the account as Twilio reports it afterwards. It refuses, without any
 // request, any other status ("closed" above all, which is permanent) with

@@ -1,0 +1,168 @@
+package actions_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"sentinel/internal/actions"
+	"sentinel/internal/slack"
+	"sentinel/internal/store"
+)
+
+const nudgePolicy = `
+rules:
+  - name: filtered
+    description: Carrier filtering (30007) over 5% of finished messages in the last hour
+    signal: error_rate
+    codes: [30007]
+    window: 1h
+    min_volume: 20
+    trip: 5%
+    resolve: 2.5%
+    for: %FOR%
+    severity: critical
+    action: suspend
+`
+
+func nudgeEnv(t *testing.T, forN string, cfg actions.Config) *env {
+	return newEnv(t, envOptions{subs: 4, cfg: cfg, policy: strings.ReplaceAll(nudgePolicy, "%FOR%", forN)})
+}
+
+func (e *env) nudge(sids ...string) actions.Summary {
+	e.t.Helper()
+	sum, err := e.actor.Nudge(context.Background(), sids)
+	if err != nil {
+		e.t.Fatalf("Nudge: %v", err)
+	}
+	return sum
+}
+
+func (e *env) ruleState(sid, rule string) store.RuleState {
+	e.t.Helper()
+	states, err := e.st.RuleStates(sid)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return states[rule]
+}
+
+// Pushed evidence over a `for: 1` rule suspends at once, through the same
+// pipeline; the others are counted in the fleet and not judged.
+func TestNudgeSuspends(t *testing.T) {
+	e := nudgeEnv(t, "1", actions.Config{})
+	for _, sid := range e.subs {
+		e.send(sid, 100, 0)
+	}
+	e.judge()
+	bad := e.subs[1]
+	e.clock.Advance(3 * time.Second)
+	e.send(bad, 40, 40)
+	sum := e.nudge(bad)
+	if got := e.posts("suspended"); len(got) != 1 || got[0] != bad || len(sum.Suspended) != 1 {
+		t.Fatalf("after a nudge: suspended %v (summary %+v), want %s", got, sum, bad)
+	}
+	if sum.Accounts != 1 {
+		t.Errorf("a nudge of one account judged %d", sum.Accounts)
+	}
+	if len(e.notes.of(slack.KindSuspended)) != 1 {
+		t.Errorf("suspension not told")
+	}
+}
+
+// However many nudges arrive, a `for: 3` counts at most one evaluation per
+// scheduled interval, so it still takes three intervals to fire.
+func TestNudgeCountsOncePerInterval(t *testing.T) {
+	e := nudgeEnv(t, "3", actions.Config{Interval: time.Minute})
+	bad := e.subs[0]
+	e.send(bad, 100, 30)
+	e.judge() // count 1
+	for range 10 {
+		e.clock.Advance(5 * time.Second)
+		e.send(bad, 5, 5)
+		e.nudge(bad)
+	}
+	if s := e.ruleState(bad, "filtered"); s.Consecutive != 1 || s.Firing {
+		t.Fatalf("after nudges within one interval: %+v, want count 1", s)
+	}
+	e.clock.Advance(15 * time.Second) // 65 s after the Judge
+	e.nudge(bad)
+	if s := e.ruleState(bad, "filtered"); s.Consecutive != 2 {
+		t.Fatalf("a nudge an interval after the Judge: %+v, want count 2", s)
+	}
+	// The scheduled Judge right after does not count again.
+	e.clock.Advance(time.Second)
+	e.fresh()
+	if _, err := e.actor.Judge(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.ruleState(bad, "filtered"); s.Consecutive != 2 || len(e.posts("suspended")) != 0 {
+		t.Fatalf("Judge after a counted nudge: %+v, %v; want count 2, nothing suspended", s, e.posts("suspended"))
+	}
+	e.judge()
+	if s := e.ruleState(bad, "filtered"); !s.Firing || len(e.posts("suspended")) != 1 {
+		t.Fatalf("third interval: %+v, %v; want firing and suspended", s, e.posts("suspended"))
+	}
+}
+
+// A nudge never resolves, nor drops a count: only a complete poll can
+// prove a window quiet.
+func TestNudgeDoesNotResolve(t *testing.T) {
+	e := nudgeEnv(t, "1", actions.Config{DryRun: true})
+	bad := e.subs[2]
+	e.send(bad, 100, 10)
+	e.judge()
+	if s := e.ruleState(bad, "filtered"); !s.Firing {
+		t.Fatalf("not firing: %+v", s)
+	}
+	e.clock.Advance(10 * time.Second)
+	e.send(bad, 2000, 0) // 10 of 2100: under resolve
+	e.nudge(bad)
+	if s := e.ruleState(bad, "filtered"); !s.Firing {
+		t.Errorf("a nudge resolved the rule: %+v", s)
+	}
+	if n := len(e.notes.of(slack.KindResolved)); n != 0 {
+		t.Errorf("a nudge told %d resolutions", n)
+	}
+	e.judge()
+	if s := e.ruleState(bad, "filtered"); s.Firing || len(e.notes.of(slack.KindResolved)) != 1 {
+		t.Errorf("the Judge after did not resolve: %+v", s)
+	}
+}
+
+// An account whose pushes are trusted may have polled coverage older than
+// the staleness bound by its allowance: it is judged, not blind, and a
+// suspension goes ahead on the evidence; an account without an allowance
+// and coverage as old is blind.
+func TestAllowance(t *testing.T) {
+	var trusted string
+	e := nudgeEnv(t, "1", actions.Config{MaxStaleness: 5 * time.Minute,
+		Allowance: func(sid string) time.Duration {
+			if sid == trusted {
+				return 10 * time.Minute
+			}
+			return 0
+		}})
+	trusted = e.subs[0]
+	e.send(e.subs[0], 100, 0)
+	e.send(e.subs[1], 100, 0)
+	e.judge()
+	e.clock.Advance(8 * time.Minute) // coverage 8 minutes old
+	e.send(trusted, 50, 50)
+	sum, err := e.actor.Judge(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.posts("suspended"); len(got) != 1 || got[0] != trusted {
+		t.Errorf("suspended %v, want the trusted account on its pushed evidence", got)
+	}
+	for _, sid := range sum.Blind {
+		if sid == trusted {
+			t.Errorf("the trusted account is blind: %+v", sum)
+		}
+	}
+	if len(sum.Blind) == 0 {
+		t.Errorf("no account blind with coverage 8 minutes old: %+v", sum)
+	}
+}
