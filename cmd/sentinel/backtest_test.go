@@ -352,7 +352,7 @@ func TestBacktestBadInput(t *testing.T) {
 		{"step zero", w.args("-backtest", "-step", "0s"), 2, `^sentinel: -step 0s: must be positive\n$`},
 		{"step without backtest", w.args("-status", "-step", "5m"), 2, `^sentinel: -step goes with -backtest\n$`},
 		{"html alone", w.args("-html", "x.html"), 2, `^sentinel: -html goes with -backtest or -explain\n$`},
-		{"two modes", w.args("-backtest", "-status"), 2, `^sentinel: choose one of .*-backtest and -explain\n$`},
+		{"two modes", w.args("-backtest", "-status"), 2, `^sentinel: choose one of .*-backtest, -explain and -events-setup\n$`},
 		{"dry-run", w.args("-backtest", "-dry-run"), 2, `^sentinel: -dry-run does not apply to -backtest`},
 		{"malformed SID", w.args("-explain", "AC123"), 2, `^sentinel: -explain "AC123" is not a subaccount SID`},
 		{"unknown SID", w.args("-explain", "AC"+strings.Repeat("0", 31)+"9"), 1, `^sentinel: no subaccount AC0+9 in this fleet`},
