@@ -1,5 +1,5 @@
 // Package twiliofake is an in-process HTTP fake of the parts of Twilio's
-// 2010-04-01 REST API that sentinel uses, faithful enough that
+// 2010-04-01 REST API and Event Streams API that sentinel uses, faithful enough that
 // github.com/twilio/twilio-go v1.31.0 cannot tell it from api.twilio.com.
 // Tests, benchmarks and the demo point twilio-go at it over loopback through a
 // transport that rewrites the scheme and host (see Server.Transport).
@@ -15,6 +15,27 @@
 //	DELETE /2010-04-01/Accounts/{Sid}/Messages/{MessageSid}.json
 //	GET    /2010-04-01/Accounts/{Sid}/Usage/Records/Today.json     Category, IncludeSubaccounts
 //	GET    /2010-04-01/Accounts/{Sid}/Usage/Records/Daily.json     Category, StartDate, EndDate, IncludeSubaccounts
+//
+// and, on the same listener, the Event Streams API that twilio-go addresses
+// to https://events.twilio.com:
+//
+//	GET    /v1/Sinks                                            InUse, Status
+//	POST   /v1/Sinks                                            Description, SinkType, SinkConfiguration
+//	GET    /v1/Sinks/{Sid}
+//	POST   /v1/Sinks/{Sid}                                      Description
+//	DELETE /v1/Sinks/{Sid}
+//	POST   /v1/Sinks/{Sid}/Test
+//	POST   /v1/Sinks/{Sid}/Validate                             TestId
+//	GET    /v1/Subscriptions                                    SinkSid
+//	POST   /v1/Subscriptions                                    Description, SinkSid, Types, ReceiveEventsFromSubaccounts
+//	GET    /v1/Subscriptions/{Sid}
+//	POST   /v1/Subscriptions/{Sid}                              Description, ReceiveEventsFromSubaccounts
+//	DELETE /v1/Subscriptions/{Sid}
+//	GET    /v1/Subscriptions/{Sid}/SubscribedEvents
+//	POST   /v1/Subscriptions/{Sid}/SubscribedEvents             Type, SchemaVersion
+//	GET    /v1/Subscriptions/{Sid}/SubscribedEvents/{Type}
+//	POST   /v1/Subscriptions/{Sid}/SubscribedEvents/{Type}      SchemaVersion
+//	DELETE /v1/Subscriptions/{Sid}/SubscribedEvents/{Type}
 //
 // Lists also take PageSize, Page and PageToken. The parent's usage includes
 // its subaccounts' unless IncludeSubaccounts=false, as the spec documents.
@@ -42,7 +63,42 @@
 // is serving: AddSubaccount, SetStatus, SuspendByTwilio, AppendMessages,
 // Generate, UpdateMessage (late delivery receipts), SetUsage, Inject (429,
 // 5xx, HTML pages, truncated JSON, dropped connections, latency), LoopPages,
-// the clock (Options.Now), and the request record (Requests, Stats, Reset).
+// the clock (Options.Now), and the request record (Requests, Stats, Reset);
+// for Event Streams AddSink, AddSubscription, EditSink (what only the
+// console could change), Sinks, Subscriptions, SetDelivery,
+// WaitDeliveries, DeliveryStats and Deliveries.
+//
+// # Event Streams
+//
+// Sinks and subscriptions belong to the account whose credentials created
+// them: the parent's credentials list the parent's only, a subaccount's its
+// own. A webhook sink (sink_configuration destination, method, and
+// batch_events, true when left out (?)) is active at once: Twilio no longer
+// validates sinks. A sink's configuration cannot change through the API,
+// only its description. A subscription selects event types, each at a
+// schema version (the latest when none is given); a parent's subscription
+// with ReceiveEventsFromSubaccounts also selects its subaccounts' events
+// (Options.SubaccountEvents says whether the fake honours that beta
+// parameter).
+//
+// Delivery: while a webhook sink subscribes to message events, messages
+// appended (AppendMessages, Generate) raise the events of every status they
+// have passed through (queued, sent, then delivered, undelivered, read, or
+// failed), inbound ones com.twilio.messaging.inbound-message.received with
+// the body, and UpdateMessage the statuses newly reached. Each event is a
+// CloudEvents 1.0 object (id EZ and 32 hex digits, source, type, time,
+// dataschema on events-schemas.twilio.com, data with messageSid,
+// accountSid, messageStatus in capitals, errorCode (a number on failed and
+// undelivered events, else null), timestamp, from, to, messagingServiceSid
+// and, inbound, body). A sink gets the events of one change as one JSON
+// array per BatchSize events when batch_events is true, else one object per
+// request, by HTTP POST (the sink's method) to its destination, with the
+// destination's user info as Basic credentials and an X-Twilio-Signature
+// (DeliveryOptions.Signing). Deliveries run on one goroutine, started by the
+// first and stopped by Close, and are retried with doubling backoff on a
+// non-2xx answer or no answer, up to MaxAttempts, with the same event ids.
+// DuplicateEvery and Reorder make the at-least-once, unordered delivery
+// Twilio promises visible.
 //
 // # What is faithful
 //
@@ -119,4 +175,13 @@
 //     may still show in logs for up to 14 days (?); the fake drops it at
 //     once.
 //   - No rate limiting of its own: 429s come only from Inject.
+//   - Event Streams (?): sinks and subscriptions are listed by SID; deleting
+//     a sink that a subscription uses is refused with 400; the errors of the
+//     Events API are 400/70002 like the rest of the fake's malformed
+//     requests; an event reaches a sink once even if several of its
+//     subscriptions select it; events carry only the data fields above, at
+//     the schema versions of Twilio's published examples; events are raised
+//     when a message changes in the fake, however old its dates; signing
+//     with the sink's account's token over the URL with bodySHA256 is how
+//     Twilio signs JSON webhooks, not confirmed for Event Streams.
 package twiliofake

@@ -45,6 +45,16 @@ type Options struct {
 	// Twilio does. Twilio does not publish its figure (?: third parties
 	// cite about 100).
 	ConcurrencyLimit int
+	// SubaccountEvents says whether the Event Streams API honours a
+	// subscription's ReceiveEventsFromSubaccounts (default: it does).
+	SubaccountEvents SubaccountEvents
+	// RedactSinkCredentials leaves the user info out of the destination
+	// of a webhook sink's sink_configuration in the API's answers: whether
+	// Twilio shows the credentials it holds is not documented (?).
+	RedactSinkCredentials bool
+	// Delivery configures the delivery of events to webhook sinks; see
+	// also SetDelivery.
+	Delivery DeliveryOptions
 	// ReportConcurrency sends Twilio-Concurrent-Requests on every response:
 	// the requests in flight when it arrived, itself and Background
 	// included (?: Twilio does not document the header's meaning; see
@@ -64,6 +74,10 @@ type Server struct {
 	strs     *interner
 	seq      uint64
 	changes  []StatusChange
+	sinks    map[string]*sink         // Event Streams sinks by SID
+	subs     map[string]*subscription // Event Streams subscriptions by SID
+
+	dl *deliverer // the delivery of events to webhook sinks
 
 	fmu      sync.Mutex // guards the fields below
 	faults   []*faultState
@@ -98,6 +112,9 @@ func New(opts Options) *Server {
 		strs:     newInterner(),
 		loops:    map[string]int{},
 		stats:    Stats{ByStatus: map[int]int{}},
+		sinks:    map[string]*sink{},
+		subs:     map[string]*subscription{},
+		dl:       newDeliverer(opts.Delivery, opts.Seed),
 	}
 	if s.opts.ParentSID == "" {
 		s.opts.ParentSID = s.newSID("AC")
@@ -132,8 +149,10 @@ func (s *Server) URL() string {
 	return s.ts.URL
 }
 
-// Close stops the listener started by Start.
+// Close stops the listener started by Start and the delivery of events;
+// deliveries still queued are dropped.
 func (s *Server) Close() {
+	s.closeDeliveries()
 	if s.ts != nil {
 		s.ts.Close()
 	}
@@ -291,7 +310,17 @@ func (s *Server) StatusChanges() []StatusChange {
 // It is cheapest when each account's messages arrive oldest first, as live
 // traffic does; an older message is inserted in place. Nothing is added if
 // any message is invalid.
+//
+// Messages appended while a webhook sink subscribes to their events raise
+// those events: an outbound message every status it has passed through
+// (queued, sent, delivered...), an inbound one its reception.
 func (s *Server) AppendMessages(msgs ...Message) ([]string, error) {
+	sids, out, err := s.appendMessages(msgs)
+	s.deliver(out)
+	return sids, err
+}
+
+func (s *Server) appendMessages(msgs []Message) ([]string, []outbound, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	type item struct {
@@ -304,14 +333,14 @@ func (s *Server) AppendMessages(msgs ...Message) ([]string, error) {
 	for _, m := range msgs {
 		a := s.accounts[m.AccountSID]
 		if a == nil {
-			return nil, fmt.Errorf("append message: account %s: %w", m.AccountSID, ErrNoAccount)
+			return nil, nil, fmt.Errorf("append message: account %s: %w", m.AccountSID, ErrNoAccount)
 		}
 		sm, err := s.toMsg(m)
 		if err != nil {
-			return nil, fmt.Errorf("append message: %w", err)
+			return nil, nil, fmt.Errorf("append message: %w", err)
 		}
 		if _, dup := s.index[sm.sid]; dup || seen[sm.sid] {
-			return nil, fmt.Errorf("append message %s: duplicate sid: %w", formatSID(sm.sid, sm.mms), ErrInvalid)
+			return nil, nil, fmt.Errorf("append message %s: duplicate sid: %w", formatSID(sm.sid, sm.mms), ErrInvalid)
 		}
 		seen[sm.sid] = true
 		items = append(items, item{a, sm})
@@ -338,7 +367,14 @@ func (s *Server) AppendMessages(msgs ...Message) ([]string, error) {
 		s.index[it.m.sid] = msgRef{acct: a, key: it.m.key}
 		a.addUsage(&it.m, 1, s.strs)
 	}
-	return sids, nil
+	if !s.hasSubscriptions() {
+		return sids, nil, nil
+	}
+	var evs []pendingEvent
+	for _, it := range items {
+		evs = append(evs, s.messageEvents(nil, s.toMessage(it.acct.SID, &it.m))...)
+	}
+	return sids, s.fanOut(evs), nil
 }
 
 // Message returns a message's current state.
@@ -372,19 +408,28 @@ func (s *Server) find(sid string) (*msg, *account, error) {
 // account and listing position (the date_sent, or date_created, it was
 // appended with) do not change; setting a null DateSent later keeps the
 // message where date_created placed it.
+//
+// A change of status raises the events of the statuses the message has
+// newly passed through, for the webhook sinks that subscribe to them.
 func (s *Server) UpdateMessage(sid string, edit func(*Message)) error {
+	out, err := s.updateMessageKnob(sid, edit)
+	s.deliver(out)
+	return err
+}
+
+func (s *Server) updateMessageKnob(sid string, edit func(*Message)) ([]outbound, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m, a, err := s.find(sid)
 	if err != nil {
-		return fmt.Errorf("update message: %w", err)
+		return nil, fmt.Errorf("update message: %w", err)
 	}
 	cur := s.toMessage(a.SID, m)
 	next := cur
 	next.DateUpdated = time.Time{}
 	edit(&next)
 	if next.SID != cur.SID || next.AccountSID != cur.AccountSID {
-		return fmt.Errorf("update message %s: sid and account are fixed: %w", sid, ErrInvalid)
+		return nil, fmt.Errorf("update message %s: sid and account are fixed: %w", sid, ErrInvalid)
 	}
 	if next.DateUpdated.IsZero() {
 		next.DateUpdated = s.now()
@@ -394,13 +439,16 @@ func (s *Server) UpdateMessage(sid string, edit func(*Message)) error {
 	}
 	nm, err := s.toMsg(next)
 	if err != nil {
-		return fmt.Errorf("update message %s: %w", sid, err)
+		return nil, fmt.Errorf("update message %s: %w", sid, err)
 	}
 	nm.key = m.key
 	a.addUsage(m, -1, s.strs)
 	*m = nm
 	a.addUsage(m, 1, s.strs)
-	return nil
+	if !s.hasSubscriptions() {
+		return nil, nil
+	}
+	return s.fanOut(s.messageEvents(&cur, s.toMessage(a.SID, m))), nil
 }
 
 // MessageCount returns how many messages an account holds.
@@ -633,6 +681,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	const base = "/2010-04-01/Accounts"
 	p := r.URL.Path
+	if strings.HasPrefix(p, "/v1/") {
+		// events.twilio.com, reached through the same rewriting transport.
+		s.routeEvents(w, r)
+		return
+	}
 	if !strings.HasPrefix(p, base) {
 		notFound(w, p)
 		return

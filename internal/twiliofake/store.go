@@ -26,6 +26,9 @@ var (
 	messageSIDRe = regexp.MustCompile(`^(SM|MM)[0-9a-f]{32}$`)
 	serviceSIDRe = regexp.MustCompile(`^MG[0-9a-fA-F]{32}$`)
 	tokenRe      = regexp.MustCompile(`^[A-Za-z0-9]{32}$`)
+
+	sinkSIDRe         = regexp.MustCompile(`^DG[0-9a-fA-F]{32}$`)
+	subscriptionSIDRe = regexp.MustCompile(`^DF[0-9a-fA-F]{32}$`)
 )
 
 // Account statuses as Twilio names them.
