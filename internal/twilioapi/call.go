@@ -61,7 +61,8 @@ func (a *attempt) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	a.reqCtx, a.cancel = context.WithTimeout(a.ctx, a.c.cfg.Timeout)
 	r := req.Clone(a.reqCtx)
-	r.URL.Scheme, r.URL.Host = a.c.base.Scheme, a.c.base.Host
+	base := a.c.baseFor(req.URL.Host)
+	r.URL.Scheme, r.URL.Host = base.Scheme, base.Host
 	r.URL.User = nil
 	r.Host = ""
 	start := time.Now()
@@ -100,15 +101,27 @@ func (a *attempt) done() (timedOut bool) {
 	return timedOut
 }
 
-// do runs op, which makes one request through twilio-go's api, until it
-// succeeds, fails for good, or runs out of retries.
+// do runs op, which makes one request through twilio-go's api with the
+// parent's credentials, until it succeeds, fails for good, or runs out of
+// retries.
 func (c *Client) do(ctx context.Context, endpoint string, op func(api *openapi.ApiService) error) error {
+	return c.call(ctx, endpoint, c.parent(), true, func(h *client.RequestHandler) error {
+		return op(openapi.NewApiService(h))
+	})
+}
+
+// call runs op, which makes one request through h as the account cred,
+// like do. A request that is not idempotent (one that creates something) is
+// retried only after a 429, which Twilio answers to requests it did not
+// process: after a 5xx or no answer it may have been carried out, and a
+// second one would make a second copy.
+func (c *Client) call(ctx context.Context, endpoint string, cred credentials, idempotent bool, op func(h *client.RequestHandler) error) error {
 	for n := 0; ; n++ {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		a := &attempt{c: c, ctx: ctx, endpoint: endpoint}
-		err := c.calledURL(op(c.service(a)))
+		err := c.calledURL(op(c.handler(a, cred)))
 		timedOut := a.done()
 		if err == nil {
 			return nil
@@ -118,7 +131,7 @@ func (c *Client) do(ctx context.Context, endpoint string, op func(api *openapi.A
 			return ctxErr
 		}
 		retry, err := classify(err, a, timedOut)
-		if !retry {
+		if !retry || (!idempotent && a.status != http.StatusTooManyRequests) {
 			return err
 		}
 		if n >= c.cfg.MaxRetries {
@@ -138,14 +151,15 @@ func (c *Client) do(ctx context.Context, endpoint string, op func(api *openapi.A
 }
 
 // calledURL makes err name the URL that was actually called: twilio-go
-// builds every URL on https://api.twilio.com, which the attempt's
-// RoundTripper rewrites to Config.BaseURL, and an error from the HTTP
-// client would name the former.
+// builds every URL on https://api.twilio.com (or events.twilio.com), which
+// the attempt's RoundTripper rewrites to Config.BaseURL (or EventsURL), and
+// an error from the HTTP client would name the former.
 func (c *Client) calledURL(err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		if u, perr := url.Parse(ue.URL); perr == nil {
-			u.Scheme, u.Host, u.User = c.base.Scheme, c.base.Host, nil
+			base := c.baseFor(u.Host)
+			u.Scheme, u.Host, u.User = base.Scheme, base.Host, nil
 			ue.URL = u.String()
 		}
 	}

@@ -8,11 +8,11 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twilio/twilio-go/client"
-	openapi "github.com/twilio/twilio-go/rest/api/v2010"
 	"golang.org/x/time/rate"
 
 	"sentinel/internal/traffic"
@@ -21,6 +21,7 @@ import (
 // Defaults for zero Config fields.
 const (
 	DefaultBaseURL    = "https://api.twilio.com"
+	DefaultEventsURL  = "https://events.twilio.com"
 	DefaultTimeout    = 30 * time.Second
 	DefaultMaxRetries = 5
 	DefaultMinBackoff = 500 * time.Millisecond
@@ -62,6 +63,12 @@ type Config struct {
 	// whatever URL twilio-go builds; no path, query or user info. Default
 	// "https://api.twilio.com".
 	BaseURL string
+	// EventsURL is where requests to the Event Streams API
+	// (events.twilio.com) go, in the same form. Default
+	// "https://events.twilio.com" when BaseURL is Twilio's own, else
+	// BaseURL: a fake or proxy that stands in for api.twilio.com serves
+	// both, as their paths do not overlap (/2010-04-01, /v1).
+	EventsURL string
 	// AccountSID is the parent account: "AC" and 32 hex digits.
 	AccountSID string
 	// AuthToken is the parent's auth token. It is never logged and never
@@ -118,6 +125,7 @@ type Config struct {
 type Client struct {
 	cfg        Config
 	base       *url.URL                    // scheme and host every request goes to
+	eventsBase *url.URL                    // the same for events.twilio.com's
 	transport  *http.Transport             // shared connection pool
 	wait       func(context.Context) error // rate limiter; a hook for tests
 	budget     *budget                     // requests in flight
@@ -146,10 +154,19 @@ func New(cfg Config) (*Client, error) {
 	if cfg.BaseURL == "" {
 		cfg.BaseURL = DefaultBaseURL
 	}
-	base, err := url.Parse(cfg.BaseURL)
-	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" ||
-		base.User != nil || (base.Path != "" && base.Path != "/") || base.RawQuery != "" || base.Fragment != "" {
+	base, err := parseBase(cfg.BaseURL)
+	if err != nil {
 		return nil, fmt.Errorf("new twilio client: base URL %q must be http(s)://host[:port]", redactURL(cfg.BaseURL))
+	}
+	if cfg.EventsURL == "" {
+		cfg.EventsURL = cfg.BaseURL
+		if base.Host == "api.twilio.com" {
+			cfg.EventsURL = DefaultEventsURL
+		}
+	}
+	eventsBase, err := parseBase(cfg.EventsURL)
+	if err != nil {
+		return nil, fmt.Errorf("new twilio client: events URL %q must be http(s)://host[:port]", redactURL(cfg.EventsURL))
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout
@@ -227,7 +244,8 @@ func New(cfg Config) (*Client, error) {
 	transport.MaxIdleConnsPerHost = 64
 	return &Client{
 		cfg:        cfg,
-		base:       &url.URL{Scheme: base.Scheme, Host: base.Host},
+		base:       base,
+		eventsBase: eventsBase,
 		transport:  transport,
 		wait:       limiter.Wait,
 		budget:     newBudget(cfg.Concurrency, cfg.ConcurrencyShare, cfg.SuccessInterval, time.Now, m),
@@ -292,13 +310,39 @@ func truncate(s string, n int) string {
 	return s
 }
 
-// service returns a twilio-go API service whose every request goes through
-// rt. It is cheap: the connection pool lives in c.transport. The request
-// handler is built without TWILIO_EDGE/TWILIO_REGION, and rt rewrites the
-// host in any case.
-func (c *Client) service(rt http.RoundTripper) *openapi.ApiService {
+// parseBase parses a base URL: http(s)://host[:port], nothing else.
+func parseBase(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return nil, errors.New("not a base URL")
+	}
+	return &url.URL{Scheme: u.Scheme, Host: u.Host}, nil
+}
+
+// baseFor returns where a request twilio-go addressed to host goes: the
+// Event Streams API's host (events.twilio.com, or an edge or region of it)
+// to EventsURL, everything else to BaseURL.
+func (c *Client) baseFor(host string) *url.URL {
+	if strings.HasPrefix(host, "events.") && strings.HasSuffix(host, ".twilio.com") {
+		return c.eventsBase
+	}
+	return c.base
+}
+
+// credentials are the account a request acts as. The token is never
+// logged and never appears in errors.
+type credentials struct{ sid, token string }
+
+func (c *Client) parent() credentials { return credentials{c.cfg.AccountSID, c.cfg.AuthToken} }
+
+// handler returns a twilio-go request handler acting as cred whose every
+// request goes through rt. It is cheap: the connection pool lives in
+// c.transport. It is built without TWILIO_EDGE/TWILIO_REGION, and rt
+// rewrites the host in any case.
+func (c *Client) handler(rt http.RoundTripper, cred credentials) *client.RequestHandler {
 	tc := &client.Client{
-		Credentials: client.NewCredentials(c.cfg.AccountSID, c.cfg.AuthToken),
+		Credentials: client.NewCredentials(cred.sid, cred.token),
 		HTTPClient: &http.Client{
 			Transport: rt,
 			// Like twilio-go's default client: a redirect is an answer, not
@@ -306,6 +350,6 @@ func (c *Client) service(rt http.RoundTripper) *openapi.ApiService {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 	}
-	tc.SetAccountSid(c.cfg.AccountSID)
-	return openapi.NewApiService(&client.RequestHandler{Client: tc})
+	tc.SetAccountSid(cred.sid)
+	return &client.RequestHandler{Client: tc}
 }

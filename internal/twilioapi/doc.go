@@ -1,6 +1,7 @@
 // Package twilioapi is sentinel's Twilio client. It wraps twilio-go for the
 // few calls sentinel makes (list and update accounts, read a subaccount's
-// message log and usage) and adds what a daemon needs and twilio-go lacks.
+// message log and usage, and, for -events-setup, Event Streams' sinks and
+// subscriptions) and adds what a daemon needs and twilio-go lacks.
 //
 // # Model
 //
@@ -15,10 +16,13 @@
 //     (twilio-go has no context), so cancelling aborts a request in flight
 //     and time spent queueing for the limiter is not counted as a timeout;
 //   - rewrites the scheme and host to Config.BaseURL, which is the only way
-//     to point twilio-go at anything but api.twilio.com. Because it works on
-//     the final request it also covers next_page_uri follow-ups, and it is
-//     immune to TWILIO_EDGE and TWILIO_REGION, which twilio-go reads from
-//     the environment (the request handler is built without them anyway);
+//     to point twilio-go at anything but api.twilio.com, or, for what
+//     twilio-go addresses to events.twilio.com, to Config.EventsURL (by
+//     default Twilio's own when BaseURL is, else BaseURL: a fake serves
+//     both). Because it works on the final request it also covers
+//     next_page_uri follow-ups, and it is immune to TWILIO_EDGE and
+//     TWILIO_REGION, which twilio-go reads from the environment (the
+//     request handler is built without them anyway);
 //   - records the status and Retry-After header of the response, which
 //     twilio-go does not expose, and closes the body twilio-go leaves open on
 //     error responses.
@@ -42,6 +46,13 @@
 //
 // Updating an account's status is retried like a read: setting a status is
 // idempotent, so repeating a POST whose response was lost is harmless.
+// Creating a sink or a subscription is not: it is retried only after a 429,
+// which Twilio answers to requests it did not process.
+//
+// Event Streams resources belong to the account whose credentials call:
+// Events acts as the parent, EventsAs as a subaccount with its own token,
+// which SubaccountCredentials reads from the parent's account list (and
+// which never appears in a String, an error or a log).
 //
 // # Paging
 //
