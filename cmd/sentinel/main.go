@@ -72,6 +72,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return manual(ctx, cfg, getenv, log, stdout)
 	case cfg.demo:
 		return runDemo(ctx, cfg, log, stdout, stderr)
+	case cfg.eventsSetup:
+		return eventsSetup(ctx, cfg, stdout, stderr)
 	}
 	if cfg.accountSID == "" || cfg.authToken == "" {
 		return usageError(fmt.Errorf("%w (or use -demo)", errNoTwilio))
