@@ -2,15 +2,21 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -392,5 +398,94 @@ func TestEventsSetupDelivers(t *testing.T) {
 	}
 	if !strings.Contains(string(bodies[0]), `"errorCode":30007`) {
 		t.Errorf("body %s, want the failure's error code", bodies[0])
+	}
+}
+
+// TestEventsSetupFeedsTheDaemon is push from end to end: -events-setup
+// points the fake's Event Streams at a daemon's -events-listen (behind a
+// proxy, as in production, whose URL is -events-url), and the events the
+// fake then delivers (batched, some twice, out of order, signed) suspend an
+// offender under a `for: 1` rule with no poll in between.
+func TestEventsSetupFeedsTheDaemon(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, twiliofake.Options{Delivery: twiliofake.DeliveryOptions{DuplicateEvery: 5, Reorder: true}})
+	_, steady := w.fleet(t, 3, false)
+	offender := steady[0]
+	policies := t.TempDir()
+	if err := os.WriteFile(filepath.Join(policies, "push.yaml"), []byte(forOnePolicy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// The proxy in front of the daemon's events listener, which is known
+	// only once the daemon runs.
+	var target atomic.Pointer[url.URL]
+	proxy := httptest.NewServer(&httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		if u := target.Load(); u != nil {
+			r.SetURL(u)
+		}
+	}})
+	t.Cleanup(proxy.Close)
+
+	env := append(w.environ(), "SENTINEL_EVENTS_USERNAME="+pushUser, "SENTINEL_EVENTS_PASSWORD="+pushPassword)
+	secrets := append(w.secrets(), pushPassword, url.PathEscape(pushPassword))
+	d := startEnv(t, env, secrets, w.args("-policies", policies, "-messages-schedule", "@every 10m",
+		"-events-listen", "127.0.0.1:0", "-events-url", proxy.URL)...)
+	addr := d.addr(t)
+	events, err := url.Parse("http://" + d.waitFor(t, eventsListenRe, false, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	target.Store(events)
+	waitReady(t, d, addr)
+
+	r := runEnv(t, env, secrets, "-twilio-api-url", w.fake.URL(), "-events-setup", "-events-url", proxy.URL)
+	if r.code != 0 {
+		t.Fatalf("-events-setup:\n%s", r)
+	}
+
+	now := time.Now().UTC()
+	var msgs []twiliofake.Message
+	for i := range 30 {
+		at := now.Add(-time.Duration(30-i) * time.Second)
+		msgs = append(msgs, twiliofake.Message{AccountSID: offender, From: "+15550001000", To: fmt.Sprintf("+1202555%04d", i),
+			Status: "undelivered", ErrorCode: 30007, DateCreated: at.Add(-time.Second), DateSent: at, DateUpdated: at.Add(2 * time.Second)})
+	}
+	for _, sid := range steady[1:] {
+		msgs = append(msgs, twiliofake.Message{AccountSID: sid, Status: "delivered", DateSent: now.Add(-time.Second)})
+	}
+	start := time.Now()
+	if _, err := w.fake.AppendMessages(msgs...); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the offender's suspension", func() bool {
+		return slices.Contains(statusPosts(w.fake, "suspended"), offender)
+	})
+	t.Logf("suspended %v after the messages", time.Since(start).Round(time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.fake.WaitDeliveries(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := w.fake.DeliveryStats(); st.Failed != 0 || st.Retries != 0 || st.Delivered < 3*30 {
+		t.Errorf("deliveries %+v, want every event accepted at once", st)
+	}
+	if got := statusPosts(w.fake, "suspended"); !slices.Equal(got, []string{offender}) {
+		t.Errorf("suspended %v, want only %s", got, offender)
+	}
+	_, metrics := get(t, "http://"+addr+"/metrics")
+	for _, want := range []string{
+		`sentinel_events_rejected_total{reason="bad_signature"} 0`,
+		`sentinel_events_rejected_total{reason="unauthorized"} 0`,
+		`sentinel_events_rejected_total{reason="malformed"} 0`,
+	} {
+		if !strings.Contains(string(metrics), want+"\n") {
+			t.Errorf("/metrics lacks %s:\n%s", want, grepLines(string(metrics), "sentinel_events_rejected"))
+		}
+	}
+	if !regexp.MustCompile(`sentinel_events_received_total\{source="event_streams"\} (9\d|[1-9]\d\d)\n`).Match(metrics) {
+		t.Errorf("the daemon did not count the pushed events:\n%s", grepLines(string(metrics), "sentinel_events_received"))
+	}
+	if code := d.signal(t, syscall.SIGTERM, 30*time.Second); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, d.stderr)
 	}
 }
