@@ -408,7 +408,22 @@ func TestEventsSetupDelivers(t *testing.T) {
 // offender under a `for: 1` rule with no poll in between.
 func TestEventsSetupFeedsTheDaemon(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, twiliofake.Options{Delivery: twiliofake.DeliveryOptions{DuplicateEvery: 5, Reorder: true}})
+	t.Run("the parent's subscription", func(t *testing.T) {
+		t.Parallel()
+		feedTheDaemon(t, twiliofake.SubaccountEventsOn)
+	})
+	t.Run("each subaccount's own", func(t *testing.T) {
+		// Each subaccount's sink is signed with that subaccount's token, as
+		// Twilio signs what a subaccount's resources send (?); the receiver
+		// checks Event Streams signatures with the parent's token only, and
+		// refuses these with 403.
+		t.Skip("the receiver does not yet check a subaccount's own sink's signature with that subaccount's token")
+		feedTheDaemon(t, twiliofake.SubaccountEventsIgnored)
+	})
+}
+
+func feedTheDaemon(t *testing.T, mode twiliofake.SubaccountEvents) {
+	w := newWorld(t, twiliofake.Options{SubaccountEvents: mode, Delivery: twiliofake.DeliveryOptions{DuplicateEvery: 5, Reorder: true}})
 	_, steady := w.fleet(t, 3, false)
 	offender := steady[0]
 	policies := t.TempDir()
