@@ -78,11 +78,13 @@ func eventsSetup(ctx context.Context, cfg *config, stdout, stderr io.Writer) err
 		return err
 	}
 	s := &setup{
-		want:    want,
-		dryRun:  cfg.dryRun,
-		stdout:  stdout,
-		stderr:  stderr,
-		secrets: []string{cfg.authToken, cfg.eventsPassword, url.QueryEscape(cfg.eventsPassword), url.PathEscape(cfg.eventsPassword)},
+		want:        want,
+		password:    cfg.eventsPassword,
+		parentToken: cfg.authToken,
+		dryRun:      cfg.dryRun,
+		stdout:      stdout,
+		stderr:      stderr,
+		secrets:     []string{cfg.authToken, cfg.eventsPassword, url.QueryEscape(cfg.eventsPassword), url.PathEscape(cfg.eventsPassword)},
 	}
 	if err := s.run(ctx, tw); err != nil {
 		return errors.New(oneLine(s.scrub(err.Error())))
@@ -111,12 +113,21 @@ func wantedSink(cfg *config) (sinkSpec, error) {
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/") + ingest.EventsPath
 	u.RawPath = ""
-	mac := hmac.New(sha256.New, []byte(cfg.authToken))
-	fmt.Fprintf(mac, "sentinel events sink\n%s\n%s", cfg.eventsUsername, cfg.eventsPassword)
-	return sinkSpec{
-		endpoint: u, user: cfg.eventsUsername, pass: cfg.eventsPassword,
-		fingerprint: hex.EncodeToString(mac.Sum(nil))[:16],
-	}, nil
+	return newSinkSpec(u, cfg.eventsUsername, cfg.eventsPassword, cfg.authToken), nil
+}
+
+func newSinkSpec(endpoint *url.URL, user, pass, parentToken string) sinkSpec {
+	mac := hmac.New(sha256.New, []byte(parentToken))
+	fmt.Fprintf(mac, "sentinel events sink\n%s\n%s", user, pass)
+	return sinkSpec{endpoint: endpoint, user: user, pass: pass, fingerprint: hex.EncodeToString(mac.Sum(nil))[:16]}
+}
+
+// forSubaccount is the sink a subaccount's own subscription sends to: the
+// same endpoint, with credentials of that subaccount's own (see
+// ingest.SubaccountPassword). Its owner can read its sinks, and with them
+// these credentials, which let it push nothing but its own events.
+func (w sinkSpec) forSubaccount(sid, password, parentToken string) sinkSpec {
+	return newSinkSpec(w.endpoint, sid, ingest.SubaccountPassword(password, sid), parentToken)
 }
 
 // destination is the sink's URL with the credentials as user info.
@@ -146,11 +157,14 @@ func redacted(dest string) string {
 
 // setup is one run of -events-setup.
 type setup struct {
-	want    sinkSpec
-	dryRun  bool
-	stdout  io.Writer
-	stderr  io.Writer
-	changes int
+	want sinkSpec
+	// password and parentToken derive each subaccount's own sink
+	// credentials (sinkSpec.forSubaccount).
+	password, parentToken string
+	dryRun                bool
+	stdout                io.Writer
+	stderr                io.Writer
+	changes               int
 	// secrets never reach the output: errors are scrubbed of them.
 	secrets []string
 }
@@ -189,7 +203,7 @@ func (s *setup) scrub(text string) string {
 }
 
 func (s *setup) run(ctx context.Context, tw *twilioapi.Client) error {
-	covers, known, err := s.account(ctx, tw.Events(), "the parent "+tw.ParentSID(), true)
+	covers, known, err := s.account(ctx, tw.Events(), "the parent "+tw.ParentSID(), true, s.want)
 	if err != nil {
 		return err
 	}
@@ -221,7 +235,9 @@ func (s *setup) run(ctx context.Context, tw *twilioapi.Client) error {
 		}
 		ev, err := tw.EventsAs(c.SID, c.Token)
 		if err == nil {
-			_, _, err = s.account(ctx, ev, "subaccount "+c.SID, false)
+			want := s.want.forSubaccount(c.SID, s.password, s.parentToken)
+			s.secrets = append(s.secrets, want.pass, url.QueryEscape(want.pass), url.PathEscape(want.pass))
+			_, _, err = s.account(ctx, ev, "subaccount "+c.SID, false, want)
 		}
 		if err != nil {
 			failed = append(failed, c.SID)
@@ -242,18 +258,18 @@ func (s *setup) run(ctx context.Context, tw *twilioapi.Client) error {
 
 // problems says what is wrong with a sink that is sentinel's (a webhook to
 // its endpoint); ours is false for any other sink.
-func (s *setup) problems(sk twilioapi.Sink) (ours bool, problems []string) {
+func (s *setup) problems(sk twilioapi.Sink, want sinkSpec) (ours bool, problems []string) {
 	if sk.Type != "webhook" {
 		return false, nil
 	}
 	u, err := url.Parse(sk.Destination)
-	if err != nil || !sameEndpoint(u, s.want.endpoint) {
+	if err != nil || !sameEndpoint(u, want.endpoint) {
 		return false, nil
 	}
 	if !strings.EqualFold(sk.Method, http.MethodPost) {
 		problems = append(problems, fmt.Sprintf("method %s, want POST", truncate(oneLine(sk.Method), 20)))
 	}
-	if !s.credentialsMatch(u, sk.Description) {
+	if !credentialsMatch(u, sk.Description, want) {
 		problems = append(problems, "other Basic credentials")
 	}
 	if !sk.Batch {
@@ -266,13 +282,13 @@ func (s *setup) problems(sk twilioapi.Sink) (ours bool, problems []string) {
 // credentials. Where Twilio shows the password, it decides; where it does
 // not (no user info, or a masked password (?)), the fingerprint in the
 // description does.
-func (s *setup) credentialsMatch(u *url.URL, description string) bool {
+func credentialsMatch(u *url.URL, description string, want sinkSpec) bool {
 	if u.User != nil {
 		if pass, ok := u.User.Password(); ok && strings.Trim(pass, "*") != "" {
-			return u.User.Username() == s.want.user && pass == s.want.pass
+			return u.User.Username() == want.user && pass == want.pass
 		}
 	}
-	return strings.Contains(description, s.want.fingerprint)
+	return strings.Contains(description, want.fingerprint)
 }
 
 // sameEndpoint compares scheme, host (ignoring case and a default port)
@@ -297,7 +313,7 @@ func sameEndpoint(u, want *url.URL) bool {
 // subscription receive the subaccounts' events. covers says it does;
 // known is false in a dry run that would create the subscription, when
 // that cannot be known.
-func (s *setup) account(ctx context.Context, ev *twilioapi.Events, who string, subaccounts bool) (covers, known bool, err error) {
+func (s *setup) account(ctx context.Context, ev *twilioapi.Events, who string, subaccounts bool, want sinkSpec) (covers, known bool, err error) {
 	sinks, err := ev.Sinks(ctx)
 	if err != nil {
 		return false, false, err
@@ -315,7 +331,7 @@ func (s *setup) account(ctx context.Context, ev *twilioapi.Events, who string, s
 	bad := map[string][]string{}
 	var badOrder []twilioapi.Sink
 	for _, sk := range sinks {
-		ours, problems := s.problems(sk)
+		ours, problems := s.problems(sk, want)
 		switch {
 		case ours && len(problems) == 0:
 			good = append(good, sk)
@@ -342,14 +358,14 @@ func (s *setup) account(ctx context.Context, ev *twilioapi.Events, who string, s
 	if len(good) > 0 {
 		keep = good[0]
 	} else if s.dryRun {
-		s.change("create a sink for %s: POST %s, batched", who, redacted(s.want.destination()))
+		s.change("create a sink for %s: POST %s, batched", who, redacted(want.destination()))
 		s.change("subscribe it to %d event types%s", len(pushTypes), withSubaccounts(subaccounts))
 	} else {
-		keep, err = ev.CreateSink(ctx, s.want.description(), s.want.destination(), http.MethodPost, true)
+		keep, err = ev.CreateSink(ctx, want.description(), want.destination(), http.MethodPost, true)
 		if err != nil {
 			return false, false, err
 		}
-		s.change("created sink %s for %s: POST %s, batched", keep.SID, who, redacted(s.want.destination()))
+		s.change("created sink %s for %s: POST %s, batched", keep.SID, who, redacted(want.destination()))
 	}
 
 	if keep.SID != "" {

@@ -34,7 +34,7 @@ func FuzzSinkJudgement(f *testing.F) {
 	s := &setup{want: want, stdout: io.Discard, stderr: io.Discard}
 	f.Fuzz(func(t *testing.T, typ, dest, method, desc string, batch bool) {
 		sk := twilioapi.Sink{SID: "DG" + strings.Repeat("0", 32), Type: typ, Destination: dest, Method: method, Description: desc, Batch: batch}
-		ours, problems := s.problems(sk)
+		ours, problems := s.problems(sk, want)
 		if ours && len(problems) == 0 {
 			u, err := url.Parse(dest)
 			if err != nil || typ != "webhook" || !strings.EqualFold(method, "POST") || !batch || !sameEndpoint(u, want.endpoint) {

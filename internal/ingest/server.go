@@ -2,8 +2,10 @@ package ingest
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +20,7 @@ import (
 	"github.com/twilio/twilio-go/client"
 
 	"sentinel/internal/store"
+	"sentinel/internal/traffic"
 )
 
 // Paths of the endpoints, under Config.URL.
@@ -146,17 +149,39 @@ func (s *Server) body(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	return b, true
 }
 
+// SubaccountPassword is the password of the Basic credentials a
+// subaccount's own Event Streams sink presents, with the subaccount's SID
+// as the user name: derived from the configured password, so that nothing
+// more is kept. A subaccount's owner can read its own sinks, and with them
+// these credentials; they let it push nothing but its own account's
+// events, and those only as far as a subaccount's word goes (see events).
+func SubaccountPassword(password, sid string) string {
+	mac := hmac.New(sha256.New, []byte(password))
+	mac.Write([]byte("sentinel subaccount sink\n" + sid))
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
 // authorized compares the request's Basic credentials with the configured
-// ones in constant time: both are compared as hashes, so that neither
-// their contents nor their lengths show in the time taken.
-func (s *Server) authorized(r *http.Request) bool {
+// ones, and with a subaccount's own (SubaccountPassword), in constant time:
+// both are compared as hashes, so that neither their contents nor their
+// lengths show in the time taken. scope is "" for the configured
+// credentials, the subaccount's SID for its own.
+func (s *Server) authorized(r *http.Request) (scope string, ok bool) {
 	user, pass, ok := r.BasicAuth()
 	if !ok {
-		return false
+		return "", false
 	}
-	hu, hp := sha256.Sum256([]byte(user)), sha256.Sum256([]byte(pass))
-	wu, wp := sha256.Sum256([]byte(s.cfg.Username)), sha256.Sum256([]byte(s.cfg.Password))
-	return subtle.ConstantTimeCompare(hu[:], wu[:])&subtle.ConstantTimeCompare(hp[:], wp[:]) == 1
+	same := func(a, b string) int {
+		ha, hb := sha256.Sum256([]byte(a)), sha256.Sum256([]byte(b))
+		return subtle.ConstantTimeCompare(ha[:], hb[:])
+	}
+	if same(user, s.cfg.Username)&same(pass, s.cfg.Password) == 1 {
+		return "", true
+	}
+	if traffic.IsAccountSID(user) && user != s.cfg.Parent && same(pass, SubaccountPassword(s.cfg.Password, user)) == 1 {
+		return user, true
+	}
+	return "", false
 }
 
 // signedURLs are the URLs Twilio may have signed a request to r over: the
@@ -179,7 +204,8 @@ func (s *Server) signedURLs(r *http.Request) []string {
 // events is the Event Streams webhook sink.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	start := s.cfg.Now()
-	if !s.authorized(r) {
+	scope, ok := s.authorized(r)
+	if !ok {
 		s.reject(w, http.StatusUnauthorized, "unauthorized", "wrong or missing credentials")
 		return
 	}
@@ -187,7 +213,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if sig := r.Header.Get("X-Twilio-Signature"); sig != "" && !s.validJSON(r, body, sig) {
+	if sig := r.Header.Get("X-Twilio-Signature"); sig != "" && !s.validJSON(r, body, sig, scope) {
 		s.reject(w, http.StatusForbidden, "bad_signature", "X-Twilio-Signature does not match")
 		return
 	}
@@ -195,6 +221,23 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.reject(w, http.StatusBadRequest, "malformed", oneLine(err))
 		return
+	}
+	if scope != "" {
+		// A subaccount's own sink: its events only, and only as far as a
+		// subaccount's word goes.
+		for i := range evs {
+			if evs[i].Stored() && evs[i].Account != scope {
+				s.reject(w, http.StatusForbidden, "foreign_account", "a subaccount's sink sent an event of another account")
+				return
+			}
+		}
+		var err error
+		if evs, err = s.knownOnly(scope, evs); err != nil {
+			s.cfg.Log.Error("read messages for a subaccount's events", "subaccount", scope, "err", err)
+			s.m.rejected.WithLabelValues("store").Inc()
+			http.Error(w, "could not read the messages; send the events again", http.StatusServiceUnavailable)
+			return
+		}
 	}
 	byAcct := map[string][]store.Report{}
 	latest := map[string]time.Time{}
@@ -225,6 +268,29 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.done(w, start)
+}
+
+// knownOnly returns, of the events a subaccount vouches for alone (its own
+// sink, its own signature), those about messages sentinel knows: its owner
+// holds the credentials, and could otherwise invent messages to dilute its
+// rates. The others are counted and dropped; the poll reads new messages.
+func (s *Server) knownOnly(acct string, evs []Event) ([]Event, error) {
+	out := evs[:0]
+	for _, ev := range evs {
+		if !ev.Stored() {
+			out = append(out, ev)
+			continue
+		}
+		switch _, err := s.cfg.Store.Message(acct, ev.Report.Message.SID); {
+		case errors.Is(err, store.ErrNotFound):
+			s.m.ignored.WithLabelValues("unknown_message").Inc()
+		case err != nil:
+			return nil, err
+		default:
+			out = append(out, ev)
+		}
+	}
+	return out, nil
 }
 
 // status is the Messaging status callback endpoint.
@@ -330,21 +396,29 @@ func (s *Server) done(w http.ResponseWriter, start time.Time) {
 	w.WriteHeader(http.StatusOK)
 }
 
-// validJSON checks an Event Streams request's signature with the parent's
-// token: over the URL, and the body's hash where the URL carries one
-// (bodySHA256), as twilio-go's RequestValidator does.
-func (s *Server) validJSON(r *http.Request, body []byte, sig string) bool {
-	rv := client.NewRequestValidator(s.cfg.Token)
-	for _, u := range s.signedURLs(r) {
-		if r.URL.Query().Get("bodySHA256") != "" {
-			if rv.ValidateBody(u, body, sig) {
+// validJSON checks an Event Streams request's signature: over the URL, and
+// the body's hash where the URL carries one (bodySHA256), as twilio-go's
+// RequestValidator does; with the parent's token, or for a subaccount's
+// own sink (scope), with that subaccount's, as Twilio signs what a
+// subaccount's resources send (?: not documented for Event Streams).
+func (s *Server) validJSON(r *http.Request, body []byte, sig, scope string) bool {
+	valid := func(tok string) bool {
+		rv := client.NewRequestValidator(tok)
+		for _, u := range s.signedURLs(r) {
+			if r.URL.Query().Get("bodySHA256") != "" {
+				if rv.ValidateBody(u, body, sig) {
+					return true
+				}
+			} else if rv.Validate(u, map[string]string{}, sig) {
 				return true
 			}
-		} else if rv.Validate(u, map[string]string{}, sig) {
-			return true
 		}
+		return false
 	}
-	return false
+	if scope == "" {
+		return valid(s.cfg.Token)
+	}
+	return s.validWith(r.Context(), scope, valid)
 }
 
 // validForm checks a status callback's signature with the token of the
@@ -362,10 +436,17 @@ func (s *Server) validForm(r *http.Request, body []byte, acct, sig string) bool 
 	if acct == s.cfg.Parent {
 		return valid(s.cfg.Token)
 	}
+	return s.validWith(r.Context(), acct, valid)
+}
+
+// validWith checks a signature with subaccount acct's token (valid), read
+// from Twilio when not held, and read again when it fails (a rotated
+// token), at most once per tokenRefresh.
+func (s *Server) validWith(ctx context.Context, acct string, valid func(token string) bool) bool {
 	if s.cfg.SubaccountToken == nil {
 		return false
 	}
-	tok, fresh, ok := s.token(r.Context(), acct, false)
+	tok, fresh, ok := s.token(ctx, acct, false)
 	if !ok {
 		return false
 	}
@@ -377,7 +458,7 @@ func (s *Server) validForm(r *http.Request, body []byte, acct, sig string) bool 
 	}
 	// The token may have been rotated: read it again, at most once a
 	// minute per account.
-	tok, _, ok = s.token(r.Context(), acct, true)
+	tok, _, ok = s.token(ctx, acct, true)
 	return ok && valid(tok)
 }
 

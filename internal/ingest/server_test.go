@@ -324,3 +324,54 @@ func TestStatusEndpoint(t *testing.T) {
 		t.Errorf("not a form: %d", code)
 	}
 }
+
+// A subaccount's own sink presents credentials of its own: they vouch for
+// that subaccount's events alone, and those move only messages sentinel
+// knows along (its owner can read the sink, credentials included).
+func TestSubaccountSink(t *testing.T) {
+	e := newEnv(t)
+	own := basic(subSID, SubaccountPassword("s3cret-events", subSID))
+	failed := ce("EZ5", "com.twilio.messaging.message.failed", outboundData("failed", "30007"))
+
+	// A message sentinel has not seen: acknowledged, not stored.
+	if w := e.post(EventsPath, "["+failed+"]", own); w.Code != http.StatusOK {
+		t.Fatalf("own event: %d %s", w.Code, w.Body)
+	}
+	if _, err := e.st.Message(acctA, msgA); err == nil {
+		t.Fatal("a subaccount's own sink created a message")
+	}
+	if n := e.count("sentinel_events_ignored_total", "reason", "unknown_message"); n != 1 {
+		t.Errorf("ignored unknown_message = %v, want 1", n)
+	}
+	// Once polled, its receipt is taken.
+	if _, err := e.st.PutMessages(acctA, []traffic.Message{{SID: msgA, AccountSID: acctA, Direction: traffic.OutboundAPI,
+		Status: "sent", Time: received.Add(-time.Hour)}}); err != nil {
+		t.Fatal(err)
+	}
+	if w := e.post(EventsPath, "["+failed+"]", own); w.Code != http.StatusOK {
+		t.Fatalf("own event of a known message: %d %s", w.Code, w.Body)
+	}
+	if m := e.stored1(msgA); m.Status != "failed" || m.ErrorCode != 30007 {
+		t.Errorf("after its receipt: %+v", m)
+	}
+	// Another account's event through a subaccount's credentials: refused
+	// whole, nothing stored.
+	other := strings.ReplaceAll(ce("EZ6", "com.twilio.messaging.message.failed", outboundData("failed", "30007")), acctA, parentSID)
+	if w := e.post(EventsPath, "["+other+"]", own); w.Code != http.StatusForbidden {
+		t.Errorf("another account's event: %d, want 403", w.Code)
+	}
+	if _, err := e.st.Message(parentSID, msgA); err == nil {
+		t.Error("a subaccount's sink stored another account's message")
+	}
+	// The parent's SID, a wrong derivation, or another subaccount's
+	// password: 401.
+	for _, h := range []http.Header{
+		basic(parentSID, SubaccountPassword("s3cret-events", parentSID)),
+		basic(subSID, SubaccountPassword("other-password", subSID)),
+		basic(subSID, SubaccountPassword("s3cret-events", "AC"+strings.Repeat("1", 32))),
+	} {
+		if w := e.post(EventsPath, "["+failed+"]", h); w.Code != http.StatusUnauthorized {
+			t.Errorf("credentials %v: %d, want 401", h, w.Code)
+		}
+	}
+}
