@@ -359,6 +359,17 @@ func TestDemo(t *testing.T) {
 	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil || !strings.Contains(string(out), "suspended by sentinel") {
 		t.Errorf("the banner's status command: %v\n%s", err, out)
 	}
+	// The fleet pushes its events (Event Streams, set up by
+	// -events-setup's code) to the demo's own listener, which stores them.
+	metricsAddr := regexp.MustCompile(`metrics:\s+http://(\S+)/metrics`).FindStringSubmatch(p.stdout.String())
+	if metricsAddr == nil {
+		t.Fatalf("no metrics address in the banner:\n%s", p.stdout)
+	}
+	_, metrics := get(t, "http://"+metricsAddr[1]+"/metrics")
+	pushed := regexp.MustCompile(`(?m)^sentinel_events_stored_total\{result="new"\} ([1-9]\d*)$`).FindSubmatch(metrics)
+	if pushed == nil || !strings.Contains(string(metrics), `sentinel_events_rejected_total{reason="unauthorized"} 0`) {
+		t.Errorf("the demo stored no pushed events:\n%s", grepLines(string(metrics), "sentinel_events_"))
+	}
 	if code := p.signal(t, syscall.SIGINT, 30*time.Second); code != 0 {
 		t.Errorf("demo: exit %d after Ctrl-C, want 0:\n%s", code, p.stderr)
 	}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -37,11 +39,20 @@ func runDemo(ctx context.Context, cfg *config, log *slog.Logger, stdout, stderr 
 	if err := checkWebConfig(cfg.webConfig); err != nil {
 		return err
 	}
+	// Push is on in the demo: the fake's Event Streams deliver every
+	// message's events to a listener of the demo's own, set up by
+	// -events-setup's own code, and polling reconciles.
+	if cfg.eventsListen == "" {
+		cfg.eventsListen = "127.0.0.1:0"
+	}
 	ls, err := bind(cfg)
 	if err != nil {
 		return err
 	}
 	defer ls.close()
+	if err := demoPush(cfg, ls.events.Addr().String()); err != nil {
+		return err
+	}
 	// A fixed seed: every demo run watches the same fleet.
 	fleet, err := demo.New(demo.Options{Seed: demoSeed})
 	if err != nil {
@@ -70,6 +81,7 @@ func runDemo(ctx context.Context, cfg *config, log *slog.Logger, stdout, stderr 
 	cfg.twilioURL = fleet.Server.URL()
 	cfg.accountSID, cfg.authToken = fleet.Server.ParentSID(), fleet.Server.ParentToken()
 	cfg.accountsSpec, cfg.messagesSpec, cfg.usageSpec = "@every 30s", "@every 5s", "@every 10s"
+	cfg.reconcileSpec = "@every 1m"
 	self := selfCommand()
 	cfg.command = hostCommand(self, cfg, true)
 
@@ -92,6 +104,12 @@ func runDemo(ctx context.Context, cfg *config, log *slog.Logger, stdout, stderr 
 	}
 	defer a.close()
 
+	var setupOut strings.Builder
+	if err := eventsSetup(ctx, cfg, &setupOut, &setupOut); err != nil {
+		return fmt.Errorf("set up the fake's Event Streams: %w", err)
+	}
+	log.Info("demo push set up", "setup", strings.TrimSpace(setupOut.String()))
+
 	fleetCtx, stopFleet := context.WithCancel(ctx)
 	defer stopFleet()
 	go fleet.Run(fleetCtx, 2*time.Second)
@@ -113,12 +131,14 @@ sentinel demo
   Twilio (fake):  %s, %d subaccounts plus the parent
   offenders:      %s (30007 filtering), %s (opt-out storm), %s (runaway spend)%s
   metrics:        http://%s/metrics
+  push:           the fake's Event Streams post every message's events to %s/twilio/events;
+                  polls reconcile every minute
   status:         %s -status -db %s -control-socket %s
   log:            %s
   %s Ctrl-C stops the demo.
 
 `, fleet.Server.URL(), len(fleet.Server.Accounts())-1, demo.FilteredName, demo.StormName, demo.SpenderName, mode,
-				addr, self, cfg.db, cfg.socket, logPath, alerts)
+				addr, cfg.eventsURL, self, cfg.db, cfg.socket, logPath, alerts)
 		case <-ctx.Done():
 		}
 	}()
@@ -154,6 +174,21 @@ sentinel demo
 		return nil
 	}
 	fmt.Fprintf(stdout, "\n%d subaccounts suspended, %d still sending.\n", suspended, active)
+	return nil
+}
+
+// demoPush points push ingest at the demo's own events listener, bound at
+// addr: its URL, and Basic credentials made up for this run unless the
+// environment gave some.
+func demoPush(cfg *config, addr string) error {
+	cfg.eventsURL = "http://" + addr
+	if cfg.eventsUsername == "" || cfg.eventsPassword == "" {
+		b := make([]byte, 24)
+		if _, err := rand.Read(b); err != nil {
+			return err
+		}
+		cfg.eventsUsername, cfg.eventsPassword = "demo", hex.EncodeToString(b)
+	}
 	return nil
 }
 
