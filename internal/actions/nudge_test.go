@@ -9,6 +9,7 @@ import (
 	"sentinel/internal/actions"
 	"sentinel/internal/slack"
 	"sentinel/internal/store"
+	"sentinel/internal/traffic"
 )
 
 const nudgePolicy = `
@@ -164,5 +165,42 @@ func TestAllowance(t *testing.T) {
 	}
 	if len(sum.Blind) == 0 {
 		t.Errorf("no account blind with coverage 8 minutes old: %+v", sum)
+	}
+}
+
+// A nudge of an account whose polled coverage went stale since the last
+// Judge tells no blind alert, and leaves the blind incident to the Judge:
+// the next Judge tells it.
+func TestNudgeLeavesBlindAlertToJudge(t *testing.T) {
+	e := nudgeEnv(t, "1", actions.Config{MaxStaleness: 5 * time.Minute})
+	bad := e.subs[0]
+	e.send(bad, 100, 0)
+	e.judge()
+	covered := e.clock.Now()
+	e.clock.Advance(6 * time.Minute)
+	e.fresh()
+	// Its polls failed since: coverage 6 minutes old, the others' fresh.
+	if err := e.st.SetCoverage(bad, traffic.Coverage{From: start.Add(-48 * time.Hour), Until: covered}); err != nil {
+		t.Fatal(err)
+	}
+	e.send(bad, 50, 50)
+	e.nudge(bad)
+	if n := len(e.notes.of(slack.KindBlind)); n != 0 {
+		t.Fatalf("a nudge told %d blind alerts", n)
+	}
+	e.clock.Advance(time.Second)
+	sum, err := e.actor.Judge(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var told bool
+	for _, ev := range e.notes.of(slack.KindBlind) {
+		told = told || ev.Subaccount == bad
+	}
+	if !told {
+		t.Errorf("the Judge after the nudge told no blind alert for %s (blind %v)", bad, sum.Blind)
+	}
+	if got := e.posts("suspended"); len(got) != 0 {
+		t.Errorf("suspended %v on stale data", got)
 	}
 }
