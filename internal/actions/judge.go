@@ -180,7 +180,7 @@ func (a *Actor) judge(ctx context.Context, only []string) (Summary, error) {
 		if err := ctx.Err(); err != nil {
 			return cancelled(err)
 		}
-		cs, ev, err := a.judgeAccount(ctx, snap, v, rules, now, &sum)
+		cs, ev, err := a.judgeAccount(ctx, snap, v, rules, now, push, &sum)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -232,8 +232,10 @@ func (a *Actor) syncAccount(ctx context.Context, set *policy.Set, snap *snapshot
 
 // judgeAccount handles the incidents of one evaluated account. It returns
 // the account's suspension candidates, and the blind alert to send for it,
-// if any (see tellBlind).
-func (a *Actor) judgeAccount(ctx context.Context, snap *snapshot, v *verdict, rules map[string]policy.Rule, now time.Time, sum *Summary) ([]candidate, *slack.Event, error) {
+// if any (see tellBlind). On pushed evidence (push) the blind incident is
+// left to the next Judge, which tells it: opened here, it would be open
+// and already notified when the Judge looked, and never told.
+func (a *Actor) judgeAccount(ctx context.Context, snap *snapshot, v *verdict, rules map[string]policy.Rule, now time.Time, push bool, sum *Summary) ([]candidate, *slack.Event, error) {
 	if v.err != nil {
 		return nil, nil, v.err
 	}
@@ -279,7 +281,7 @@ func (a *Actor) judgeAccount(ctx context.Context, snap *snapshot, v *verdict, ru
 	// for the first time gets the staleness bound to be read once.
 	blind := len(unjudged) > 0 || (stale && (!v.cov.Until.IsZero() || now.Sub(acct.FirstSeen) > rails.MaxStaleness))
 	var ev *slack.Event
-	if blind || snap.maybeBlind(acct.SID) {
+	if !push && (blind || snap.maybeBlind(acct.SID)) {
 		var err error
 		if ev, err = a.blindAlert(acct, blind, unjudged, v.cov, now); err != nil {
 			errs = append(errs, err)
