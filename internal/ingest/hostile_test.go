@@ -1,0 +1,58 @@
+package ingest
+
+import (
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	"sentinel/internal/traffic"
+)
+
+// A subaccount's owner holds the token its status callbacks are signed
+// with. A callback it signs claiming a status later in a message's life
+// than the carrier's verdict ("read", or "canceled") must not stick: the
+// truth read by a later poll (or pushed by Event Streams) still counts,
+// so that the owner cannot hide its failures or its volume, nor stop the
+// poll reading back to the message.
+func TestSelfSignedCallbackCannotHideTheTruth(t *testing.T) {
+	for _, tc := range []struct {
+		forged string // what the owner signs
+		truth  traffic.Message
+	}{
+		{"read", traffic.Message{Status: "undelivered", ErrorCode: 30007}},
+		{"canceled", traffic.Message{Status: "sent"}},
+		{"delivered", traffic.Message{Status: "undelivered", ErrorCode: 30007}},
+	} {
+		t.Run(tc.forged, func(t *testing.T) {
+			e := newEnv(t)
+			sent := received.Add(-time.Minute)
+			queued := traffic.Message{SID: msgA, AccountSID: acctA, Direction: traffic.OutboundAPI,
+				Status: "queued", Time: sent, Updated: sent}
+			if _, err := e.st.PutMessages(acctA, []traffic.Message{queued}); err != nil {
+				t.Fatal(err)
+			}
+			form := url.Values{"MessageSid": {msgA}, "AccountSid": {subSID}, "MessageStatus": {tc.forged}}
+			h := http.Header{"Content-Type": {"application/x-www-form-urlencoded"},
+				"X-Twilio-Signature": {sign(subToken, publicURL+StatusPath, form)}}
+			if w := e.post(StatusPath, form.Encode(), h); w.Code != http.StatusOK {
+				t.Fatalf("the owner's own callback: %d %s", w.Code, w.Body)
+			}
+			// The poll still reads back to it: the owner cannot end the
+			// re-reading of its messages that may yet fail.
+			if _, pending, err := e.st.OldestPending(acctA, sent.Add(-time.Hour), received); err != nil || !pending {
+				t.Errorf("after a self-signed %q: the message is no longer pending (%v)", tc.forged, err)
+			}
+			// The poll reads the message as Twilio has it, changed since.
+			truth := queued
+			truth.Status, truth.ErrorCode, truth.Updated = tc.truth.Status, tc.truth.ErrorCode, received.Add(time.Minute)
+			if _, err := e.st.PutMessages(acctA, []traffic.Message{truth}); err != nil {
+				t.Fatal(err)
+			}
+			if m := e.stored1(msgA); m.Status != truth.Status || m.ErrorCode != truth.ErrorCode {
+				t.Errorf("after a self-signed %q and a poll reading %s %d: stored %s %d", tc.forged,
+					truth.Status, truth.ErrorCode, m.Status, m.ErrorCode)
+			}
+		})
+	}
+}
