@@ -268,7 +268,17 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		// dilute its own rates. Its callbacks therefore only move messages
 		// sentinel knows (from a poll or from Event Streams, whose
 		// credentials are sentinel's own) along; the first read of a new
-		// message is the poll's. Acknowledged, so Twilio does not retry.
+		// message is the poll's. And they only report failures: a
+		// callback carries no time, so it orders by status alone, and a
+		// signed "read" or "canceled" would outrank the carrier's verdict
+		// for good, a "delivered" end the polls' re-reading of a message
+		// that may yet fail. A failure is evidence only against the
+		// signer. Acknowledged, so Twilio does not retry.
+		if !rep.Message.Failed() {
+			s.m.ignored.WithLabelValues("self_signed").Inc()
+			s.done(w, start)
+			return
+		}
 		switch _, err := s.cfg.Store.Message(acct, rep.Message.SID); {
 		case errors.Is(err, store.ErrNotFound):
 			s.m.ignored.WithLabelValues("unknown_message").Inc()
