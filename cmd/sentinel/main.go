@@ -72,6 +72,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return manual(ctx, cfg, getenv, log, stdout)
 	case cfg.demo:
 		return runDemo(ctx, cfg, log, stdout, stderr)
+	case cfg.eventsSetup:
+		// Falling through would start the daemon, which acts, in place
+		// of a command that was to print what it changed and exit.
+		return errors.New("-events-setup is not available yet: create the Event Streams sink (webhook to -events-url + " +
+			"/twilio/events, with the SENTINEL_EVENTS_* credentials) and its subscription in the Twilio console")
 	}
 	if cfg.accountSID == "" || cfg.authToken == "" {
 		return usageError(fmt.Errorf("%w (or use -demo)", errNoTwilio))
