@@ -1,8 +1,10 @@
 package ingest
 
 import (
+	"context"
 	"net/http"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -54,5 +56,44 @@ func TestSelfSignedCallbackCannotHideTheTruth(t *testing.T) {
 					truth.Status, truth.ErrorCode, m.Status, m.ErrorCode)
 			}
 		})
+	}
+}
+
+// Anyone can post a callback naming a subaccount of the fleet with a
+// forged signature; checking it reads the subaccount's token from Twilio,
+// through the request budget the polls share. A burst of them at once
+// reads it once, not once per request: unauthenticated requests must not
+// multiply sentinel's requests to Twilio.
+func TestForgedCallbacksReadTheTokenOnce(t *testing.T) {
+	e := newEnv(t)
+	release := make(chan struct{})
+	e.srv.cfg.SubaccountToken = func(ctx context.Context, sid string) (string, error) {
+		e.mu.Lock()
+		e.fetches++
+		e.mu.Unlock()
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+		return subToken, nil
+	}
+	form := url.Values{"MessageSid": {msgA}, "AccountSid": {subSID}, "MessageStatus": {"failed"}, "ErrorCode": {"30007"}}
+	h := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "X-Twilio-Signature": {"Zm9yZ2Vk"}}
+	var wg sync.WaitGroup
+	codes := make([]int, 50)
+	for i := range codes {
+		wg.Go(func() { codes[i] = e.post(StatusPath, form.Encode(), h).Code })
+	}
+	time.Sleep(200 * time.Millisecond) // every request is waiting for the token
+	close(release)
+	wg.Wait()
+	for i, c := range codes {
+		if c != http.StatusForbidden {
+			t.Errorf("forged callback %d: %d, want 403", i, c)
+		}
+	}
+	if e.fetches != 1 {
+		t.Errorf("%d forged callbacks at once read the token %d times, want once", len(codes), e.fetches)
 	}
 }
