@@ -76,13 +76,21 @@ type Server struct {
 	m   *metrics
 	url *url.URL
 
-	mu     sync.Mutex
-	tokens map[string]token // subaccounts' auth tokens, by SID
+	mu       sync.Mutex
+	tokens   map[string]token  // subaccounts' auth tokens, by SID
+	fetching map[string]*fetch // reads of tokens from Twilio under way, by SID
 }
 
 type token struct {
 	value string
 	at    time.Time // when it was read from Twilio
+}
+
+// fetch is one read of a token from Twilio, which the requests that need
+// it meanwhile wait for: value is set before done is closed.
+type fetch struct {
+	done  chan struct{}
+	value string
 }
 
 // tokenRefresh is how often a subaccount's token may be read again when a
@@ -110,7 +118,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{cfg: cfg, m: m, url: u, tokens: map[string]token{}}, nil
+	return &Server{cfg: cfg, m: m, url: u, tokens: map[string]token{}, fetching: map[string]*fetch{}}, nil
 }
 
 // Handler returns the endpoints' handler.
@@ -393,16 +401,32 @@ func (s *Server) validForm(r *http.Request, body []byte, acct, sig string) bool 
 
 // token returns acct's auth token, read from Twilio when not held or, with
 // again, when held for longer than tokenRefresh. fresh says it was just
-// read.
+// read. Requests that need a token while it is being read wait for that
+// read: anyone can post a callback naming a subaccount, and a burst of
+// them must not become a burst of requests to Twilio.
 func (s *Server) token(ctx context.Context, acct string, again bool) (tok string, fresh, ok bool) {
 	now := s.cfg.Now()
 	s.mu.Lock()
 	t, held := s.tokens[acct]
-	s.mu.Unlock()
 	if held && (!again || now.Sub(t.at) < tokenRefresh) {
+		s.mu.Unlock()
 		return t.value, false, t.value != ""
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	if f := s.fetching[acct]; f != nil {
+		s.mu.Unlock()
+		select {
+		case <-f.done:
+			return f.value, true, f.value != ""
+		case <-ctx.Done():
+			return "", false, false
+		}
+	}
+	f := &fetch{done: make(chan struct{})}
+	s.fetching[acct] = f
+	s.mu.Unlock()
+	// Not cancelled with the request that started it: the others wait
+	// for it, and a sender that hangs up must not leave the token unknown.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	v, err := s.cfg.SubaccountToken(ctx, acct)
 	if err != nil {
@@ -411,6 +435,9 @@ func (s *Server) token(ctx context.Context, acct string, again bool) (tok string
 	}
 	s.mu.Lock()
 	s.tokens[acct] = token{value: v, at: now}
+	delete(s.fetching, acct)
 	s.mu.Unlock()
+	f.value = v
+	close(f.done)
 	return v, true, v != ""
 }
