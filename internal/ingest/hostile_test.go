@@ -2,8 +2,10 @@ package ingest
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -95,5 +97,40 @@ func TestForgedCallbacksReadTheTokenOnce(t *testing.T) {
 	}
 	if e.fetches != 1 {
 		t.Errorf("%d forged callbacks at once read the token %d times, want once", len(codes), e.fetches)
+	}
+}
+
+// Checking a callback's signature concatenates its parameters, once per
+// URL and port variant, each concatenation copying all before it: a body of
+// thousands of parameters, posted by anyone and naming the parent (whose
+// SID is no secret), held a core for ten seconds. Such a body is refused
+// before its signature is checked: Twilio's callbacks are a few dozen
+// parameters.
+func TestManyParameterCallbackIsCheap(t *testing.T) {
+	e := newEnv(t)
+	form := func(n, size int) string {
+		var b strings.Builder
+		b.WriteString("MessageSid=" + msgA + "&AccountSid=" + parentSID + "&MessageStatus=failed")
+		pad := strings.Repeat("x", max(size/n-6, 0))
+		for i := range n {
+			fmt.Fprintf(&b, "&%04d=%s", i, pad)
+		}
+		return b.String()
+	}
+	h := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "X-Twilio-Signature": {"Zm9yZ2Vk"}}
+	for _, body := range []string{
+		form(9990, MaxBody-200), // as many as url.ParseQuery takes, as long as fit
+		form(6000, 60<<10),
+	} {
+		done := make(chan int, 1)
+		go func() { done <- e.post(StatusPath, body, h).Code }()
+		select {
+		case code := <-done:
+			if code != http.StatusBadRequest && code != http.StatusRequestEntityTooLarge {
+				t.Errorf("a forged callback of %d bytes of parameters: %d, want it refused before its signature is checked", len(body), code)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("a forged callback of %d bytes of parameters still checked after 5 s", len(body))
+		}
 	}
 }
