@@ -29,6 +29,16 @@ const (
 // MaxBody is the largest body accepted; a larger one gets 413.
 const MaxBody = 1 << 20
 
+// MaxForm and MaxFormParams bound a status callback, whose body is read
+// and whose signature is checked before anything says who sent it: the
+// check concatenates the parameters, once per URL it may have been signed
+// over, at a cost that grows with their number times the body's length.
+// Twilio's callbacks are a few dozen parameters of a few kilobytes.
+const (
+	MaxForm       = 64 << 10
+	MaxFormParams = 128
+)
+
 // AckWithin is how long Twilio waits for an answer (Event Streams gives a
 // sink 5 s); a request that took longer is logged.
 const AckWithin = 5 * time.Second
@@ -138,14 +148,14 @@ func (s *Server) reject(w http.ResponseWriter, code int, reason, msg string) {
 	http.Error(w, msg, code)
 }
 
-// body reads the request's body, at most MaxBody; ok is false once it has
-// answered.
-func (s *Server) body(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+// body reads the request's body, at most limit bytes; ok is false once it
+// has answered.
+func (s *Server) body(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
-		s.reject(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body over %d bytes", MaxBody))
+		s.reject(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body over %d bytes", limit))
 		return nil, false
 	case err != nil:
 		s.reject(w, http.StatusBadRequest, "malformed", "body could not be read")
@@ -191,7 +201,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, http.StatusUnauthorized, "unauthorized", "wrong or missing credentials")
 		return
 	}
-	body, ok := s.body(w, r)
+	body, ok := s.body(w, r, MaxBody)
 	if !ok {
 		return
 	}
@@ -238,13 +248,21 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 // status is the Messaging status callback endpoint.
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	start := s.cfg.Now()
-	body, ok := s.body(w, r)
+	body, ok := s.body(w, r, MaxForm)
 	if !ok {
 		return
 	}
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
 		s.reject(w, http.StatusBadRequest, "malformed", "the body is not a form")
+		return
+	}
+	params := 0
+	for _, vs := range form {
+		params += len(vs)
+	}
+	if params > MaxFormParams {
+		s.reject(w, http.StatusBadRequest, "malformed", fmt.Sprintf("%d parameters, at most %d", params, MaxFormParams))
 		return
 	}
 	sig := r.Header.Get("X-Twilio-Signature")
