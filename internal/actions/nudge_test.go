@@ -204,3 +204,28 @@ func TestNudgeLeavesBlindAlertToJudge(t *testing.T) {
 		t.Errorf("suspended %v on stale data", got)
 	}
 }
+
+// A restarted sentinel has run no scheduled Judge yet, but the rule
+// states remember when each count went up: a nudge that counted just
+// before the first Judge, or the last Judge of the previous run, keeps that
+// Judge from counting again within the interval.
+func TestFirstJudgeCountsOncePerInterval(t *testing.T) {
+	e := nudgeEnv(t, "2", actions.Config{Interval: time.Minute})
+	bad := e.subs[0]
+	e.send(bad, 100, 30)
+	e.clock.Advance(time.Second)
+	e.fresh()
+	e.nudge(bad) // count 1, before any scheduled Judge
+	if s := e.ruleState(bad, "filtered"); s.Consecutive != 1 {
+		t.Fatalf("after the nudge: %+v, want count 1", s)
+	}
+	e.clock.Advance(10 * time.Second)
+	e.fresh()
+	if _, err := e.actor.Judge(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.ruleState(bad, "filtered"); s.Consecutive != 1 || s.Firing || len(e.posts("suspended")) != 0 {
+		t.Errorf("the first Judge 10 s after a counted nudge: %+v, suspended %v; want count 1, nothing suspended",
+			s, e.posts("suspended"))
+	}
+}
