@@ -147,7 +147,8 @@ func (a *Actor) judge(ctx context.Context, only []string) (Summary, error) {
 
 	now := a.now()
 	// A `for` counts one evaluation per scheduled interval: a scheduled
-	// Judge counts unless something counted since the last one; a Nudge
+	// Judge counts unless something counted since the last one (the first,
+	// since this run began: a Nudge may have counted before it); a Nudge
 	// unless something counted within the last interval either.
 	advanceAfter := a.scheduled
 	if push {
@@ -155,6 +156,9 @@ func (a *Actor) judge(ctx context.Context, only []string) (Summary, error) {
 			advanceAfter = floor
 		}
 	} else {
+		if advanceAfter.IsZero() {
+			advanceAfter = a.started
+		}
 		defer func() { a.scheduled = now }()
 	}
 	days := max(usageDays, set.UsageDays())

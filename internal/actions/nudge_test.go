@@ -205,10 +205,9 @@ func TestNudgeLeavesBlindAlertToJudge(t *testing.T) {
 	}
 }
 
-// A restarted sentinel has run no scheduled Judge yet, but the rule
-// states remember when each count went up: a nudge that counted just
-// before the first Judge, or the last Judge of the previous run, keeps that
-// Judge from counting again within the interval.
+// A sentinel just started has run no scheduled Judge yet, while pushed
+// events arrive from the start: a nudge that counted just before the first
+// Judge keeps that Judge from counting again within the interval.
 func TestFirstJudgeCountsOncePerInterval(t *testing.T) {
 	e := nudgeEnv(t, "2", actions.Config{Interval: time.Minute})
 	bad := e.subs[0]
