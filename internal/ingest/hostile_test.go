@@ -134,3 +134,18 @@ func TestManyParameterCallbackIsCheap(t *testing.T) {
 		}
 	}
 }
+
+// An event whose time the store cannot keep (outside 1678 to 2262) is
+// malformed: 400, not a store failure that Twilio retries for hours,
+// taking the good events of its batch down with it each time.
+func TestUnstorableTimeIsMalformed(t *testing.T) {
+	e := newEnv(t)
+	good := ce("EZ1", "com.twilio.messaging.message.sent", outboundData("sent", "null"))
+	bad := strings.Replace(ce("EZ2", "com.twilio.messaging.message.delivered", outboundData("delivered", "null")),
+		"2026-03-02T10:00:01.250Z", "2300-01-01T00:00:00Z", 1)
+	bad = strings.ReplaceAll(bad, msgA, "SM"+strings.Repeat("7", 32)) // a message no poll has read
+	w := e.post(EventsPath, "["+good+","+bad+"]", basic("twilio", "s3cret-events"))
+	if w.Code != http.StatusBadRequest {
+		t.Errorf("an event dated 2300: %d %q, want 400", w.Code, w.Body)
+	}
+}
