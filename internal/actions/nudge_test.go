@@ -3,6 +3,7 @@ package actions_test
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"sentinel/internal/slack"
 	"sentinel/internal/store"
 	"sentinel/internal/traffic"
+	"sentinel/internal/twilioapi"
 )
 
 const nudgePolicy = `
@@ -226,5 +228,44 @@ func TestFirstJudgeCountsOncePerInterval(t *testing.T) {
 	if s := e.ruleState(bad, "filtered"); s.Consecutive != 1 || s.Firing || len(e.posts("suspended")) != 0 {
 		t.Errorf("the first Judge 10 s after a counted nudge: %+v, suspended %v; want count 1, nothing suspended",
 			s, e.posts("suspended"))
+	}
+}
+
+// fetchCounter counts the account reads a lossy Twilio is asked for.
+type fetchCounter struct {
+	lossy
+	n *atomic.Int64
+}
+
+func (f fetchCounter) FetchAccount(ctx context.Context, sid string) (twilioapi.Account, error) {
+	f.n.Add(1)
+	return f.lossy.FetchAccount(ctx, sid)
+}
+
+// An action whose outcome is unknown (Twilio unreachable) is reconciled by
+// the scheduled Judge, once a cycle. Nudges, which run as fast as events
+// arrive, do not ask Twilio about it again each time: during an outage that
+// multiplied the requests of the account's budget.
+func TestNudgeLeavesOpenIntentsToJudge(t *testing.T) {
+	var fetches atomic.Int64
+	e := newEnv(t, envOptions{subs: 2, policy: strings.ReplaceAll(nudgePolicy, "%FOR%", "1"),
+		twilio: func(e *env, tw actions.Twilio) actions.Twilio { return fetchCounter{lossy{tw, e}, &fetches} }})
+	e.send(e.subs[0], 100, 40)
+	e.clock.Advance(time.Minute)
+	e.fresh()
+	if _, err := e.actor.Judge(context.Background()); err == nil {
+		t.Fatal("Judge: no error, want the outcome unknown")
+	}
+	if open, _ := e.st.OpenIntents(); len(open) != 1 {
+		t.Fatalf("open intents %d, want 1", len(open))
+	}
+	before := fetches.Load()
+	for range 10 {
+		e.clock.Advance(time.Second)
+		e.send(e.subs[1], 5, 0)
+		e.actor.Nudge(context.Background(), []string{e.subs[1]}) // the open intent is an error of each
+	}
+	if n := fetches.Load() - before; n != 0 {
+		t.Errorf("10 nudges of another account read Twilio %d times for the open intent", n)
 	}
 }
