@@ -70,7 +70,8 @@ func (a *Actor) Judge(ctx context.Context) (Summary, error) {
 // window quiet: a rule that would resolve, go unknown or drop its count
 // keeps its state until the next Judge, and no blind alert is told here. A
 // rule's `for` counts at most one evaluation per scheduled interval
-// (policy.Subject.AdvanceAfter).
+// (policy.Subject.AdvanceAfter). Actions of unknown outcome are left to the
+// next Judge to reconcile; their accounts are not judged until then.
 func (a *Actor) Nudge(ctx context.Context, sids []string) (Summary, error) {
 	if sids == nil {
 		sids = []string{}
@@ -93,8 +94,14 @@ func (a *Actor) judge(ctx context.Context, only []string) (Summary, error) {
 		return sum, fmt.Errorf("judge: %w", ErrNoPolicy)
 	}
 	var errs []error
-	if err := a.reconcile(ctx); err != nil {
-		errs = append(errs, err)
+	// Actions of unknown outcome are reconciled once a scheduled cycle: a
+	// Nudge runs as often as events arrive, and asking Twilio each time,
+	// while it does not answer, multiplies the requests of the budget the
+	// polls share. Their accounts wait for it either way.
+	if !push {
+		if err := a.reconcile(ctx); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	accts, err := a.st.Accounts()
 	if err != nil {
@@ -124,7 +131,9 @@ func (a *Actor) judge(ctx context.Context, only []string) (Summary, error) {
 			return cancelled(err)
 		}
 		if unknown[accts[i].SID] {
-			errs = append(errs, fmt.Errorf("judge %s: %w", accts[i].SID, ErrUnreconciled))
+			if !push || wanted[accts[i].SID] {
+				errs = append(errs, fmt.Errorf("judge %s: %w", accts[i].SID, ErrUnreconciled))
+			}
 			continue
 		}
 		if push && !wanted[accts[i].SID] {
