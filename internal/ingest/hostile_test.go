@@ -5,11 +5,15 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
+	"sentinel/internal/store"
 	"sentinel/internal/traffic"
 )
 
@@ -147,5 +151,49 @@ func TestUnstorableTimeIsMalformed(t *testing.T) {
 	w := e.post(EventsPath, "["+good+","+bad+"]", basic("twilio", "s3cret-events"))
 	if w.Code != http.StatusBadRequest {
 		t.Errorf("an event dated 2300: %d %q, want 400", w.Code, w.Body)
+	}
+}
+
+// A record the store cannot read fails its own account, not the fleet's:
+// Event Streams batches mix accounts, and one account's corrupt message
+// must not keep every other account's events out while Twilio retries
+// the batch for hours. The request still fails (Twilio sends it again);
+// what could be stored is, and its retry counts it once.
+func TestCorruptRecordFailsOnlyItsAccount(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	bad := "SM" + strings.Repeat("b", 32)
+	st, err := store.Open(path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.PutMessages(parentSID, []traffic.Message{{SID: bad, AccountSID: parentSID, Direction: traffic.OutboundAPI,
+		Status: "sent", Time: received.Add(-time.Minute)}}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("messages")).Put([]byte(parentSID+"/"+bad), []byte{0xff, 0xfe})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	e := newEnvAt(t, path)
+	parentEvent := strings.NewReplacer(acctA, parentSID, msgA, bad).Replace(
+		ce("EZp", "com.twilio.messaging.message.delivered", outboundData("delivered", "null")))
+	good := ce("EZa", "com.twilio.messaging.message.undelivered", outboundData("undelivered", "30007"))
+	w := e.post(EventsPath, "["+parentEvent+","+good+"]", basic("twilio", "s3cret-events"))
+	if w.Code != http.StatusServiceUnavailable {
+		t.Errorf("a batch with a corrupt record: %d, want 503", w.Code)
+	}
+	if _, err := e.st.Message(acctA, msgA); err != nil {
+		t.Errorf("the other account's event was not stored: %v", err)
+	}
+	if len(e.stored) != 1 || e.stored[0][acctA].IsZero() {
+		t.Errorf("Stored told %v, want the other account", e.stored)
 	}
 }
