@@ -325,6 +325,8 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 
 // store makes the reports durable and tells Config.Stored of the accounts
 // whose messages changed; ok is false once it has answered with an error.
+// When some accounts' reports cannot be stored, the others still are, and
+// the request fails.
 func (s *Server) store(w http.ResponseWriter, order []string, byAcct map[string][]store.Report, latest map[string]time.Time, at time.Time) bool {
 	if len(order) == 0 {
 		return true
@@ -334,14 +336,33 @@ func (s *Server) store(w http.ResponseWriter, order []string, byAcct map[string]
 		batches[i] = store.Reports{Account: a, Reports: byAcct[a]}
 	}
 	ins, err := s.cfg.Store.PutReports(batches, at)
-	if err != nil {
-		s.cfg.Log.Error("store pushed events", "err", err)
-		s.m.rejected.WithLabelValues("store").Inc()
-		http.Error(w, "could not store the events; send them again", http.StatusServiceUnavailable)
-		return false
+	stored := make([]bool, len(batches))
+	if err == nil {
+		for i := range stored {
+			stored[i] = true
+		}
+	} else if len(batches) > 1 {
+		// A record the store cannot read fails the account it is of, not
+		// the others of the batch, which Twilio would otherwise send again
+		// and again to the same end. What is stored here its retry counts
+		// once (event ids).
+		ins = make([]store.Ingest, len(batches))
+		var errs []error
+		for i, b := range batches {
+			in, berr := s.cfg.Store.PutReports([]store.Reports{b}, at)
+			if berr != nil {
+				errs = append(errs, berr)
+				continue
+			}
+			ins[i], stored[i] = in[0], true
+		}
+		err = errors.Join(errs...)
 	}
 	changed := map[string]time.Time{}
 	for i, in := range ins {
+		if !stored[i] {
+			continue
+		}
 		s.m.duplicates.Add(float64(in.Duplicates))
 		s.m.stored.WithLabelValues("new").Add(float64(in.New))
 		s.m.stored.WithLabelValues("changed").Add(float64(in.Changed))
@@ -350,10 +371,16 @@ func (s *Server) store(w http.ResponseWriter, order []string, byAcct map[string]
 			changed[order[i]] = latest[order[i]]
 		}
 	}
-	s.m.last.Set(float64(at.Unix()))
 	if len(changed) > 0 && s.cfg.Stored != nil {
 		s.cfg.Stored(changed)
 	}
+	if err != nil {
+		s.cfg.Log.Error("store pushed events", "err", err)
+		s.m.rejected.WithLabelValues("store").Inc()
+		http.Error(w, "could not store the events; send them again", http.StatusServiceUnavailable)
+		return false
+	}
+	s.m.last.Set(float64(at.Unix()))
 	return true
 }
 
