@@ -2,6 +2,7 @@ package actions_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -267,5 +268,39 @@ func TestNudgeLeavesOpenIntentsToJudge(t *testing.T) {
 	}
 	if n := fetches.Load() - before; n != 0 {
 		t.Errorf("10 nudges of another account read Twilio %d times for the open intent", n)
+	}
+}
+
+// failingFetch is a Twilio whose account reads fail, counted.
+type failingFetch struct {
+	actions.Twilio
+	n *atomic.Int64
+}
+
+func (f failingFetch) FetchAccount(ctx context.Context, sid string) (twilioapi.Account, error) {
+	f.n.Add(1)
+	return twilioapi.Account{}, errors.New("read tcp: connection reset by peer")
+}
+
+// A subaccount whose status in the store contradicts its breaker (a person
+// suspended it in the console) is confirmed with Twilio by the scheduled
+// Judge. Nudges of other accounts count it in the fleet as stored and do
+// not ask Twilio each time: while Twilio does not answer, that multiplied
+// the requests of the budget the polls share.
+func TestNudgeDoesNotSyncOtherAccounts(t *testing.T) {
+	var fetches atomic.Int64
+	e := newEnv(t, envOptions{subs: 2, policy: strings.ReplaceAll(nudgePolicy, "%FOR%", "1"),
+		twilio: func(e *env, tw actions.Twilio) actions.Twilio { return failingFetch{tw, &fetches} }})
+	e.judge()
+	if err := e.st.SetAccountStatus(e.subs[0], "suspended", e.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		e.clock.Advance(time.Second)
+		e.send(e.subs[1], 5, 0)
+		e.nudge(e.subs[1])
+	}
+	if n := fetches.Load(); n != 0 {
+		t.Errorf("10 nudges of another account read Twilio %d times for the contradiction", n)
 	}
 }
