@@ -137,10 +137,21 @@ func (a *Actor) judge(ctx context.Context, only []string) (Summary, error) {
 			continue
 		}
 		if push && !wanted[accts[i].SID] {
-			// Counted in the fleet (the blast radius is the fleet's), not
-			// judged.
-			if _, err := a.syncAccount(ctx, set, snap, &accts[i], &fl); err != nil {
+			// Counted in the fleet (the blast radius is the fleet's) as
+			// stored, not judged: syncing it with Twilio is the Judge's,
+			// once a cycle, not every time events arrive. A status the
+			// store has and the breaker does not know yet counts it as
+			// an open suspension, or not as active: never a larger budget.
+			br, err := snap.breaker(accts[i].SID)
+			if err != nil {
 				errs = append(errs, err)
+				continue
+			}
+			if active, open := InFleet(accts[i].Parent, accts[i].Status, stateOf(br), br.Manual); active {
+				fl.active++
+				if open {
+					fl.open++
+				}
 			}
 			continue
 		}
