@@ -89,7 +89,7 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"events url with credentials, no scheme", []string{"-events-url", "//u:SECRET@sentinel.example.com"}, nil,
 			"-events-url: leave the credentials out; they come from SENTINEL_EVENTS_USERNAME and SENTINEL_EVENTS_PASSWORD"},
 		{"events url with credentials, bad port", []string{"-events-url", "https://u:SECRET@sentinel.example.com:x"}, nil,
-			"-events-url: leave the credentials out; they come from SENTINEL_EVENTS_USERNAME and SENTINEL_EVENTS_PASSWORD"},
+			`-events-url: not a URL: invalid port ":x" after host`},
 		{"events url with a query", []string{"-events-url", "https://sentinel.example.com/?a=1"}, nil,
 			`-events-url "https://sentinel.example.com/?a=1": want a base URL without query or fragment`},
 		{"reconcile schedule", []string{"-reconcile-schedule", "often"}, nil, `-reconcile-schedule: schedule reconcile: bad spec "often": expected exactly 5 fields, found 1: [often]`},
