@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"sentinel/internal/actions"
 	"sentinel/internal/slack"
 	"sentinel/internal/store"
@@ -302,5 +304,31 @@ func TestNudgeDoesNotSyncOtherAccounts(t *testing.T) {
 	}
 	if n := fetches.Load(); n != 0 {
 		t.Errorf("10 nudges of another account read Twilio %d times for the contradiction", n)
+	}
+}
+
+// A daemon restarted seconds after its last scheduled Judge counted a rule
+// must not count it again at its first Judge: a `for: 2` would fire on two
+// evaluations seconds apart.
+func TestRestartCountsOncePerInterval(t *testing.T) {
+	t.Skip("the first scheduled Judge of a run counts a `for` whatever the previous run's last Judge counted: " +
+		"-once relies on it (each run one evaluation), so the fix is to persist the last scheduled evaluation " +
+		"for the daemon and tell -once apart")
+	e := nudgeEnv(t, "2", actions.Config{Interval: time.Minute})
+	bad := e.subs[0]
+	e.send(bad, 100, 30)
+	e.judge() // count 1
+	e.clock.Advance(10 * time.Second)
+	e.fresh()
+	restarted, err := actions.New(actions.Config{Interval: time.Minute}, e.st, e.tw, e.set.Load, e.notes,
+		prometheus.NewRegistry(), nil, e.clock.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := restarted.Judge(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.ruleState(bad, "filtered"); s.Consecutive != 1 || len(e.posts("suspended")) != 0 {
+		t.Errorf("the first Judge 10 s after a restart: %+v, suspended %v; want count 1", s, e.posts("suspended"))
 	}
 }
