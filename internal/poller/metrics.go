@@ -20,10 +20,9 @@ type metrics struct {
 	unknownStatus    *prometheus.CounterVec
 	optOuts          *prometheus.CounterVec
 	// pushMissed counts what reconciling reads found that pushed events
-	// had missed, by reason; pushTrusted the accounts whose polling is
-	// backed off to the reconcile schedule.
-	pushMissed  *prometheus.CounterVec
-	pushTrusted prometheus.GaugeFunc
+	// had missed, by reason (the accounts whose polling is backed off are
+	// a gauge of their own: registerPush).
+	pushMissed *prometheus.CounterVec
 }
 
 // newMetrics builds the poller's metrics and registers them on reg, which
