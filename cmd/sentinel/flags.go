@@ -410,13 +410,18 @@ func (c *config) parseEvents(getenv func(string) string) error {
 // credentials, query or fragment (sentinel adds the paths).
 func checkEventsURL(raw string) error {
 	u, err := url.Parse(raw)
+	var uerr *url.Error
 	switch {
+	case err != nil && errors.As(err, &uerr):
+		// Not the URL itself: it may carry a password.
+		return fmt.Errorf("-events-url: not a URL: %w", uerr.Err)
 	case err != nil:
-		return fmt.Errorf("-events-url: %w", err)
+		return errors.New("-events-url: not a URL")
+	case u.User != nil:
+		// Before anything that quotes it.
+		return errors.New("-events-url: leave the credentials out; they come from SENTINEL_EVENTS_USERNAME and SENTINEL_EVENTS_PASSWORD")
 	case u.Scheme != "https" && u.Scheme != "http", u.Host == "":
 		return fmt.Errorf("-events-url %q: want an absolute URL such as https://sentinel.example.com", truncate(raw, 60))
-	case u.User != nil:
-		return errors.New("-events-url: leave the credentials out; they come from SENTINEL_EVENTS_USERNAME and SENTINEL_EVENTS_PASSWORD")
 	case u.RawQuery != "" || u.Fragment != "":
 		return fmt.Errorf("-events-url %q: want a base URL without query or fragment", truncate(raw, 60))
 	}

@@ -192,6 +192,9 @@ type Actor struct {
 	mu sync.Mutex // serialises every action
 	// scheduled is when the last scheduled Judge evaluated (its now).
 	scheduled time.Time
+	// started is when the Actor was made: a count after it was made by
+	// this run (a Nudge before the first scheduled Judge).
+	started time.Time
 }
 
 // New returns an Actor. policies returns the current policy set on every
@@ -222,7 +225,7 @@ func New(cfg Config, st *store.Store, tw Twilio, policies func() *policy.Set, n 
 	if err != nil {
 		return nil, fmt.Errorf("new actions: %w", err)
 	}
-	return &Actor{cfg: cfg, st: st, tw: tw, policies: policies, notifier: n, log: log, now: now, m: m}, nil
+	return &Actor{cfg: cfg, st: st, tw: tw, policies: policies, notifier: n, log: log, now: now, m: m, started: now()}, nil
 }
 
 // Policies returns the policy set the Actor judges with now; nil while no

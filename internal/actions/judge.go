@@ -70,7 +70,8 @@ func (a *Actor) Judge(ctx context.Context) (Summary, error) {
 // window quiet: a rule that would resolve, go unknown or drop its count
 // keeps its state until the next Judge, and no blind alert is told here. A
 // rule's `for` counts at most one evaluation per scheduled interval
-// (policy.Subject.AdvanceAfter).
+// (policy.Subject.AdvanceAfter). Actions of unknown outcome are left to the
+// next Judge to reconcile; their accounts are not judged until then.
 func (a *Actor) Nudge(ctx context.Context, sids []string) (Summary, error) {
 	if sids == nil {
 		sids = []string{}
@@ -93,8 +94,14 @@ func (a *Actor) judge(ctx context.Context, only []string) (Summary, error) {
 		return sum, fmt.Errorf("judge: %w", ErrNoPolicy)
 	}
 	var errs []error
-	if err := a.reconcile(ctx); err != nil {
-		errs = append(errs, err)
+	// Actions of unknown outcome are reconciled once a scheduled cycle: a
+	// Nudge runs as often as events arrive, and asking Twilio each time,
+	// while it does not answer, multiplies the requests of the budget the
+	// polls share. Their accounts wait for it either way.
+	if !push {
+		if err := a.reconcile(ctx); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	accts, err := a.st.Accounts()
 	if err != nil {
@@ -124,14 +131,27 @@ func (a *Actor) judge(ctx context.Context, only []string) (Summary, error) {
 			return cancelled(err)
 		}
 		if unknown[accts[i].SID] {
-			errs = append(errs, fmt.Errorf("judge %s: %w", accts[i].SID, ErrUnreconciled))
+			if !push || wanted[accts[i].SID] {
+				errs = append(errs, fmt.Errorf("judge %s: %w", accts[i].SID, ErrUnreconciled))
+			}
 			continue
 		}
 		if push && !wanted[accts[i].SID] {
-			// Counted in the fleet (the blast radius is the fleet's), not
-			// judged.
-			if _, err := a.syncAccount(ctx, set, snap, &accts[i], &fl); err != nil {
+			// Counted in the fleet (the blast radius is the fleet's) as
+			// stored, not judged: syncing it with Twilio is the Judge's,
+			// once a cycle, not every time events arrive. A status the
+			// store has and the breaker does not know yet counts it as
+			// an open suspension, or not as active: never a larger budget.
+			br, err := snap.breaker(accts[i].SID)
+			if err != nil {
 				errs = append(errs, err)
+				continue
+			}
+			if active, open := InFleet(accts[i].Parent, accts[i].Status, stateOf(br), br.Manual); active {
+				fl.active++
+				if open {
+					fl.open++
+				}
 			}
 			continue
 		}
@@ -147,7 +167,8 @@ func (a *Actor) judge(ctx context.Context, only []string) (Summary, error) {
 
 	now := a.now()
 	// A `for` counts one evaluation per scheduled interval: a scheduled
-	// Judge counts unless something counted since the last one; a Nudge
+	// Judge counts unless something counted since the last one (the first,
+	// since this run began: a Nudge may have counted before it); a Nudge
 	// unless something counted within the last interval either.
 	advanceAfter := a.scheduled
 	if push {
@@ -155,6 +176,9 @@ func (a *Actor) judge(ctx context.Context, only []string) (Summary, error) {
 			advanceAfter = floor
 		}
 	} else {
+		if advanceAfter.IsZero() {
+			advanceAfter = a.started
+		}
 		defer func() { a.scheduled = now }()
 	}
 	days := max(usageDays, set.UsageDays())
@@ -180,7 +204,7 @@ func (a *Actor) judge(ctx context.Context, only []string) (Summary, error) {
 		if err := ctx.Err(); err != nil {
 			return cancelled(err)
 		}
-		cs, ev, err := a.judgeAccount(ctx, snap, v, rules, now, &sum)
+		cs, ev, err := a.judgeAccount(ctx, snap, v, rules, now, push, &sum)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -232,8 +256,10 @@ func (a *Actor) syncAccount(ctx context.Context, set *policy.Set, snap *snapshot
 
 // judgeAccount handles the incidents of one evaluated account. It returns
 // the account's suspension candidates, and the blind alert to send for it,
-// if any (see tellBlind).
-func (a *Actor) judgeAccount(ctx context.Context, snap *snapshot, v *verdict, rules map[string]policy.Rule, now time.Time, sum *Summary) ([]candidate, *slack.Event, error) {
+// if any (see tellBlind). On pushed evidence (push) the blind incident is
+// left to the next Judge, which tells it: opened here, it would be open
+// and already notified when the Judge looked, and never told.
+func (a *Actor) judgeAccount(ctx context.Context, snap *snapshot, v *verdict, rules map[string]policy.Rule, now time.Time, push bool, sum *Summary) ([]candidate, *slack.Event, error) {
 	if v.err != nil {
 		return nil, nil, v.err
 	}
@@ -279,7 +305,7 @@ func (a *Actor) judgeAccount(ctx context.Context, snap *snapshot, v *verdict, ru
 	// for the first time gets the staleness bound to be read once.
 	blind := len(unjudged) > 0 || (stale && (!v.cov.Until.IsZero() || now.Sub(acct.FirstSeen) > rails.MaxStaleness))
 	var ev *slack.Event
-	if blind || snap.maybeBlind(acct.SID) {
+	if !push && (blind || snap.maybeBlind(acct.SID)) {
 		var err error
 		if ev, err = a.blindAlert(acct, blind, unjudged, v.cov, now); err != nil {
 			errs = append(errs, err)

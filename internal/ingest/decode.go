@@ -198,11 +198,13 @@ func (d *Decoder) fromCloudEvent(ce *cloudEvent, received time.Time) (Event, err
 			continue
 		}
 		at, err := time.Parse(time.RFC3339Nano, t.v)
-		if err != nil {
+		// A time outside 1678 to 2262 no store keeps: failing the store
+		// would fail the whole batch on every retry.
+		if err != nil || !time.Unix(0, at.UnixNano()).Equal(at) {
 			if t.field == "time" {
-				return Event{}, fmt.Errorf("event %s: time %q is not an RFC 3339 time", clip(ce.ID), clip(t.v))
+				return Event{}, fmt.Errorf("event %s: time %q is not an RFC 3339 time from 1678 to 2262", clip(ce.ID), clip(t.v))
 			}
-			return Event{}, bad("timestamp", "%q is not an RFC 3339 time", clip(t.v))
+			return Event{}, bad("timestamp", "%q is not an RFC 3339 time from 1678 to 2262", clip(t.v))
 		}
 		if ev.At.IsZero() {
 			ev.At = at.UTC()

@@ -31,7 +31,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"reason"}),
 		ignored: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sentinel_events_ignored_total",
-			Help: "Pushed events acknowledged but not stored, by reason: type (not a message event), unknown_account (not of this fleet).",
+			Help: "Pushed events acknowledged but not stored, by reason: type (not a message event), unknown_account (not of this fleet), unknown_message (a subaccount's callback about a message no poll has read), self_signed (a subaccount's callback reporting anything but a failure).",
 		}, []string{"reason"}),
 		stored: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sentinel_events_stored_total",
@@ -62,7 +62,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{"unauthorized", "bad_signature", "malformed", "too_large", "store"} {
 		m.rejected.WithLabelValues(r)
 	}
-	for _, r := range []string{"type", "unknown_account"} {
+	for _, r := range []string{"type", "unknown_account", "unknown_message", "self_signed"} {
 		m.ignored.WithLabelValues(r)
 	}
 	for _, r := range []string{"new", "changed", "unchanged"} {

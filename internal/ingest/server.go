@@ -32,6 +32,16 @@ const (
 // MaxBody is the largest body accepted; a larger one gets 413.
 const MaxBody = 1 << 20
 
+// MaxForm and MaxFormParams bound a status callback, whose body is read
+// and whose signature is checked before anything says who sent it: the
+// check concatenates the parameters, once per URL it may have been signed
+// over, at a cost that grows with their number times the body's length.
+// Twilio's callbacks are a few dozen parameters of a few kilobytes.
+const (
+	MaxForm       = 64 << 10
+	MaxFormParams = 128
+)
+
 // AckWithin is how long Twilio waits for an answer (Event Streams gives a
 // sink 5 s); a request that took longer is logged.
 const AckWithin = 5 * time.Second
@@ -79,13 +89,21 @@ type Server struct {
 	m   *metrics
 	url *url.URL
 
-	mu     sync.Mutex
-	tokens map[string]token // subaccounts' auth tokens, by SID
+	mu       sync.Mutex
+	tokens   map[string]token  // subaccounts' auth tokens, by SID
+	fetching map[string]*fetch // reads of tokens from Twilio under way, by SID
 }
 
 type token struct {
 	value string
 	at    time.Time // when it was read from Twilio
+}
+
+// fetch is one read of a token from Twilio, which the requests that need
+// it meanwhile wait for: value is set before done is closed.
+type fetch struct {
+	done  chan struct{}
+	value string
 }
 
 // tokenRefresh is how often a subaccount's token may be read again when a
@@ -113,7 +131,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{cfg: cfg, m: m, url: u, tokens: map[string]token{}}, nil
+	return &Server{cfg: cfg, m: m, url: u, tokens: map[string]token{}, fetching: map[string]*fetch{}}, nil
 }
 
 // Handler returns the endpoints' handler.
@@ -133,14 +151,14 @@ func (s *Server) reject(w http.ResponseWriter, code int, reason, msg string) {
 	http.Error(w, msg, code)
 }
 
-// body reads the request's body, at most MaxBody; ok is false once it has
-// answered.
-func (s *Server) body(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+// body reads the request's body, at most limit bytes; ok is false once it
+// has answered.
+func (s *Server) body(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
-		s.reject(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body over %d bytes", MaxBody))
+		s.reject(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body over %d bytes", limit))
 		return nil, false
 	case err != nil:
 		s.reject(w, http.StatusBadRequest, "malformed", "body could not be read")
@@ -209,7 +227,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, http.StatusUnauthorized, "unauthorized", "wrong or missing credentials")
 		return
 	}
-	body, ok := s.body(w, r)
+	body, ok := s.body(w, r, MaxBody)
 	if !ok {
 		return
 	}
@@ -271,14 +289,21 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 }
 
 // knownOnly returns, of the events a subaccount vouches for alone (its own
-// sink, its own signature), those about messages sentinel knows: its owner
-// holds the credentials, and could otherwise invent messages to dilute its
-// rates. The others are counted and dropped; the poll reads new messages.
+// sink, whose credentials its owner can read), the failures of messages
+// sentinel knows, as for its signed status callbacks (see status): its
+// owner could otherwise invent messages to dilute its rates, or report a
+// delivery, a read or a cancellation that outranks the carrier's verdict.
+// A failure is evidence only against the subaccount itself. The others are
+// counted and dropped; the poll reads them.
 func (s *Server) knownOnly(acct string, evs []Event) ([]Event, error) {
 	out := evs[:0]
 	for _, ev := range evs {
 		if !ev.Stored() {
 			out = append(out, ev)
+			continue
+		}
+		if !ev.Report.Message.Failed() {
+			s.m.ignored.WithLabelValues("self_signed").Inc()
 			continue
 		}
 		switch _, err := s.cfg.Store.Message(acct, ev.Report.Message.SID); {
@@ -296,13 +321,21 @@ func (s *Server) knownOnly(acct string, evs []Event) ([]Event, error) {
 // status is the Messaging status callback endpoint.
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	start := s.cfg.Now()
-	body, ok := s.body(w, r)
+	body, ok := s.body(w, r, MaxForm)
 	if !ok {
 		return
 	}
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
 		s.reject(w, http.StatusBadRequest, "malformed", "the body is not a form")
+		return
+	}
+	params := 0
+	for _, vs := range form {
+		params += len(vs)
+	}
+	if params > MaxFormParams {
+		s.reject(w, http.StatusBadRequest, "malformed", fmt.Sprintf("%d parameters, at most %d", params, MaxFormParams))
 		return
 	}
 	sig := r.Header.Get("X-Twilio-Signature")
@@ -334,7 +367,17 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		// dilute its own rates. Its callbacks therefore only move messages
 		// sentinel knows (from a poll or from Event Streams, whose
 		// credentials are sentinel's own) along; the first read of a new
-		// message is the poll's. Acknowledged, so Twilio does not retry.
+		// message is the poll's. And they only report failures: a
+		// callback carries no time, so it orders by status alone, and a
+		// signed "read" or "canceled" would outrank the carrier's verdict
+		// for good, a "delivered" end the polls' re-reading of a message
+		// that may yet fail. A failure is evidence only against the
+		// signer. Acknowledged, so Twilio does not retry.
+		if !rep.Message.Failed() {
+			s.m.ignored.WithLabelValues("self_signed").Inc()
+			s.done(w, start)
+			return
+		}
 		switch _, err := s.cfg.Store.Message(acct, rep.Message.SID); {
 		case errors.Is(err, store.ErrNotFound):
 			s.m.ignored.WithLabelValues("unknown_message").Inc()
@@ -355,6 +398,8 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 
 // store makes the reports durable and tells Config.Stored of the accounts
 // whose messages changed; ok is false once it has answered with an error.
+// When some accounts' reports cannot be stored, the others still are, and
+// the request fails.
 func (s *Server) store(w http.ResponseWriter, order []string, byAcct map[string][]store.Report, latest map[string]time.Time, at time.Time) bool {
 	if len(order) == 0 {
 		return true
@@ -364,14 +409,33 @@ func (s *Server) store(w http.ResponseWriter, order []string, byAcct map[string]
 		batches[i] = store.Reports{Account: a, Reports: byAcct[a]}
 	}
 	ins, err := s.cfg.Store.PutReports(batches, at)
-	if err != nil {
-		s.cfg.Log.Error("store pushed events", "err", err)
-		s.m.rejected.WithLabelValues("store").Inc()
-		http.Error(w, "could not store the events; send them again", http.StatusServiceUnavailable)
-		return false
+	stored := make([]bool, len(batches))
+	if err == nil {
+		for i := range stored {
+			stored[i] = true
+		}
+	} else if len(batches) > 1 {
+		// A record the store cannot read fails the account it is of, not
+		// the others of the batch, which Twilio would otherwise send again
+		// and again to the same end. What is stored here its retry counts
+		// once (event ids).
+		ins = make([]store.Ingest, len(batches))
+		var errs []error
+		for i, b := range batches {
+			in, berr := s.cfg.Store.PutReports([]store.Reports{b}, at)
+			if berr != nil {
+				errs = append(errs, berr)
+				continue
+			}
+			ins[i], stored[i] = in[0], true
+		}
+		err = errors.Join(errs...)
 	}
 	changed := map[string]time.Time{}
 	for i, in := range ins {
+		if !stored[i] {
+			continue
+		}
 		s.m.duplicates.Add(float64(in.Duplicates))
 		s.m.stored.WithLabelValues("new").Add(float64(in.New))
 		s.m.stored.WithLabelValues("changed").Add(float64(in.Changed))
@@ -380,10 +444,16 @@ func (s *Server) store(w http.ResponseWriter, order []string, byAcct map[string]
 			changed[order[i]] = latest[order[i]]
 		}
 	}
-	s.m.last.Set(float64(at.Unix()))
 	if len(changed) > 0 && s.cfg.Stored != nil {
 		s.cfg.Stored(changed)
 	}
+	if err != nil {
+		s.cfg.Log.Error("store pushed events", "err", err)
+		s.m.rejected.WithLabelValues("store").Inc()
+		http.Error(w, "could not store the events; send them again", http.StatusServiceUnavailable)
+		return false
+	}
+	s.m.last.Set(float64(at.Unix()))
 	return true
 }
 
@@ -464,16 +534,32 @@ func (s *Server) validWith(ctx context.Context, acct string, valid func(token st
 
 // token returns acct's auth token, read from Twilio when not held or, with
 // again, when held for longer than tokenRefresh. fresh says it was just
-// read.
+// read. Requests that need a token while it is being read wait for that
+// read: anyone can post a callback naming a subaccount, and a burst of
+// them must not become a burst of requests to Twilio.
 func (s *Server) token(ctx context.Context, acct string, again bool) (tok string, fresh, ok bool) {
 	now := s.cfg.Now()
 	s.mu.Lock()
 	t, held := s.tokens[acct]
-	s.mu.Unlock()
 	if held && (!again || now.Sub(t.at) < tokenRefresh) {
+		s.mu.Unlock()
 		return t.value, false, t.value != ""
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	if f := s.fetching[acct]; f != nil {
+		s.mu.Unlock()
+		select {
+		case <-f.done:
+			return f.value, true, f.value != ""
+		case <-ctx.Done():
+			return "", false, false
+		}
+	}
+	f := &fetch{done: make(chan struct{})}
+	s.fetching[acct] = f
+	s.mu.Unlock()
+	// Not cancelled with the request that started it: the others wait
+	// for it, and a sender that hangs up must not leave the token unknown.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	v, err := s.cfg.SubaccountToken(ctx, acct)
 	if err != nil {
@@ -482,6 +568,9 @@ func (s *Server) token(ctx context.Context, acct string, again bool) (tok string
 	}
 	s.mu.Lock()
 	s.tokens[acct] = token{value: v, at: now}
+	delete(s.fetching, acct)
 	s.mu.Unlock()
+	f.value = v
+	close(f.done)
 	return v, true, v != ""
 }

@@ -48,7 +48,13 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	st, err := store.Open(filepath.Join(t.TempDir(), "s.db"), store.Options{})
+	return newEnvAt(t, filepath.Join(t.TempDir(), "s.db"))
+}
+
+// newEnvAt is newEnv with its store at path.
+func newEnvAt(t *testing.T, path string) *env {
+	t.Helper()
+	st, err := store.Open(path, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,7 +33,9 @@ type pushState struct {
 const pushGrace = 2 * time.Minute
 
 // Pushed records that events were stored for accounts at at (the daemon
-// calls it after each push request is durable).
+// calls it after each push request is durable). Like a poll that stores
+// messages, it makes the accounts' usage due: an account whose pushes are
+// trusted is polled only on the reconcile schedule.
 func (p *Poller) Pushed(accounts map[string]time.Time, at time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -44,6 +46,9 @@ func (p *Poller) Pushed(accounts map[string]time.Time, at time.Time) {
 		}
 		s.last = at
 		p.push[sid] = s
+		if at.After(p.active[sid]) {
+			p.active[sid] = at
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package poller
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -113,4 +114,31 @@ func TestPushTrust(t *testing.T) {
 		t.Errorf("allowance an interval after a miss = %v, want it back", a)
 	}
 	e.checkConsistent(sub)
+}
+
+// Usage is read again once the account has stored a message since it was
+// last read: a pushed one too. An account whose pushes are trusted is
+// polled only on the reconcile schedule, and its spend must not wait for
+// the refresh interval meanwhile.
+func TestPushedMessageRefreshesUsage(t *testing.T) {
+	e := newEnv(t, envOptions{poller: func(c *Config) { c.Reconcile = 10 * time.Minute }})
+	sub := e.addSub("")
+	e.generate(sub, 5, t0.Add(-time.Hour), t0)
+	e.accounts()
+	e.mustSucceed()
+	e.clock.Advance(time.Minute)
+	if _, err := e.p.Usage(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	todayPath := "/2010-04-01/Accounts/" + sub + "/Usage/Records/Today.json"
+	e.clock.Advance(5 * time.Minute)
+	e.p.Pushed(map[string]time.Time{sub: e.clock.Now()}, e.clock.Now())
+	e.clock.Advance(time.Minute)
+	e.fake.Reset()
+	if _, err := e.p.Usage(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(e.requests(todayPath)); n != 1 {
+		t.Errorf("after a pushed message: %d requests for today's usage, want 1", n)
+	}
 }
