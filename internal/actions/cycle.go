@@ -222,6 +222,10 @@ type evaluator struct {
 	spend []bool                  // by rule index: a spend signal
 	all   bool                    // keep every decision in verdict.all (read-only views)
 	prev  map[string]policy.State // scratch, reused for every account
+	// decs and next are Evaluate's results, reused for every account: what
+	// is kept of them is copied (verdict.decs, verdict.next, verdict.all).
+	decs []policy.Decision
+	next map[string]policy.State
 	// only, if not nil, are the accounts to scan (a Nudge's).
 	only []string
 	// evals counts decisions by rule (index in set order) and result, for
@@ -267,7 +271,8 @@ func (e *evaluator) judge(v *verdict, buckets []traffic.Bucket, examples traffic
 		SpendBase:    v.br.SpendBase,
 		OffenceDays:  v.offenceDays,
 	}
-	decs, next := e.set.Evaluate(subj, e.prev, e.now)
+	decs, next := e.set.EvaluateInto(subj, e.prev, e.now, e.decs, e.next)
+	e.decs, e.next = decs, next // the scratch of the next account; nothing keeps them
 	v.done = true
 	// Pushed evidence can make a rule fire; only a complete poll can prove
 	// a window quiet. On a Nudge, and for an account whose polled coverage

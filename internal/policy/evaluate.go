@@ -168,10 +168,23 @@ type sums struct {
 // order, and the new states by rule name (rules no longer in the set are
 // dropped). It is pure: no I/O, no clock.
 func (s *Set) Evaluate(subj Subject, prev map[string]State, now time.Time) ([]Decision, map[string]State) {
+	return s.EvaluateInto(subj, prev, now, nil, nil)
+}
+
+// EvaluateInto is Evaluate into decisions and next, which it empties and
+// fills (allocating where they are nil or too small), for a caller that
+// judges many accounts in turn and keeps neither past the next call.
+func (s *Set) EvaluateInto(subj Subject, prev map[string]State, now time.Time, decisions []Decision, next map[string]State) ([]Decision, map[string]State) {
 	e := evaluation{s: s, subj: &subj, now: now}
 	e.prepare()
-	decisions := make([]Decision, len(s.rules))
-	next := make(map[string]State, len(s.rules))
+	if cap(decisions) < len(s.rules) {
+		decisions = make([]Decision, len(s.rules))
+	}
+	decisions = decisions[:len(s.rules)]
+	if next == nil {
+		next = make(map[string]State, len(s.rules))
+	}
+	clear(next)
 	for i, r := range s.rules {
 		st, had := prev[r.Name]
 		d, st, keep := e.rule(r, st)
