@@ -109,18 +109,9 @@ func build(cfg *config, log *slog.Logger, terminal io.Writer) (_ *app, err error
 	}
 	// Polled and pushed messages are classified and hashed alike.
 	dec := &ingest.Decoder{Classifier: traffic.NewClassifier(cfg.optOutKeywords...), Peers: peers}
-	a.tw, err = twilioapi.New(twilioapi.Config{
-		BaseURL:          cfg.twilioURL,
-		AccountSID:       cfg.accountSID,
-		AuthToken:        cfg.authToken,
-		Timeout:          cfg.requestTimeout,
-		Concurrency:      cfg.concurrency,
-		ConcurrencyShare: cfg.concurrencyShare,
-		RateLimit:        cfg.rateLimit,
-		Classifier:       dec.Classifier,
-		Peers:            peers,
-		Registerer:       a.reg,
-	})
+	tc := cfg.twilioConfig()
+	tc.Classifier, tc.Peers, tc.Registerer = dec.Classifier, peers, a.reg
+	a.tw, err = twilioapi.New(tc)
 	if err != nil {
 		return nil, err
 	}
@@ -188,6 +179,20 @@ func build(cfg *config, log *slog.Logger, terminal io.Writer) (_ *app, err error
 		return nil, err
 	}
 	return a, nil
+}
+
+// twilioConfig is the Twilio client's part of the configuration: the
+// parent's credentials and the request budget.
+func (c *config) twilioConfig() twilioapi.Config {
+	return twilioapi.Config{
+		BaseURL:          c.twilioURL,
+		AccountSID:       c.accountSID,
+		AuthToken:        c.authToken,
+		Timeout:          c.requestTimeout,
+		Concurrency:      c.concurrency,
+		ConcurrencyShare: c.concurrencyShare,
+		RateLimit:        c.rateLimit,
+	}
 }
 
 // slackConfig is the Slack part of the configuration.

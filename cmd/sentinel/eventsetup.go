@@ -61,15 +61,7 @@ func eventsSetup(ctx context.Context, cfg *config, stdout, stderr io.Writer) err
 	if cfg.accountSID == "" || cfg.authToken == "" {
 		return usageError(errNoTwilio)
 	}
-	tw, err := twilioapi.New(twilioapi.Config{
-		BaseURL:          cfg.twilioURL,
-		AccountSID:       cfg.accountSID,
-		AuthToken:        cfg.authToken,
-		Timeout:          cfg.requestTimeout,
-		Concurrency:      cfg.concurrency,
-		ConcurrencyShare: cfg.concurrencyShare,
-		RateLimit:        cfg.rateLimit,
-	})
+	tw, err := twilioapi.New(cfg.twilioConfig())
 	if err != nil {
 		return err
 	}
