@@ -301,3 +301,22 @@ func TestDryRunDecisionDoesNotBindSuspension(t *testing.T) {
 		})
 	}
 }
+
+// TestDryRunReinstateDoesNotBindRealOne: sentinel restarted with -dry-run
+// over a real suspension records a Reinstate click as would-reinstate;
+// once it runs for real again, that record does not refuse the real
+// reinstatement as already decided.
+func TestDryRunReinstateDoesNotBindRealOne(t *testing.T) {
+	e := newEnv(t, envOptions{subs: 2})
+	ctx := context.Background()
+	ev := suspendedIncident(t, e)
+	d := decision(ev, slack.DecideReinstate, "trying it out")
+	d.DryRun = true
+	if out, err := e.actor.Decide(ctx, d); err != nil || !strings.HasPrefix(out.Done, "would reinstate (dry-run)") {
+		t.Fatalf("dry-run Reinstate = %+v, %v", out, err)
+	}
+	out, err := e.actor.Decide(ctx, decision(ev, slack.DecideReinstate, "reviewed"))
+	if err != nil || out.Refused != "" || e.twilioStatus(ev.Subaccount) != "active" {
+		t.Errorf("real Reinstate = %+v, %v, Twilio %s; want reinstated", out, err, e.twilioStatus(ev.Subaccount))
+	}
+}
