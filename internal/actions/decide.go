@@ -168,7 +168,8 @@ func (a *Actor) vet(d slack.Decision) (vetted, error) {
 		v.refused = "stale: the subaccount was already reinstated" + a.lastReinstatement(d.Subaccount) + "; the incident is closed"
 	case dec.What == decisionKept:
 		v.refused = fmt.Sprintf("stale: already decided: kept suspended by %s at %s", dec.By, stamp(dec.At))
-	case dec.What == decisionWouldReinstate:
+	case dec.What == decisionWouldReinstate && d.DryRun:
+		// A dry-run reinstatement sent nothing: only another dry-run is stale.
 		v.refused = fmt.Sprintf("stale: already decided: would be reinstated (dry-run) by %s at %s", dec.By, stamp(dec.At))
 	case dec.What == decisionAcknowledged && d.Action == slack.DecideAck:
 		v.refused = fmt.Sprintf("stale: already acknowledged by %s at %s", dec.By, stamp(dec.At))

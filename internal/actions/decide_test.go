@@ -258,3 +258,65 @@ func TestRefusedIsAudited(t *testing.T) {
 		t.Errorf("refusals = %+v", recs)
 	}
 }
+
+// TestDryRunDecisionDoesNotBindSuspension: a decision on a rule's
+// would-suspend message (the rule in dry_run) is about a suspension that
+// did not happen. When the rule leaves dry_run and the same incident
+// suspends the subaccount for real, that decision neither leaves the real
+// suspension decided nor refuses its Reinstate as already decided.
+func TestDryRunDecisionDoesNotBindSuspension(t *testing.T) {
+	for _, action := range []string{slack.DecideReinstate, slack.DecideKeep} {
+		t.Run(action, func(t *testing.T) {
+			dry := strings.Replace(basePolicy, "    action: suspend\n", "    action: suspend\n    mode: dry_run\n", 1)
+			e := newEnv(t, envOptions{subs: 2, policy: dry})
+			ctx := context.Background()
+			sid := e.subs[0]
+			e.send(sid, 100, 50)
+			e.judge()
+			would := e.notes.of(slack.KindWouldSuspend)
+			if len(would) != 1 || would[0].Offer != slack.OfferWouldSuspend {
+				t.Fatalf("would-suspend events %+v, want one offering dry-run buttons", would)
+			}
+			d := decision(would[0], action, "fine for a test")
+			d.DryRun = true
+			if out, err := e.actor.Decide(ctx, d); err != nil || out.Refused != "" {
+				t.Fatalf("dry-run %s = %+v, %v", action, out, err)
+			}
+
+			e.loadPolicy(basePolicy)
+			e.clock.Advance(time.Minute)
+			e.send(sid, 100, 50)
+			e.judge()
+			sus := e.notes.of(slack.KindSuspended)
+			if len(sus) != 1 || e.twilioStatus(sid) != "suspended" {
+				t.Fatalf("suspension events %+v, Twilio status %s; want one suspension", sus, e.twilioStatus(sid))
+			}
+			if inc, err := e.st.Incident(sid, "filtered"); err != nil || inc.Decision.What != "" {
+				t.Errorf("incident after the real suspension = %+v, %v; want it undecided", inc, err)
+			}
+			out, err := e.actor.Decide(ctx, decision(sus[0], slack.DecideReinstate, "reviewed"))
+			if err != nil || out.Refused != "" || e.twilioStatus(sid) != "active" {
+				t.Errorf("Reinstate of the real suspension = %+v, %v, Twilio %s; want reinstated", out, err, e.twilioStatus(sid))
+			}
+		})
+	}
+}
+
+// TestDryRunReinstateDoesNotBindRealOne: sentinel restarted with -dry-run
+// over a real suspension records a Reinstate click as would-reinstate;
+// once it runs for real again, that record does not refuse the real
+// reinstatement as already decided.
+func TestDryRunReinstateDoesNotBindRealOne(t *testing.T) {
+	e := newEnv(t, envOptions{subs: 2})
+	ctx := context.Background()
+	ev := suspendedIncident(t, e)
+	d := decision(ev, slack.DecideReinstate, "trying it out")
+	d.DryRun = true
+	if out, err := e.actor.Decide(ctx, d); err != nil || !strings.HasPrefix(out.Done, "would reinstate (dry-run)") {
+		t.Fatalf("dry-run Reinstate = %+v, %v", out, err)
+	}
+	out, err := e.actor.Decide(ctx, decision(ev, slack.DecideReinstate, "reviewed"))
+	if err != nil || out.Refused != "" || e.twilioStatus(ev.Subaccount) != "active" {
+		t.Errorf("real Reinstate = %+v, %v, Twilio %s; want reinstated", out, err, e.twilioStatus(ev.Subaccount))
+	}
+}

@@ -471,6 +471,12 @@ func (a *Actor) markIncidents(sid, state string, now time.Time) error {
 		if inc.Rule == blindRule || (inc.State != incidentFiring && inc.State != incidentSuspended) {
 			continue
 		}
+		if state == incidentSuspended && inc.State == incidentFiring &&
+			(inc.Decision.What == decisionKept || inc.Decision.What == decisionWouldReinstate) {
+			// Decided on its would-suspend message, about a suspension that
+			// did not happen: this one is news, and open to decide.
+			inc.Decision = store.Decision{}
+		}
 		inc.State = state
 		if state == incidentReinstated || state == incidentResolved {
 			inc.Resolved = now

@@ -144,8 +144,8 @@ func CheckDeciders(ids []string) error {
 	return nil
 }
 
-// Run carries out accepted interactions until ctx ends. Then it takes no
-// more, gives those under way up to 10 seconds, and returns nil. A
+// Run carries out accepted interactions until ctx ends. Then it gives
+// those under way or already accepted up to 10 seconds, and returns nil. A
 // decision under way is not cut short by ctx: it has ActionTimeout, as a
 // command-line one through the control socket has.
 func (in *Interactions) Run(ctx context.Context) error {
@@ -157,7 +157,16 @@ func (in *Interactions) Run(ctx context.Context) error {
 			for {
 				select {
 				case <-ctx.Done():
-					return
+					// Acknowledged to Slack already: carried out within
+					// the grace, not dropped unseen.
+					for {
+						select {
+						case j := <-in.jobs:
+							in.do(work, j)
+						default:
+							return
+						}
+					}
 				case j := <-in.jobs:
 					in.do(work, j)
 				}
