@@ -257,6 +257,11 @@ func history(ctx context.Context, cfg *config, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "%s: no history\n", cfg.history)
 		return nil
 	}
+	return printHistory(stdout, entries)
+}
+
+// printHistory prints entries as a table, one line each.
+func printHistory(stdout io.Writer, entries []actions.HistoryEntry) error {
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME (UTC)\tKIND\tACTION\tRULE\tSTATE/OUTCOME\tBY\tREASON / DETAIL")
 	for _, e := range entries {
