@@ -14,6 +14,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"sentinel/internal/actions"
 	"sentinel/internal/control"
@@ -257,6 +258,11 @@ func history(ctx context.Context, cfg *config, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "%s: no history\n", cfg.history)
 		return nil
 	}
+	return printHistory(stdout, entries)
+}
+
+// printHistory prints entries as a table, one line each.
+func printHistory(stdout io.Writer, entries []actions.HistoryEntry) error {
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME (UTC)\tKIND\tACTION\tRULE\tSTATE/OUTCOME\tBY\tREASON / DETAIL")
 	for _, e := range entries {
@@ -272,12 +278,23 @@ func history(ctx context.Context, cfg *config, stdout io.Writer) error {
 			detail = strings.TrimSpace(detail + " " + e.Detail)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.At.UTC().Format(time.DateTime), e.Kind, e.Action,
-			e.Rule, outcome, e.Actor, oneLine(detail))
+			e.Rule, outcome, oneLine(e.Actor), oneLine(detail))
 	}
 	return tw.Flush()
 }
 
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+// oneLine is s, written by others (a subaccount's name, a person's -by or
+// -reason), as a terminal may print it: on one line, with control and
+// formatting characters (escape sequences, bidirectional overrides) shown
+// as "?".
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.Map(func(r rune) rune {
+		if !unicode.IsSpace(r) && (unicode.IsControl(r) || unicode.Is(unicode.Cf, r)) {
+			return '?'
+		}
+		return r
+	}, s)), " ")
+}
 
 // manual runs -reinstate or -suspend: through the daemon when one answers
 // (findDaemon), so that there is one writer, otherwise directly, with the

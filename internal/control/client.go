@@ -61,7 +61,7 @@ const dialTimeout = 2 * time.Second
 // Dial checks that a daemon answers on the socket at path and that it may be
 // believed, and returns a Client for it. When nothing listens there (no
 // socket file, or a stale one nobody accepts on) the error wraps
-// ErrNoDaemon.
+// ErrNoDaemon, as it does for a path too long for a unix socket.
 //
 // The daemon is believed only if the kernel says it runs as root, as this
 // process's user, or as the owner of the socket's directory, and only if no
@@ -71,6 +71,10 @@ const dialTimeout = 2 * time.Second
 func Dial(path string) (*Client, error) { return dial(path, PeerCred) }
 
 func dial(path string, peerCred func(net.Conn) (Cred, error)) (*Client, error) {
+	if len(path) > maxPath {
+		// No daemon can listen there.
+		return nil, fmt.Errorf("dial %s: longer than a unix socket's path may be (%d bytes): %w", path, maxPath, ErrNoDaemon)
+	}
 	self := uint32(os.Getuid())
 	connect := func(ctx context.Context) (net.Conn, error) {
 		d := net.Dialer{Timeout: dialTimeout}

@@ -412,3 +412,46 @@ func httptestRecorder(h http.Handler, method, path, body string) recorded {
 	h.ServeHTTP(rec, control.WithCaller(req, control.Cred{UID: uint32(os.Getuid())}))
 	return recorded{rec.Code, rec.Body.String()}
 }
+
+// TestLongSocketPath: a unix socket's path has a length limit (107 bytes
+// on Linux). A path longer than that can hold no daemon, so Dial says
+// ErrNoDaemon, and a command goes on to the next candidate or the
+// database; and Check, which the daemon runs before it creates its
+// database, passes only a path that Run can then serve.
+func TestLongSocketPath(t *testing.T) {
+	for _, n := range []int{96, 104, 130} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			base := filepath.Dir(socketPath(t))
+			dir := filepath.Join(base, strings.Repeat("d", max(1, n-len(base)-len("/x/sentinel.db.sock"))), "x")
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, "sentinel.db.sock")
+			if _, err := control.Dial(path); !errors.Is(err, control.ErrNoDaemon) {
+				t.Errorf("Dial of a %d-byte path with no socket: %v, want ErrNoDaemon", len(path), err)
+			}
+			sock := control.Socket{Path: path}
+			if err := sock.Check(); err != nil {
+				t.Logf("Check of a %d-byte path: %v", len(path), err)
+				return
+			}
+			srv, err := control.New(sock, &stub{}, mustOpenStore(t), nil, clock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- srv.Run(ctx) }()
+			select {
+			case <-srv.Ready():
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case err := <-done:
+				cancel()
+				t.Errorf("Check passed a %d-byte path that Run cannot serve: %v", len(path), err)
+			}
+		})
+	}
+}

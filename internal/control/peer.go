@@ -51,11 +51,15 @@ type Socket struct {
 // Check returns an error when this process, as the daemon, may not serve
 // s: one wrapping ErrUnsafeDir for its directory (see checkDir), one
 // saying that its Group does not exist or does not include this process,
-// one wrapping ErrRunning when another daemon answers on it, or one saying
-// that something else than a socket is at its path. New and Run check the
+// one wrapping ErrRunning when another daemon answers on it, one saying
+// that something else than a socket is at its path, or one saying that
+// the path is too long for a unix socket (see fits). New and Run check the
 // same; the daemon calls Check before it opens its database, so that a
 // mistake fails start-up before anything is created or polled.
 func (s Socket) Check() error {
+	if err := fits(s.Path); err != nil {
+		return err
+	}
 	if _, err := checkDir(filepath.Dir(s.Path), uint32(os.Getuid())); err != nil {
 		return fmt.Errorf("control socket %s: %w", s.Path, err)
 	}

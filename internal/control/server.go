@@ -72,6 +72,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"sentinel/internal/actions"
@@ -231,6 +232,9 @@ func (s *Server) peerOf(c net.Conn) peer {
 // Socket.Group), after removing a stale one. It refuses a directory others
 // can write to (checkDir).
 func (s *Server) listen() (net.Listener, error) {
+	if err := fits(s.path); err != nil {
+		return nil, err
+	}
 	if _, err := checkDir(filepath.Dir(s.path), s.uid); err != nil {
 		return nil, fmt.Errorf("control socket %s: %w", s.path, err)
 	}
@@ -273,6 +277,25 @@ func vacant(path string) (stale bool, err error) {
 	return true, nil
 }
 
+// tempPrefix names the directory listenPrivate binds in.
+const tempPrefix = ".sentinel-control-"
+
+// maxPath is the longest path a unix socket may have here (107 bytes on
+// Linux, 103 on the BSDs).
+var maxPath = len(syscall.RawSockaddrUnix{}.Path) - 1
+
+// fits returns an error unless listenPrivate can bind path: neither it nor
+// the temporary path bound first beside it (with os.MkdirTemp's longest
+// random part) is longer than maxPath.
+func fits(path string) error {
+	tmp := filepath.Join(filepath.Dir(path), tempPrefix+"4294967295", "s")
+	if n := max(len(path), len(tmp)); n > maxPath {
+		return fmt.Errorf("control socket %s: too long: a unix socket's path has at most %d bytes, and the daemon binds it first as %s (%d); pass a shorter -control-socket",
+			path, maxPath, tmp, len(tmp))
+	}
+	return nil
+}
+
 // listenPrivate binds a unix socket at path that only the owner (and, if
 // shared, the members of group gid) can connect to, with no moment in which
 // it is open to others and without touching the process-wide umask: the
@@ -281,7 +304,7 @@ func vacant(path string) (stale bool, err error) {
 // socket). The listener removes path when closed, if path is still this
 // socket.
 func listenPrivate(path string, gid uint32, shared bool) (net.Listener, error) {
-	dir, err := os.MkdirTemp(filepath.Dir(path), ".sentinel-control-")
+	dir, err := os.MkdirTemp(filepath.Dir(path), tempPrefix)
 	if err != nil {
 		return nil, err
 	}
