@@ -221,6 +221,14 @@ func parseFlags(args []string, getenv func(string) string, stdout io.Writer) (*c
 			return nil, err
 		}
 	}
+	// The Twilio URL is printed in reinstate commands and logs: a
+	// password in it would be too. Credentials come from the environment.
+	if u, err := url.Parse(c.twilioURL); err != nil || u.User != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		if err == nil && u.User != nil {
+			return nil, errors.New("-twilio-api-url: leave credentials out of the URL; Twilio's come from TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
+		}
+		return nil, errors.New("-twilio-api-url: want an absolute URL such as https://api.twilio.com")
+	}
 	if err := checkBacktestFlags(c, given); err != nil {
 		return nil, err
 	}
