@@ -142,6 +142,7 @@ func build(cfg *config, log *slog.Logger, terminal io.Writer) (_ *app, err error
 		MaxPerHour:        cfg.maxPerHour,
 		MaxFraction:       cfg.maxFraction,
 		MaxStaleness:      cfg.maxStaleness,
+		EachRunCounts:     cfg.once,
 		Reminder:          cfg.reminder,
 		NoSubaccountLabel: cfg.noSubaccountLabel,
 		Command:           cfg.command,

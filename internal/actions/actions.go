@@ -136,6 +136,11 @@ type Config struct {
 	// account's polled coverage may lag: the poller's reconcile interval
 	// while the account's pushed events are trusted (poller.Allowance).
 	Allowance func(sid string) time.Duration
+	// EachRunCounts makes the first Judge of the Actor count every rule's
+	// `for`, whenever the last one counted: for a run that is itself one
+	// scheduled evaluation (-once from cron). Otherwise the first Judge
+	// after a restart counts only what was not counted within Interval.
+	EachRunCounts bool
 }
 
 func (c *Config) defaults() error {

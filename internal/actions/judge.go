@@ -167,18 +167,24 @@ func (a *Actor) judge(ctx context.Context, only []string) (Summary, error) {
 
 	now := a.now()
 	// A `for` counts one evaluation per scheduled interval: a scheduled
-	// Judge counts unless something counted since the last one (the first,
-	// since this run began: a Nudge may have counted before it); a Nudge
-	// unless something counted within the last interval either.
+	// Judge counts unless something counted since the last one; the first
+	// of a run unless something counted within the last interval (a Nudge
+	// of this run, or the last Judge of the run before a restart: the
+	// counts are stored); a Nudge unless something counted within the last
+	// interval either. With Config.EachRunCounts (-once), the first Judge
+	// of a run is its one scheduled evaluation, and counts.
 	advanceAfter := a.scheduled
-	if push {
-		if floor := now.Add(-a.cfg.Interval); advanceAfter.IsZero() || floor.Before(advanceAfter) {
-			advanceAfter = floor
-		}
-	} else {
-		if advanceAfter.IsZero() {
-			advanceAfter = a.started
-		}
+	floor := now.Add(-a.cfg.Interval)
+	switch {
+	case push && (advanceAfter.IsZero() || floor.Before(advanceAfter)):
+		advanceAfter = floor
+	case push:
+	case advanceAfter.IsZero() && a.cfg.EachRunCounts:
+		advanceAfter = a.started
+	case advanceAfter.IsZero():
+		advanceAfter = floor
+	}
+	if !push {
 		defer func() { a.scheduled = now }()
 	}
 	days := max(usageDays, set.UsageDays())

@@ -311,9 +311,6 @@ func TestNudgeDoesNotSyncOtherAccounts(t *testing.T) {
 // must not count it again at its first Judge: a `for: 2` would fire on two
 // evaluations seconds apart.
 func TestRestartCountsOncePerInterval(t *testing.T) {
-	t.Skip("the first scheduled Judge of a run counts a `for` whatever the previous run's last Judge counted: " +
-		"-once relies on it (each run one evaluation), so the fix is to persist the last scheduled evaluation " +
-		"for the daemon and tell -once apart")
 	e := nudgeEnv(t, "2", actions.Config{Interval: time.Minute})
 	bad := e.subs[0]
 	e.send(bad, 100, 30)
