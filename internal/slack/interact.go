@@ -70,6 +70,9 @@ type Interactions struct {
 	m        *interactionMetrics
 	red      redactor
 	jobs     chan job
+	// overflow bounds the refusals of clicks that found the queue full,
+	// each told and audited on a goroutine of its own.
+	overflow chan struct{}
 }
 
 // NewInteractions validates cfg and returns Interactions that carry
@@ -109,7 +112,7 @@ func NewInteractions(cfg InteractionsConfig, decider Decider, logger *slog.Logge
 	in := &Interactions{
 		api: client, decider: decider, cfg: cfg, log: logger, m: m,
 		red:  redactor{cfg.BotToken},
-		jobs: make(chan job, cfg.Queue),
+		jobs: make(chan job, cfg.Queue), overflow: make(chan struct{}, 8),
 	}
 	in.deciders = newDeciders(cfg.Deciders, client, cfg.GroupTTL, cfg.Now, in.red)
 	return in, nil
@@ -297,6 +300,21 @@ func (in *Interactions) accept(cb goslack.InteractionCallback) any {
 func (in *Interactions) enqueue(j job) {
 	select {
 	case in.jobs <- j:
+		return
+	default:
+	}
+	// The queue is full. The click is refused like any other, audited and
+	// told, off the acknowledgement's path; past a bound of such refusals
+	// under way, only counted and logged.
+	select {
+	case in.overflow <- struct{}{}:
+		go func() {
+			defer func() { <-in.overflow }()
+			ctx, cancel := context.WithTimeout(context.Background(), in.cfg.ActionTimeout)
+			defer cancel()
+			j.d.By = by(j.user)
+			in.refuse(ctx, j, "sentinel has too many decisions waiting; nothing was done: click again in a minute")
+		}()
 	default:
 		in.m.result(j.d.Action, "dropped")
 		in.log.Error("slack interaction dropped: too many waiting", "subaccount", j.d.Subaccount, "rule", j.d.Rule,
