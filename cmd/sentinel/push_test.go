@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha1"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"sentinel/internal/slack/slackfake"
 	"sentinel/internal/store"
 	"sentinel/internal/traffic"
 	"sentinel/internal/twiliofake"
@@ -271,5 +273,52 @@ func TestPushSuspendsWithinSeconds(t *testing.T) {
 		if diff := cmp.Diff(traffic.Sum(want, from, to), traffic.Sum(got, from, to), cmpopts.EquateEmpty()); diff != "" {
 			t.Errorf("%s: aggregates differ from a recount (-recount +aggregates):\n%s", sid, diff)
 		}
+	}
+}
+
+// With SLACK_SIGNING_SECRET and no Socket Mode, Slack's interactions come
+// to POST /slack/interactions on the -events-listen listener: a request
+// whose signature does not match, or whose timestamp is over 5 minutes
+// old, is refused (401); a signed one is taken.
+func TestSlackInteractionsOnEventsListener(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, twiliofake.Options{})
+	w.fleet(t, 2, false)
+	fake := slackfake.New(slackfake.Options{BotToken: buttonsBotToken, AppToken: buttonsAppToken})
+	t.Cleanup(fake.Close)
+	env := append(w.pushEnv()[:0:0], w.pushEnv()...)
+	for i, kv := range env {
+		if strings.HasPrefix(kv, "SLACK_WEBHOOK_URL=") {
+			env = append(env[:i], env[i+1:]...)
+			break
+		}
+	}
+	env = append(env, "SLACK_BOT_TOKEN="+buttonsBotToken, "SLACK_SIGNING_SECRET="+buttonsSigning)
+	secrets := append(w.secrets(), eventsPassword, buttonsBotToken, buttonsSigning)
+	d := startEnv(t, env, secrets, w.args("-messages-schedule", "@every 10m", "-slack-channel", "#compliance",
+		"-slack-api-url", fake.URL(), "-slack-deciders", "U0ANA", "-events-listen", "127.0.0.1:0", "-events-url", eventsURL)...)
+	d.addr(t)
+	events := "http://" + d.waitFor(t, eventsListenRe, false, 10*time.Second)
+	if strings.Contains(d.stderr.String(), "no listener serves POST /slack/interactions") {
+		t.Errorf("the daemon warns that nothing serves the interactions:\n%s", d.stderr)
+	}
+	body := "payload=" + url.QueryEscape(`{"type":"block_actions","user":{"id":"U0EVE"},"actions":[]}`)
+	sign := func(ts int64, secret string) http.Header {
+		mac := hmac.New(sha256.New, []byte(secret))
+		fmt.Fprintf(mac, "v0:%d:%s", ts, body)
+		return http.Header{"X-Slack-Request-Timestamp": {fmt.Sprint(ts)}, "X-Slack-Signature": {"v0=" + hex.EncodeToString(mac.Sum(nil))}}
+	}
+	post := func(h http.Header) int {
+		return postTo(t, events+"/slack/interactions", "application/x-www-form-urlencoded", body, h)
+	}
+	now := time.Now().Unix()
+	if code := post(sign(now, "not-the-secret")); code != http.StatusUnauthorized {
+		t.Errorf("bad signature: %d, want 401", code)
+	}
+	if code := post(sign(now-6*60, buttonsSigning)); code != http.StatusUnauthorized {
+		t.Errorf("a timestamp 6 minutes old: %d, want 401", code)
+	}
+	if code := post(sign(now, buttonsSigning)); code != http.StatusOK {
+		t.Errorf("signed: %d, want 200", code)
 	}
 }
