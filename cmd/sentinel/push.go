@@ -15,6 +15,8 @@ import (
 
 	"sentinel/internal/ingest"
 	"sentinel/internal/poller"
+	"sentinel/internal/store"
+	"sentinel/internal/traffic"
 )
 
 // buildPush wires push ingest (-events-listen): the endpoints store what
@@ -65,15 +67,21 @@ func (a *app) buildPush(dec *ingest.Decoder) error {
 // known reports whether sid is an account of the fleet the store knows
 // (the parent included): events of others are not stored. Accounts are
 // never removed from the store, so a yes is remembered.
-func (a *app) known(sid string) bool {
+func (a *app) known(sid string) (bool, error) {
 	if _, ok := a.knownSIDs.Load(sid); ok {
-		return true
+		return true, nil
 	}
-	if _, err := a.st.Account(sid); err != nil {
-		return false
+	if !traffic.IsAccountSID(sid) {
+		return false, nil
+	}
+	switch _, err := a.st.Account(sid); {
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, err
 	}
 	a.knownSIDs.Store(sid, true)
-	return true
+	return true, nil
 }
 
 // eventsHandler serves the -events-listen listener: Twilio's pushes and,

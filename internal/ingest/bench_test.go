@@ -56,7 +56,7 @@ func BenchmarkSustained10k(b *testing.B) {
 		srv, err := New(Config{
 			Username: "twilio", Password: "bench-password-0123456789",
 			URL: "https://sentinel.example.net", Parent: "AC" + strings.Repeat("f", 32), Token: "parent-token",
-			Known:   func(sid string) bool { return known[sid] },
+			Known:   func(sid string) (bool, error) { return known[sid], nil },
 			Store:   st,
 			Decoder: decoder(b),
 			Log:     slog.New(slog.DiscardHandler),

@@ -63,8 +63,9 @@ type Config struct {
 	// Known reports whether sid is an account of the fleet (the parent
 	// included). Events of other accounts are acknowledged, counted and
 	// not stored; their status callbacks are refused (no token to check
-	// them with).
-	Known func(sid string) bool
+	// them with). An error (the store could not be read) fails the
+	// request with 503, so that Twilio sends it again.
+	Known func(sid string) (bool, error)
 	// Store keeps what arrives (PutReports).
 	Store *store.Store
 	// Decoder turns bodies into reports.
@@ -262,12 +263,18 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	var order []string
 	for i := range evs {
 		ev := &evs[i]
-		s.m.received.WithLabelValues(sourceEvents).Inc()
-		switch {
-		case !ev.Stored():
+		if !ev.Stored() {
+			s.m.received.WithLabelValues(sourceEvents).Inc()
 			s.m.ignored.WithLabelValues("type").Inc()
 			continue
-		case !s.cfg.Known(ev.Account):
+		}
+		known, err := s.cfg.Known(ev.Account)
+		if err != nil {
+			s.unavailable(w, "read the account list for pushed events", err)
+			return
+		}
+		s.m.received.WithLabelValues(sourceEvents).Inc()
+		if !known {
 			s.m.ignored.WithLabelValues("unknown_account").Inc()
 			continue
 		}
@@ -286,6 +293,14 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.done(w, start)
+}
+
+// unavailable answers 503 for a store that could not be read: nothing
+// was stored, and Twilio sends the request again.
+func (s *Server) unavailable(w http.ResponseWriter, what string, err error) {
+	s.cfg.Log.Error(what, "err", err)
+	s.m.rejected.WithLabelValues("store").Inc()
+	http.Error(w, "could not read the store; send the request again", http.StatusServiceUnavailable)
 }
 
 // knownOnly returns, of the events a subaccount vouches for alone (its own
@@ -340,11 +355,15 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	}
 	sig := r.Header.Get("X-Twilio-Signature")
 	acct := strings.TrimSpace(form.Get("AccountSid"))
+	known, err := s.cfg.Known(acct)
 	switch {
 	case sig == "":
 		s.reject(w, http.StatusForbidden, "bad_signature", "no X-Twilio-Signature")
 		return
-	case !s.cfg.Known(acct):
+	case err != nil:
+		s.unavailable(w, "read the account list for a status callback", err)
+		return
+	case !known:
 		// Without a token of the fleet's there is nothing to check the
 		// signature with, and an unknown SID must not make sentinel ask
 		// Twilio for it.

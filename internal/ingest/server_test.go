@@ -6,6 +6,7 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -70,7 +71,7 @@ func newEnvAt(t *testing.T, path string) *env {
 			e.fetches++
 			return e.token, nil
 		},
-		Known:   func(sid string) bool { return known[sid] },
+		Known:   func(sid string) (bool, error) { return known[sid], nil },
 		Store:   st,
 		Decoder: decoder(t),
 		Stored: func(accts map[string]time.Time) {
@@ -379,5 +380,25 @@ func TestSubaccountSink(t *testing.T) {
 		if w := e.post(EventsPath, "["+failed+"]", h); w.Code != http.StatusUnauthorized {
 			t.Errorf("credentials %v: %d, want 401", h, w.Code)
 		}
+	}
+}
+
+// When the account list cannot be read, nothing is stored and Twilio is
+// asked to send the request again (503), rather than the events being
+// acknowledged and dropped as another fleet's.
+func TestKnownFails(t *testing.T) {
+	e := newEnv(t)
+	e.srv.cfg.Known = func(string) (bool, error) { return false, errors.New("store: disk on fire") }
+	delivered := ce("EZ2", "com.twilio.messaging.message.delivered", outboundData("delivered", "null"))
+	if w := e.post(EventsPath, "["+delivered+"]", basic("twilio", "s3cret-events")); w.Code != http.StatusServiceUnavailable {
+		t.Errorf("events: %d, want 503", w.Code)
+	}
+	form := url.Values{"MessageSid": {msgA}, "AccountSid": {subSID}, "MessageStatus": {"failed"}, "ErrorCode": {"30007"}}
+	h := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "X-Twilio-Signature": {sign(subToken, publicURL+StatusPath, form)}}
+	if w := e.post(StatusPath, form.Encode(), h); w.Code != http.StatusServiceUnavailable {
+		t.Errorf("status callback: %d, want 503", w.Code)
+	}
+	if _, err := e.st.Message(acctA, msgA); err == nil {
+		t.Error("stored while the account list could not be read")
 	}
 }
