@@ -53,9 +53,11 @@ func (a *app) buildPush(dec *ingest.Decoder) error {
 		Known:           a.known,
 		Store:           a.st,
 		Decoder:         dec,
-		Stored: func(accts map[string]time.Time) {
+		Stored: func(accts map[string]time.Time, stream bool) {
 			now := time.Now()
-			a.poll.Pushed(accts, now)
+			if stream {
+				a.poll.Pushed(accts, now)
+			}
 			a.nudger.add(accts, now)
 		},
 		Registerer: a.reg,

@@ -72,8 +72,13 @@ type Config struct {
 	Decoder *Decoder
 	// Stored, if set, is told after each request's reports are durable
 	// which accounts they brought new or changed messages of, with the
-	// time of the latest event of each.
-	Stored func(accounts map[string]time.Time)
+	// time of the latest event of each. stream is true for Event Streams
+	// requests with the configured credentials: the complete stream of
+	// every message's events, which polling can back off for. Status
+	// callbacks (sent only for messages that ask for them) and a
+	// subaccount's own sink (which passes only failures) are evidence,
+	// not a stream to trust.
+	Stored func(accounts map[string]time.Time, stream bool)
 	// Registerer registers the metrics; nil for none.
 	Registerer prometheus.Registerer
 	Log        *slog.Logger
@@ -289,7 +294,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			s.m.lag.Observe(start.Sub(ev.At).Seconds())
 		}
 	}
-	if !s.store(w, order, byAcct, latest, start) {
+	if !s.store(w, order, byAcct, latest, start, scope == "") {
 		return
 	}
 	s.done(w, start)
@@ -409,17 +414,18 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if !s.store(w, []string{acct}, map[string][]store.Report{acct: {rep}}, map[string]time.Time{acct: start}, start) {
+	if !s.store(w, []string{acct}, map[string][]store.Report{acct: {rep}}, map[string]time.Time{acct: start}, start, false) {
 		return
 	}
 	s.done(w, start)
 }
 
 // store makes the reports durable and tells Config.Stored of the accounts
-// whose messages changed; ok is false once it has answered with an error.
+// whose messages changed (stream: see Config.Stored); ok is false once it
+// has answered with an error.
 // When some accounts' reports cannot be stored, the others still are, and
 // the request fails.
-func (s *Server) store(w http.ResponseWriter, order []string, byAcct map[string][]store.Report, latest map[string]time.Time, at time.Time) bool {
+func (s *Server) store(w http.ResponseWriter, order []string, byAcct map[string][]store.Report, latest map[string]time.Time, at time.Time, stream bool) bool {
 	if len(order) == 0 {
 		return true
 	}
@@ -464,7 +470,7 @@ func (s *Server) store(w http.ResponseWriter, order []string, byAcct map[string]
 		}
 	}
 	if len(changed) > 0 && s.cfg.Stored != nil {
-		s.cfg.Stored(changed)
+		s.cfg.Stored(changed, stream)
 	}
 	if err != nil {
 		s.cfg.Log.Error("store pushed events", "err", err)

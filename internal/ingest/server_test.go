@@ -43,6 +43,7 @@ type env struct {
 	reg     *prometheus.Registry
 	mu      sync.Mutex
 	stored  []map[string]time.Time
+	streams []bool // Stored's stream, call by call
 	fetches int
 	token   string // what Twilio answers for the subaccount's token
 }
@@ -74,9 +75,10 @@ func newEnvAt(t *testing.T, path string) *env {
 		Known:   func(sid string) (bool, error) { return known[sid], nil },
 		Store:   st,
 		Decoder: decoder(t),
-		Stored: func(accts map[string]time.Time) {
+		Stored: func(accts map[string]time.Time, stream bool) {
 			e.mu.Lock()
 			e.stored = append(e.stored, accts)
+			e.streams = append(e.streams, stream)
 			e.mu.Unlock()
 		},
 		Registerer: e.reg,
@@ -173,6 +175,9 @@ func TestEventsEndpoint(t *testing.T) {
 	}
 	if n := e.count("sentinel_events_duplicate_total"); n != 1 {
 		t.Errorf("duplicates = %v, want 1", n)
+	}
+	if len(e.streams) != 1 || !e.streams[0] {
+		t.Errorf("Stored told stream %v, want the Event Streams request counted as the stream", e.streams)
 	}
 	if len(e.stored) != 1 || e.stored[0][acctA].IsZero() {
 		t.Errorf("Stored told %v, want the account with its latest event's time", e.stored)
@@ -285,6 +290,9 @@ func TestStatusEndpoint(t *testing.T) {
 	if code := post(form, sign(subToken, publicURL+StatusPath, form)); code != http.StatusOK {
 		t.Fatalf("signed with the subaccount's token: %d", code)
 	}
+	if n := len(e.streams); n == 0 || e.streams[n-1] {
+		t.Errorf("Stored told stream %v after a status callback, want false: callbacks are not the stream", e.streams)
+	}
 	if m := e.stored1(msgA); m.Status != "undelivered" || m.ErrorCode != 30007 {
 		t.Errorf("stored: %+v", m)
 	}
@@ -360,6 +368,9 @@ func TestSubaccountSink(t *testing.T) {
 	}
 	if m := e.stored1(msgA); m.Status != "failed" || m.ErrorCode != 30007 {
 		t.Errorf("after its receipt: %+v", m)
+	}
+	if n := len(e.streams); n == 0 || e.streams[n-1] {
+		t.Errorf("Stored told stream %v after a subaccount's own sink, want false", e.streams)
 	}
 	// Another account's event through a subaccount's credentials: refused
 	// whole, nothing stored.
