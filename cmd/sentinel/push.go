@@ -210,12 +210,11 @@ func (n *nudger) due(now time.Time) (sids []string, next time.Time) {
 			next = t
 		}
 	}
-	// Forget nudges too old to hold anything back.
+	// Forget nudges too old to hold anything back (those just made are
+	// not).
 	for sid, l := range n.last {
 		if now.Sub(l) > nudgeEvery {
-			if _, waiting := n.pending[sid]; !waiting && !slices.Contains(sids, sid) {
-				delete(n.last, sid)
-			}
+			delete(n.last, sid)
 		}
 	}
 	slices.Sort(sids)

@@ -49,6 +49,16 @@ type fleet struct {
 	open   int // subaccounts sentinel itself suspended, open now (a person's suspensions are not counted)
 }
 
+// count counts an account with breaker br in state in the fleet.
+func (fl *fleet) count(acct *store.Account, br store.Breaker, state string) {
+	if active, open := InFleet(acct.Parent, acct.Status, state, br.Manual); active {
+		fl.active++
+		if open {
+			fl.open++
+		}
+	}
+}
+
 // Judge runs one evaluation and action cycle over every account in the
 // store: evaluate the current policy set, persist the rule states, tell
 // people about incidents, and pass the suspension candidates of the whole
@@ -147,12 +157,7 @@ func (a *Actor) judge(ctx context.Context, only []string) (Summary, error) {
 				errs = append(errs, err)
 				continue
 			}
-			if active, open := InFleet(accts[i].Parent, accts[i].Status, stateOf(br), br.Manual); active {
-				fl.active++
-				if open {
-					fl.open++
-				}
-			}
+			fl.count(&accts[i], br, stateOf(br))
 			continue
 		}
 		v, err := a.syncAccount(ctx, set, snap, &accts[i], &fl)
@@ -174,15 +179,11 @@ func (a *Actor) judge(ctx context.Context, only []string) (Summary, error) {
 	// interval either. With Config.EachRunCounts (-once), the first Judge
 	// of a run is its one scheduled evaluation, and counts.
 	advanceAfter := a.scheduled
-	floor := now.Add(-a.cfg.Interval)
-	switch {
-	case push && (advanceAfter.IsZero() || floor.Before(advanceAfter)):
+	if floor := now.Add(-a.cfg.Interval); advanceAfter.IsZero() || (push && floor.Before(advanceAfter)) {
 		advanceAfter = floor
-	case push:
-	case advanceAfter.IsZero() && a.cfg.EachRunCounts:
+	}
+	if !push && a.scheduled.IsZero() && a.cfg.EachRunCounts {
 		advanceAfter = a.started
-	case advanceAfter.IsZero():
-		advanceAfter = floor
 	}
 	if !push {
 		defer func() { a.scheduled = now }()
@@ -246,12 +247,7 @@ func (a *Actor) syncAccount(ctx context.Context, set *policy.Set, snap *snapshot
 	}
 	state := stateOf(br)
 	a.m.breakers.set(sid, state)
-	if active, open := InFleet(acct.Parent, acct.Status, state, br.Manual); active {
-		fl.active++
-		if open {
-			fl.open++
-		}
-	}
+	fl.count(acct, br, state)
 	if acct.Status != statusActive || suspendedState(state) {
 		// Suspended or closed: it sends nothing, and judging it would only
 		// resolve its incidents while it cannot send.

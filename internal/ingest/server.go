@@ -257,9 +257,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		}
 		var err error
 		if evs, err = s.knownOnly(scope, evs); err != nil {
-			s.cfg.Log.Error("read messages for a subaccount's events", "subaccount", scope, "err", err)
-			s.m.rejected.WithLabelValues("store").Inc()
-			http.Error(w, "could not read the messages; send the events again", http.StatusServiceUnavailable)
+			s.unavailable(w, "read messages for a subaccount's events", err, "subaccount", scope)
 			return
 		}
 	}
@@ -302,8 +300,8 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 
 // unavailable answers 503 for a store that could not be read: nothing
 // was stored, and Twilio sends the request again.
-func (s *Server) unavailable(w http.ResponseWriter, what string, err error) {
-	s.cfg.Log.Error(what, "err", err)
+func (s *Server) unavailable(w http.ResponseWriter, what string, err error, attrs ...any) {
+	s.cfg.Log.Error(what, append(attrs, "err", err)...)
 	s.m.rejected.WithLabelValues("store").Inc()
 	http.Error(w, "could not read the store; send the request again", http.StatusServiceUnavailable)
 }
@@ -408,9 +406,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 			s.done(w, start)
 			return
 		case err != nil:
-			s.cfg.Log.Error("read a message for its status callback", "subaccount", acct, "err", err)
-			s.m.rejected.WithLabelValues("store").Inc()
-			http.Error(w, "could not read the message; send the callback again", http.StatusServiceUnavailable)
+			s.unavailable(w, "read a message for its status callback", err, "subaccount", acct)
 			return
 		}
 	}
@@ -497,38 +493,37 @@ func (s *Server) done(w http.ResponseWriter, start time.Time) {
 // own sink (scope), with that subaccount's, as Twilio signs what a
 // subaccount's resources send (?: not documented for Event Streams).
 func (s *Server) validJSON(r *http.Request, body []byte, sig, scope string) bool {
-	valid := func(tok string) bool {
-		rv := client.NewRequestValidator(tok)
-		for _, u := range s.signedURLs(r) {
-			if r.URL.Query().Get("bodySHA256") != "" {
-				if rv.ValidateBody(u, body, sig) {
-					return true
-				}
-			} else if rv.Validate(u, map[string]string{}, sig) {
-				return true
-			}
+	hashed := r.URL.Query().Get("bodySHA256") != ""
+	return s.validSignature(r, scope, func(rv *client.RequestValidator, u string) bool {
+		if hashed {
+			return rv.ValidateBody(u, body, sig)
 		}
-		return false
-	}
-	if scope == "" {
-		return valid(s.cfg.Token)
-	}
-	return s.validWith(r.Context(), scope, valid)
+		return rv.Validate(u, map[string]string{}, sig)
+	})
 }
 
 // validForm checks a status callback's signature with the token of the
 // account it names: the URL and the form's parameters.
 func (s *Server) validForm(r *http.Request, body []byte, acct, sig string) bool {
+	return s.validSignature(r, acct, func(rv *client.RequestValidator, u string) bool {
+		return rv.ValidateBody(u, body, sig)
+	})
+}
+
+// validSignature checks a request's signature (check, over each URL Twilio
+// may have signed) with the token of acct: the parent's when acct is the
+// parent or "", else the subaccount's (validWith).
+func (s *Server) validSignature(r *http.Request, acct string, check func(rv *client.RequestValidator, u string) bool) bool {
 	valid := func(tok string) bool {
 		rv := client.NewRequestValidator(tok)
 		for _, u := range s.signedURLs(r) {
-			if rv.ValidateBody(u, body, sig) {
+			if check(&rv, u) {
 				return true
 			}
 		}
 		return false
 	}
-	if acct == s.cfg.Parent {
+	if acct == "" || acct == s.cfg.Parent {
 		return valid(s.cfg.Token)
 	}
 	return s.validWith(r.Context(), acct, valid)

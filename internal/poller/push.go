@@ -52,18 +52,25 @@ func (p *Poller) Pushed(accounts map[string]time.Time, at time.Time) {
 	}
 }
 
+// backedOff reports whether an account's log can wait for the reconcile
+// schedule (r) at now: pushes arrive, nothing was missed, and the last
+// reconciling read is recent.
+func (s pushState) backedOff(r time.Duration, now time.Time) bool {
+	return r > 0 && s.trusted && now.Sub(s.last) < r && now.Sub(s.checked) < r
+}
+
+// allowed reports whether an account's polled coverage may lag by the
+// reconcile interval (r) more at now (see Allowance).
+func (s pushState) allowed(r time.Duration, now time.Time) bool {
+	return r > 0 && s.trusted && now.Sub(s.last) < 2*r
+}
+
 // backedOff reports whether sid's log can wait for the reconcile schedule
-// at now: pushes arrive, nothing was missed, and the last reconciling read
-// is recent.
+// at now.
 func (p *Poller) backedOff(sid string, now time.Time) bool {
-	r := p.cfg.Reconcile
-	if r <= 0 {
-		return false
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s := p.push[sid]
-	return s.trusted && now.Sub(s.last) < r && now.Sub(s.checked) < r
+	return p.push[sid].backedOff(p.cfg.Reconcile, now)
 }
 
 // Allowance is how much longer than the staleness bound sid's polled
@@ -71,32 +78,24 @@ func (p *Poller) backedOff(sid string, now time.Time) bool {
 // It lasts a while after the pushes stop, until polling every cycle has
 // caught the coverage up again.
 func (p *Poller) Allowance(sid string) time.Duration {
-	r := p.cfg.Reconcile
-	if r <= 0 {
-		return 0
-	}
 	now := p.now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if s := p.push[sid]; s.trusted && now.Sub(s.last) < 2*r {
-		return r
+	if p.push[sid].allowed(p.cfg.Reconcile, now) {
+		return p.cfg.Reconcile
 	}
 	return 0
 }
 
 // allowances returns Allowance of every account that has one.
 func (p *Poller) allowances() map[string]time.Duration {
-	r := p.cfg.Reconcile
-	if r <= 0 {
-		return nil
-	}
 	now := p.now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	out := map[string]time.Duration{}
 	for sid, s := range p.push {
-		if s.trusted && now.Sub(s.last) < 2*r {
-			out[sid] = r
+		if s.allowed(p.cfg.Reconcile, now) {
+			out[sid] = p.cfg.Reconcile
 		}
 	}
 	return out
@@ -162,9 +161,11 @@ func (p *Poller) reconciled(sid string, start time.Time, missedAny bool) {
 // trustedCount is the number of accounts whose polling is backed off now.
 func (p *Poller) trustedCount() float64 {
 	now := p.now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	n := 0
-	for sid := range p.allowances() {
-		if p.backedOff(sid, now) {
+	for _, s := range p.push {
+		if s.backedOff(p.cfg.Reconcile, now) {
 			n++
 		}
 	}
