@@ -15,7 +15,13 @@ import (
 // account returns the stored account sid, or an error wrapping
 // ErrUnknownAccount.
 func (a *Actor) account(sid string) (store.Account, error) {
-	acct, err := a.st.Account(sid)
+	return storedAccount(a.st, sid)
+}
+
+// storedAccount returns the account sid as st knows it, or an error
+// wrapping ErrUnknownAccount.
+func storedAccount(st *store.Store, sid string) (store.Account, error) {
+	acct, err := st.Account(sid)
 	if errors.Is(err, store.ErrNotFound) {
 		return acct, fmt.Errorf("no subaccount %s in this fleet, as of sentinel's last read of Twilio's account list (sentinel -status lists them): %w", sid, ErrUnknownAccount)
 	}

@@ -3,7 +3,6 @@ package actions
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -129,10 +128,7 @@ func StatusRows(ctx context.Context, st *store.Store, set *policy.Set, now time.
 // StatusOf is StatusRows for one account, sid; the error wraps
 // ErrUnknownAccount when the store does not know it.
 func StatusOf(ctx context.Context, st *store.Store, set *policy.Set, sid string, now time.Time, maxStaleness time.Duration) (StatusRow, error) {
-	acct, err := st.Account(sid)
-	if errors.Is(err, store.ErrNotFound) {
-		return StatusRow{}, fmt.Errorf("no subaccount %s in this fleet, as of sentinel's last read of Twilio's account list (sentinel -status lists them): %w", sid, ErrUnknownAccount)
-	}
+	acct, err := storedAccount(st, sid)
 	if err != nil {
 		return StatusRow{}, err
 	}

@@ -175,3 +175,12 @@ func (p *Poller) loadFreshness(accts []store.Account) (map[string]traffic.Covera
 	p.fresh.reset(accts, covs)
 	return covs, nil
 }
+
+// reloadFreshness resets the data ages from every stored account.
+func (p *Poller) reloadFreshness() error {
+	accts, err := p.st.Accounts()
+	if err == nil {
+		_, err = p.loadFreshness(accts)
+	}
+	return err
+}

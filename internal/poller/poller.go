@@ -262,11 +262,7 @@ func New(cfg Config, tw *twilioapi.Client, st *store.Store, reg prometheus.Regis
 	m.failures.WithLabelValues(append([]string{StreamAccounts}, p.label(cfg.Parent)...)...)
 	// The data ages are known from the store before the first cycle, which
 	// may be long in coming (the account list is read first).
-	accts, err := st.Accounts()
-	if err == nil {
-		_, err = p.loadFreshness(accts)
-	}
-	if err != nil {
+	if err := p.reloadFreshness(); err != nil {
 		return nil, fmt.Errorf("poller: %w", err)
 	}
 	return p, nil
@@ -365,11 +361,7 @@ func (p *Poller) Accounts(ctx context.Context) ([]store.AccountChange, error) {
 		return nil, fmt.Errorf("store accounts: %w", err)
 	}
 	// A new subaccount's data ages from now, before any messages cycle.
-	stored, err := p.st.Accounts()
-	if err == nil {
-		_, err = p.loadFreshness(stored)
-	}
-	if err != nil {
+	if err := p.reloadFreshness(); err != nil {
 		return nil, fmt.Errorf("data ages: %w", err)
 	}
 	p.m.accounts.Set(float64(len(accts) - 1))

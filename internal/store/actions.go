@@ -77,13 +77,7 @@ func (s *Store) Breaker(accountSID string) (Breaker, error) {
 // Transition stores accountSID's new breaker state and appends rec to the
 // audit log in one transaction. rec.Subaccount defaults to accountSID.
 func (s *Store) Transition(accountSID string, b Breaker, rec AuditRecord) error {
-	if rec.Subaccount == "" {
-		rec.Subaccount = accountSID
-	}
-	err := checkSID(accountSID)
-	if err == nil && rec.Subaccount != accountSID {
-		err = fmt.Errorf("audit record of %s", rec.Subaccount)
-	}
+	err := checkAuditOf(accountSID, &rec)
 	if err == nil {
 		err = s.db.Update(func(tx *bolt.Tx) error {
 			if err := putRec(tx, bkBreaker, []byte(accountSID), b, encodeBreaker); err != nil {
@@ -95,6 +89,21 @@ func (s *Store) Transition(accountSID string, b Breaker, rec AuditRecord) error 
 	}
 	if err != nil {
 		return fmt.Errorf("transition %s: %w", accountSID, err)
+	}
+	return nil
+}
+
+// checkAuditOf checks accountSID, and that rec, written with a change to
+// it, is about it; rec.Subaccount defaults to accountSID.
+func checkAuditOf(accountSID string, rec *AuditRecord) error {
+	if rec.Subaccount == "" {
+		rec.Subaccount = accountSID
+	}
+	if err := checkSID(accountSID); err != nil {
+		return err
+	}
+	if rec.Subaccount != accountSID {
+		return fmt.Errorf("audit record of %s", rec.Subaccount)
 	}
 	return nil
 }
@@ -397,13 +406,7 @@ func (s *Store) SetThread(accountSID, rule string, opened time.Time, thread stri
 // round. It returns ErrNotFound, writing nothing, when the stored incident
 // is another one (or there is none).
 func (s *Store) Decide(accountSID, rule string, opened time.Time, dec Decision, rec AuditRecord) error {
-	if rec.Subaccount == "" {
-		rec.Subaccount = accountSID
-	}
-	err := checkSID(accountSID)
-	if err == nil && rec.Subaccount != accountSID {
-		err = fmt.Errorf("audit record of %s", rec.Subaccount)
-	}
+	err := checkAuditOf(accountSID, &rec)
 	if err == nil {
 		err = s.db.Update(func(tx *bolt.Tx) error {
 			key := incidentKey(accountSID, rule)
