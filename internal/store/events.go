@@ -92,31 +92,7 @@ func (s *Store) putReports(tx *bolt.Tx, seen *eventIDs, b Reports, in *Ingest) e
 	if err != nil {
 		return err
 	}
-	if err := w.noteOutbound(msgs); err != nil {
-		return err
-	}
-	order := sidOrder(msgs)
-	olds := w.stored(order)
-	var cur []byte
-	for n, k := range order {
-		old := olds[n]
-		if n > 0 && k.head == order[n-1].head && k.sid == order[n-1].sid {
-			old = cur
-		}
-		m := msgs[k.pos]
-		if old != nil {
-			if m, err = fromReport(old, m); err != nil {
-				return corrupt(bkMessages, w.msgKey(m.SID), err)
-			}
-		}
-		if cur, err = w.put(m, old, in); err != nil {
-			return err
-		}
-	}
-	if err := w.reclassify(in); err != nil {
-		return err
-	}
-	return w.flush()
+	return w.upsert(msgs, sidOrder(msgs), in, fromReport)
 }
 
 // fromReport is the message stored as old, as the report r updates it.

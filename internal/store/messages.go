@@ -115,32 +115,47 @@ func (s *Store) putMessages(accountSID string, msgs []traffic.Message, missed wi
 			return err
 		}
 		w.missed = missed
-		// Every number the batch messages is known before any opt-out of
-		// the batch is judged: newest first, a page lists a STOP before
-		// the message that it answers.
-		if err := w.noteOutbound(msgs); err != nil {
-			return err
-		}
-		olds := w.stored(order)
-		var cur []byte // the stored value of the previous message's SID
-		for n, k := range order {
-			old := olds[n]
-			if n > 0 && k.head == order[n-1].head && k.sid == order[n-1].sid {
-				old = cur // olds[n] predates the previous message
-			}
-			if cur, err = w.put(msgs[k.pos], old, &in); err != nil {
-				return err
-			}
-		}
-		if err := w.reclassify(&in); err != nil {
-			return err
-		}
-		return w.flush()
+		return w.upsert(msgs, order, &in, nil)
 	})
 	if err != nil {
 		return Ingest{}, fmt.Errorf("put messages %s: %w", accountSID, err)
 	}
 	return in, nil
+}
+
+// upsert stores msgs, whose keys in SID order are order, and commits the
+// aggregates: the one write path of polled messages and pushed reports.
+// adapt, if not nil, makes the message to store of one already stored as
+// old (see fromReport).
+func (w *ingest) upsert(msgs []traffic.Message, order []sidKey, in *Ingest, adapt func(old []byte, m traffic.Message) (traffic.Message, error)) error {
+	// Every number the batch messages is known before any opt-out of the
+	// batch is judged: newest first, a page lists a STOP before the
+	// message that it answers.
+	if err := w.noteOutbound(msgs); err != nil {
+		return err
+	}
+	olds := w.stored(order)
+	var cur []byte // the stored value of the previous message's SID
+	for n, k := range order {
+		old := olds[n]
+		if n > 0 && k.head == order[n-1].head && k.sid == order[n-1].sid {
+			old = cur // olds[n] predates the previous message
+		}
+		m := msgs[k.pos]
+		var err error
+		if adapt != nil && old != nil {
+			if m, err = adapt(old, msgs[k.pos]); err != nil {
+				return corrupt(bkMessages, w.msgKey(k.sid), err)
+			}
+		}
+		if cur, err = w.put(m, old, in); err != nil {
+			return err
+		}
+	}
+	if err := w.reclassify(in); err != nil {
+		return err
+	}
+	return w.flush()
 }
 
 // sidKey is a message's place in sidOrder.
