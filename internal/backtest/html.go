@@ -69,15 +69,10 @@ func (r *Report) WriteHTML(w io.Writer) error {
 // subaccount.
 func (r *Report) diffRows() []diffRow {
 	names := map[string]string{}
-	backtest := map[string][]string{}
 	for _, s := range r.Subaccounts {
 		names[s.SID] = s.Name
-		for _, rr := range s.Rules {
-			for _, at := range rr.SuspendedAt {
-				backtest[s.SID] = append(backtest[s.SID], at.UTC().Format(textTime)+" ("+rr.Rule+")")
-			}
-		}
 	}
+	backtest := r.suspensions()
 	for _, a := range r.Actual {
 		if names[a.SID] == "" {
 			names[a.SID] = a.Name
