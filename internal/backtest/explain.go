@@ -113,9 +113,12 @@ func Explain(ctx context.Context, st *store.Store, set *policy.Set, sid string, 
 			}
 		}
 	}
+	// Read once for every rule; unreadable, each rule's incident alone
+	// says its last decision.
+	recent, _ := st.Audit(sid, 200)
 	for _, rv := range views {
 		er := ExplainedRule{RuleView: rv, VolumeText: volumeText(rv), Coverage: e.coverageText(r, rv),
-			LastDecision: lastDecision(st, sid, rv.Rule), ForText: fmt.Sprintf("%d/%d", min(rv.Consecutive, rv.For), rv.For)}
+			LastDecision: lastDecision(st, sid, rv.Rule, recent), ForText: fmt.Sprintf("%d/%d", min(rv.Consecutive, rv.For), rv.For)}
 		if rv.Result == string(policy.Firing) {
 			er.ForText = "fired"
 		}
@@ -173,8 +176,9 @@ func (e *Explanation) coverageText(r *run, rv actions.RuleView) string {
 }
 
 // lastDecision says the last thing a rule led to for sid, from its
-// incident and the audit log, whichever is newer.
-func lastDecision(st *store.Store, sid, rule string) string {
+// incident and recent, sid's latest audit records (newest first),
+// whichever is newer.
+func lastDecision(st *store.Store, sid, rule string, recent []store.AuditRecord) string {
 	var at time.Time
 	text := "none"
 	if inc, err := st.Incident(sid, rule); err == nil {
@@ -192,11 +196,7 @@ func lastDecision(st *store.Store, sid, rule string) string {
 			text += ", firing"
 		}
 	}
-	recs, err := st.Audit(sid, 200)
-	if err != nil {
-		return text
-	}
-	for _, rec := range recs { // newest first
+	for _, rec := range recent {
 		if rec.Rule != rule || rec.At.Before(at) {
 			continue
 		}

@@ -1,6 +1,7 @@
 package backtest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -153,15 +154,7 @@ func Load(ctx context.Context, st *store.Store, req Request) (*History, error) {
 		}
 		accts = accts[i : i+1]
 	}
-	slices.SortFunc(accts, func(a, b store.Account) int {
-		switch {
-		case a.SID < b.SID:
-			return -1
-		case a.SID > b.SID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(accts, func(a, b store.Account) int { return cmp.Compare(a.SID, b.SID) })
 	toDay := req.To.UTC().Format(time.DateOnly)
 	breakers, err := st.AllBreakers()
 	if err != nil {

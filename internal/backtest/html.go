@@ -69,15 +69,10 @@ func (r *Report) WriteHTML(w io.Writer) error {
 // subaccount.
 func (r *Report) diffRows() []diffRow {
 	names := map[string]string{}
-	backtest := map[string][]string{}
 	for _, s := range r.Subaccounts {
 		names[s.SID] = s.Name
-		for _, rr := range s.Rules {
-			for _, at := range rr.SuspendedAt {
-				backtest[s.SID] = append(backtest[s.SID], at.UTC().Format(textTime)+" ("+rr.Rule+")")
-			}
-		}
 	}
+	backtest := r.suspensions()
 	for _, a := range r.Actual {
 		if names[a.SID] == "" {
 			names[a.SID] = a.Name
@@ -447,13 +442,17 @@ var funcs = template.FuncMap{
 	"join":  strings.Join,
 }
 
-var pageTmpl = template.Must(template.New("page").Funcs(funcs).Parse(`<!doctype html>
+// head opens both pages: their Content-Security-Policy lets nothing be
+// fetched or run.
+const head = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{.Title}}</title>
 <style>` + style + `</style></head>
-<body>
+`
+
+var pageTmpl = template.Must(template.New("page").Funcs(funcs).Parse(head + `<body>
 <h1>Backtest: what these rules would have done</h1>
 <p class="muted">{{t .Report.From}} to {{t .Report.To}} UTC, {{if .Step}}every {{.Step}}{{else}}at given times{{end}}: {{.Report.Evaluations}} evaluations of {{.Report.Judged}} accounts against {{len .Report.Rules}} rules. History is judged as it is known now: every message in its latest state.</p>
 
@@ -489,13 +488,7 @@ var pageTmpl = template.Must(template.New("page").Funcs(funcs).Parse(`<!doctype 
 </body></html>
 `))
 
-var explainTmpl = template.Must(template.New("explain").Funcs(funcs).Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{.Title}}</title>
-<style>` + style + `</style></head>
-<body>
+var explainTmpl = template.Must(template.New("explain").Funcs(funcs).Parse(head + `<body>
 {{with .E}}<h1>{{.Status.Name}} <code>{{.Status.SID}}</code></h1>
 <p><strong>{{.Status.State}}</strong> (Twilio: {{.Status.Status}}){{if .Status.Note}} — {{.Status.Attention}}: {{.Status.Note}}{{end}}</p>
 <p class="muted">Judged at {{t .At}} UTC by the policies {{if .Daemon}}the daemon runs{{else}}given{{end}}. Message log known complete {{if .Status.DataUntil.IsZero}}nowhere yet{{else}}until {{t .Status.DataUntil}} UTC{{end}}{{if not .Status.ProbationUntil.IsZero}}; on probation until {{t .Status.ProbationUntil}} UTC{{end}}.</p>

@@ -182,6 +182,7 @@ func newRun(ctx context.Context, h *History, set *policy.Set, opts Options) (*ru
 	if opts.Charts {
 		r.cols = min(len(r.steps), maxColumns)
 	}
+	fromDay := r.from.UTC().Format(time.DateOnly)
 	for i := range h.Accounts {
 		ha := &h.Accounts[i]
 		if opts.fixed != nil {
@@ -190,7 +191,6 @@ func newRun(ctx context.Context, h *History, set *policy.Set, opts Options) (*ru
 			}
 		}
 		a := &acct{h: ha, rules: make([]track, len(r.rules)), offenceDays: map[string]bool{}}
-		fromDay := r.from.UTC().Format(time.DateOnly)
 		for _, d := range ha.SpendDays {
 			// Before the period the days are what happened; in it, the
 			// replay marks its own (Follow: what happened).

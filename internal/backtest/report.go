@@ -2,6 +2,7 @@ package backtest
 
 import (
 	"cmp"
+	"maps"
 	"slices"
 	"time"
 
@@ -209,6 +210,8 @@ func (r *run) report() *Report {
 			if tr.judged {
 				b := min(int(tr.ratio*10), 10)
 				hist[i].Bins[max(b, 0)]++
+			} else if tr.applies {
+				hist[i].NotJudged++
 			}
 			rep.Summary.WouldSuspend += len(tr.suspended)
 			rep.Summary.Alerts += len(tr.fired)
@@ -249,11 +252,6 @@ func (r *run) report() *Report {
 		if a.evaluated {
 			rep.Judged++
 		}
-		for i := range a.rules {
-			if tr := &a.rules[i]; tr.applies && !tr.judged {
-				hist[i].NotJudged++
-			}
-		}
 		if len(s.Rules) > 0 {
 			rep.Subaccounts = append(rep.Subaccounts, s)
 		}
@@ -271,19 +269,20 @@ func (r *run) report() *Report {
 	if rep.Actual == nil {
 		rep.Actual = []ActualSuspension{}
 	}
-	for i := range hist {
-		if slices.ContainsFunc(r.accts, func(a *acct) bool { return a.rules[i].judged }) {
-			rep.Fleet = append(rep.Fleet, hist[i])
+	// A rule that judged any subaccount has it in a bin.
+	for _, h := range hist {
+		if h.Bins != ([11]int{}) {
+			rep.Fleet = append(rep.Fleet, h)
 		}
 	}
-	for _, sid := range sortedKeys(backtest) {
+	for _, sid := range slices.Sorted(maps.Keys(backtest)) {
 		if actual[sid] {
 			rep.Summary.Both = append(rep.Summary.Both, sid)
 		} else {
 			rep.Summary.OnlyBacktest = append(rep.Summary.OnlyBacktest, sid)
 		}
 	}
-	for _, sid := range sortedKeys(actual) {
+	for _, sid := range slices.Sorted(maps.Keys(actual)) {
 		if !backtest[sid] {
 			rep.Summary.OnlyActual = append(rep.Summary.OnlyActual, sid)
 		}
@@ -316,13 +315,4 @@ func (r *run) report() *Report {
 		return cmp.Compare(x.SID, y.SID)
 	})
 	return rep
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }

@@ -62,15 +62,10 @@ func (r *Report) WriteText(w io.Writer) error {
 	for _, a := range r.Actual {
 		names[a.SID] = a.Name
 	}
-	backtest := map[string][]string{}
 	for _, s := range r.Subaccounts {
 		names[s.SID] = s.Name
-		for _, rr := range s.Rules {
-			for _, at := range rr.SuspendedAt {
-				backtest[s.SID] = append(backtest[s.SID], at.UTC().Format(textTime)+" ("+rr.Rule+")")
-			}
-		}
 	}
+	backtest := r.suspensions()
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	line := func(mark, sid, what string) {
 		fmt.Fprintf(tw, "  %s %s\t%s\t%s\n", mark, sid, Clean(names[sid], 30), what)
@@ -85,6 +80,20 @@ func (r *Report) WriteText(w io.Writer) error {
 		line("=", sid, "suspended in both: backtest "+strings.Join(backtest[sid], ", ")+"; actually "+strings.Join(r.actual(sid), ", "))
 	}
 	return tw.Flush()
+}
+
+// suspensions returns the replay's suspensions by subaccount, as text; a
+// subaccount it never suspended has none.
+func (r *Report) suspensions() map[string][]string {
+	out := map[string][]string{}
+	for _, s := range r.Subaccounts {
+		for _, rr := range s.Rules {
+			for _, at := range rr.SuspendedAt {
+				out[s.SID] = append(out[s.SID], at.UTC().Format(textTime)+" ("+rr.Rule+")")
+			}
+		}
+	}
+	return out
 }
 
 // actual returns sid's actual suspensions in the period, as text.

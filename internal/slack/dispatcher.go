@@ -75,6 +75,9 @@ const (
 	CauseUnavailable = "unavailable"
 )
 
+// holdCauses are the values of sentinel_slack_hold's cause label.
+var holdCauses = []string{CauseRefused, CauseUnavailable}
+
 // HoldStore keeps the hold across restarts: the store's meta bucket, which
 // cmd/sentinel adapts. Hold returns the zero Hold when none is stored;
 // SetHold of the zero Hold removes it.
@@ -487,7 +490,7 @@ func (d *Dispatcher) setHold(h Hold) error {
 }
 
 func (d *Dispatcher) updateHeld() {
-	for _, c := range []string{CauseRefused, CauseUnavailable} {
+	for _, c := range holdCauses {
 		v := 0.0
 		if d.hold.Cause == c {
 			v = 1

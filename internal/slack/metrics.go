@@ -38,17 +38,26 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{"sent", "failed", "dead"} {
 		m.messages.WithLabelValues(r)
 	}
-	for _, c := range []string{CauseRefused, CauseUnavailable} {
+	for _, c := range holdCauses {
 		m.held.WithLabelValues(c)
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.messages, m.depth, m.retries, m.held} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("register metrics: %w", err)
-			}
-		}
+	if err := register(reg, m.messages, m.depth, m.retries, m.held); err != nil {
+		return nil, err
 	}
 	return m, nil
+}
+
+// register registers cs on reg if it is not nil.
+func register(reg prometheus.Registerer, cs ...prometheus.Collector) error {
+	if reg == nil {
+		return nil
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 // RegisterMetrics registers a Dispatcher's metrics on reg, at zero, for a
@@ -91,12 +100,8 @@ func newInteractionMetrics(reg prometheus.Registerer) (*interactionMetrics, erro
 	for _, r := range rejectReasons {
 		m.rejected.WithLabelValues(r)
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.interactions, m.rejected} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("register metrics: %w", err)
-			}
-		}
+	if err := register(reg, m.interactions, m.rejected); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
@@ -122,12 +127,8 @@ func newSocketMetrics(reg prometheus.Registerer) (*socketMetrics, error) {
 			Help: "Socket Mode connections to Slack made; more than a few an hour means it keeps dropping.",
 		}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.up, m.connections} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("register metrics: %w", err)
-			}
-		}
+	if err := register(reg, m.up, m.connections); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
