@@ -302,16 +302,7 @@ func schemaVersion(typ string, v int) int {
 // eventsMeta fills the paging metadata of an Events list page.
 func eventsMeta(path, key string, filters url.Values, p paging, next, prev string) meta {
 	pageURL := func(page int, token string) string {
-		q := url.Values{}
-		for k, v := range filters {
-			q[k] = v
-		}
-		q.Set("PageSize", strconv.Itoa(p.size))
-		q.Set("Page", strconv.Itoa(page))
-		if token != "" {
-			q.Set("PageToken", token)
-		}
-		return eventsHost + path + "?" + q.Encode()
+		return eventsHost + pageURI(path, filters, p.size, page, token)
 	}
 	m := meta{FirstPageURL: pageURL(0, ""), Key: key, Page: p.page, PageSize: p.size, URL: pageURL(p.page, p.token)}
 	if next != "" {
