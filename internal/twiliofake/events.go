@@ -3,6 +3,7 @@ package twiliofake
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -183,9 +184,7 @@ func parseSinkConfig(sinkType, raw string, sk *Sink) *apiError {
 // info (Options.RedactSinkCredentials).
 func (sk *Sink) configJSON(redact bool) map[string]any {
 	out := make(map[string]any, len(sk.Configuration)+3)
-	for k, v := range sk.Configuration {
-		out[k] = v
-	}
+	maps.Copy(out, sk.Configuration)
 	if sk.Type == "webhook" {
 		dest := sk.Destination
 		if u, err := url.Parse(dest); redact && err == nil && u.User != nil {
@@ -756,11 +755,10 @@ func (s *Server) addSubscription(sub Subscription) *subscription {
 	return st
 }
 
+// cloneTypes copies m, never nil: adding a type writes into it.
 func cloneTypes(m map[string]int) map[string]int {
 	out := make(map[string]int, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
+	maps.Copy(out, m)
 	return out
 }
 
@@ -995,13 +993,7 @@ func (s *Server) EditSink(sid string, edit func(*Sink)) error {
 		return fmt.Errorf("edit sink %s: %w", sid, ErrInvalid)
 	}
 	next := sk.Sink
-	next.Configuration = nil
-	if sk.Configuration != nil {
-		next.Configuration = make(map[string]any, len(sk.Configuration))
-		for k, v := range sk.Configuration {
-			next.Configuration[k] = v
-		}
-	}
+	next.Configuration = maps.Clone(sk.Configuration)
 	edit(&next)
 	if next.SID != sk.SID || next.Account != sk.Account {
 		return fmt.Errorf("edit sink %s: sid and account are fixed: %w", sid, ErrInvalid)
