@@ -607,15 +607,9 @@ func (s *Server) listSubscriptions(w http.ResponseWriter, r *http.Request, user 
 		writeAPIError(w, e)
 		return
 	}
-	s.mu.RLock()
-	var items []Subscription
-	for _, sub := range s.subs {
-		if sub.Account == user && (!bySink || sub.SinkSID == sinkSID[0]) {
-			items = append(items, sub.Subscription)
-		}
-	}
-	s.mu.RUnlock()
-	sort.Slice(items, func(i, j int) bool { return items[i].SID < items[j].SID })
+	items := slices.DeleteFunc(s.Subscriptions(user), func(sub Subscription) bool {
+		return bySink && sub.SinkSID != sinkSID[0]
+	})
 	page, next, prev, e := pageByKey(items, func(sub Subscription) string { return sub.SID }, p.size, p.token)
 	if e != nil {
 		writeAPIError(w, e)
