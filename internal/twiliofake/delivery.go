@@ -257,22 +257,20 @@ func (s *Server) deliver(out []outbound) {
 	}
 	opts := d.opts.withDefaults()
 	for _, o := range out {
-		evs := make([]event, 0, len(o.events))
-		var extra []event
+		// The duplicates follow the events they repeat.
+		evs := slices.Clone(o.events)
 		for _, ev := range o.events {
-			evs = append(evs, ev)
 			d.seen++
 			if opts.DuplicateEvery > 0 && d.seen%opts.DuplicateEvery == 0 {
-				extra = append(extra, ev)
+				evs = append(evs, ev)
 			}
 		}
 		if !o.to.batch {
-			for _, ev := range append(evs, extra...) {
+			for _, ev := range evs {
 				d.queue = append(d.queue, &delivery{to: o.to, events: []event{ev}})
 			}
 			continue
 		}
-		evs = append(evs, extra...)
 		for len(evs) > 0 {
 			n := min(len(evs), opts.BatchSize)
 			batch := slices.Clone(evs[:n])
@@ -366,9 +364,7 @@ func (s *Server) runDeliveries(ctx context.Context) {
 		switch {
 		case rec.Status >= 200 && rec.Status < 300:
 			d.stats.Delivered += len(next.events)
-		case ctx.Err() != nil:
-			d.stats.Failed += len(next.events)
-		case next.attempt >= opts.MaxAttempts:
+		case ctx.Err() != nil, next.attempt >= opts.MaxAttempts:
 			d.stats.Failed += len(next.events)
 		default:
 			backoff := opts.Backoff << (next.attempt - 1)

@@ -3,6 +3,7 @@ package twiliofake
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -183,9 +184,7 @@ func parseSinkConfig(sinkType, raw string, sk *Sink) *apiError {
 // info (Options.RedactSinkCredentials).
 func (sk *Sink) configJSON(redact bool) map[string]any {
 	out := make(map[string]any, len(sk.Configuration)+3)
-	for k, v := range sk.Configuration {
-		out[k] = v
-	}
+	maps.Copy(out, sk.Configuration)
 	if sk.Type == "webhook" {
 		dest := sk.Destination
 		if u, err := url.Parse(dest); redact && err == nil && u.User != nil {
@@ -302,16 +301,7 @@ func schemaVersion(typ string, v int) int {
 // eventsMeta fills the paging metadata of an Events list page.
 func eventsMeta(path, key string, filters url.Values, p paging, next, prev string) meta {
 	pageURL := func(page int, token string) string {
-		q := url.Values{}
-		for k, v := range filters {
-			q[k] = v
-		}
-		q.Set("PageSize", strconv.Itoa(p.size))
-		q.Set("Page", strconv.Itoa(page))
-		if token != "" {
-			q.Set("PageToken", token)
-		}
-		return eventsHost + path + "?" + q.Encode()
+		return eventsHost + pageURI(path, filters, p.size, page, token)
 	}
 	m := meta{FirstPageURL: pageURL(0, ""), Key: key, Page: p.page, PageSize: p.size, URL: pageURL(p.page, p.token)}
 	if next != "" {
@@ -617,15 +607,9 @@ func (s *Server) listSubscriptions(w http.ResponseWriter, r *http.Request, user 
 		writeAPIError(w, e)
 		return
 	}
-	s.mu.RLock()
-	var items []Subscription
-	for _, sub := range s.subs {
-		if sub.Account == user && (!bySink || sub.SinkSID == sinkSID[0]) {
-			items = append(items, sub.Subscription)
-		}
-	}
-	s.mu.RUnlock()
-	sort.Slice(items, func(i, j int) bool { return items[i].SID < items[j].SID })
+	items := slices.DeleteFunc(s.Subscriptions(user), func(sub Subscription) bool {
+		return bySink && sub.SinkSID != sinkSID[0]
+	})
 	page, next, prev, e := pageByKey(items, func(sub Subscription) string { return sub.SID }, p.size, p.token)
 	if e != nil {
 		writeAPIError(w, e)
@@ -765,11 +749,10 @@ func (s *Server) addSubscription(sub Subscription) *subscription {
 	return st
 }
 
+// cloneTypes copies m, never nil: adding a type writes into it.
 func cloneTypes(m map[string]int) map[string]int {
 	out := make(map[string]int, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
+	maps.Copy(out, m)
 	return out
 }
 
@@ -1004,13 +987,7 @@ func (s *Server) EditSink(sid string, edit func(*Sink)) error {
 		return fmt.Errorf("edit sink %s: %w", sid, ErrInvalid)
 	}
 	next := sk.Sink
-	next.Configuration = nil
-	if sk.Configuration != nil {
-		next.Configuration = make(map[string]any, len(sk.Configuration))
-		for k, v := range sk.Configuration {
-			next.Configuration[k] = v
-		}
-	}
+	next.Configuration = maps.Clone(sk.Configuration)
 	edit(&next)
 	if next.SID != sk.SID || next.Account != sk.Account {
 		return fmt.Errorf("edit sink %s: sid and account are fixed: %w", sid, ErrInvalid)

@@ -180,23 +180,24 @@ func (s *Server) pageMessages(a *account, q *msgQuery) (page []*msg, next, prev 
 // or scheduled to go out, being handed over, or coming in.
 var inFlight = map[string]bool{"queued": true, "sending": true, "accepted": true, "scheduled": true, "receiving": true}
 
-// messageIn returns the message sid of account a: a message is reached only
-// under its own account's path. The caller holds s.mu.
-func (s *Server) messageIn(a *account, sid string) (*msg, bool) {
+// messageIn returns the message sid of account a; nil (after answering
+// 404) if there is none: a message is reached only under its own account's
+// path. The caller holds s.mu.
+func (s *Server) messageIn(w http.ResponseWriter, r *http.Request, a *account, sid string) *msg {
 	m, owner, err := s.find(sid)
 	if err != nil || owner != a {
-		return nil, false
+		notFound(w, r.URL.Path)
+		return nil
 	}
-	return m, true
+	return m
 }
 
 // fetchMessage serves one message.
 func (s *Server) fetchMessage(w http.ResponseWriter, r *http.Request, a *account, sid string) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	m, ok := s.messageIn(a, sid)
-	if !ok {
-		notFound(w, r.URL.Path)
+	m := s.messageIn(w, r, a, sid)
+	if m == nil {
 		return
 	}
 	writeJSON(w, http.StatusOK, s.messageJSON(a.SID, m))
@@ -231,9 +232,8 @@ func (s *Server) updateMessage(w http.ResponseWriter, r *http.Request, a *accoun
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m, ok := s.messageIn(a, sid)
-	if !ok {
-		notFound(w, r.URL.Path)
+	m := s.messageIn(w, r, a, sid)
+	if m == nil {
 		return
 	}
 	cur := statuses[m.status]
@@ -261,9 +261,8 @@ func (s *Server) updateMessage(w http.ResponseWriter, r *http.Request, a *accoun
 func (s *Server) deleteMessage(w http.ResponseWriter, r *http.Request, a *account, sid string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m, ok := s.messageIn(a, sid)
-	if !ok {
-		notFound(w, r.URL.Path)
+	m := s.messageIn(w, r, a, sid)
+	if m == nil {
 		return
 	}
 	// A sent message still awaits its delivery receipt: Twilio has
